@@ -1,0 +1,199 @@
+"""Render the local nginx gateway from ``gateway/kong.yml`` so the two never drift.
+
+Kong (DB-less, declarative 3.x format) is the production gateway. On a machine without Docker the
+same file is turned into an nginx configuration with the same routes, per-route plugin precedence,
+limits and headers. Plugins with no nginx counterpart (``prometheus``, ``opentelemetry``) are
+listed in a comment of the output; any other unknown plugin is an error, so a plugin added to
+kong.yml is never silently dropped locally.
+
+Usage: ``python gateway/render.py --out var/gateway/nginx.conf`` (environment: ``GATEWAY_PORT``,
+``<SERVICE>_PORT`` per Kong service name, ``GATEWAY_UPSTREAM_HOST``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+import yaml
+
+HERE = Path(__file__).resolve().parent
+NGINX_ONLY_IN_PRODUCTION = frozenset({"prometheus", "opentelemetry"})
+RENDERED_PLUGINS = frozenset({"correlation-id", "cors", "rate-limiting", "request-size-limiting"})
+SIZE_UNITS = {"megabytes": "m", "kilobytes": "k", "bytes": ""}
+PERIOD_SECONDS = {"second": 1, "minute": 60}
+
+
+class KongConfigError(ValueError):
+    """kong.yml uses something this renderer cannot reproduce in nginx."""
+
+
+@dataclass
+class RateLimit:
+    """One nginx ``limit_req_zone``: ``limit`` requests per ``period`` ("second"|"minute") per IP."""
+
+    zone: str
+    limit: int
+    period: str
+
+    @property
+    def rate(self) -> str:
+        return f"{self.limit}r/{'s' if self.period == 'second' else 'm'}"
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds until the leaky bucket admits one more request (RFC 9110 §10.2.3 Retry-After)."""
+        return max(1, math.ceil(PERIOD_SECONDS[self.period] / self.limit))
+
+
+@dataclass
+class Location:
+    """One Kong route path rendered as an nginx ``location`` with its effective plugins."""
+
+    route: str
+    upstream: str
+    matcher: str
+    priority: int
+    rate_limits: list[RateLimit] = field(default_factory=list)
+    connect_timeout_ms: int = 60000
+    read_timeout_ms: int = 60000
+    write_timeout_ms: int = 60000
+    tries: int = 1
+
+    @property
+    def retry_after(self) -> int:
+        return max((limit.retry_after for limit in self.rate_limits), default=1)
+
+
+def _plugins_by_name(plugins: list[dict] | None, scope: str) -> dict[str, tuple[str, dict]]:
+    """``{plugin name: (scope, config)}``; the scope ("global", a service or route name) keys counters."""
+    return {
+        plugin["name"]: (scope, plugin.get("config", {}))
+        for plugin in plugins or []
+        if plugin.get("enabled", True)
+    }
+
+
+def _matcher(path: str) -> str:
+    """Kong 3 route path → nginx location matcher (regex paths start with ``~``, anchored at start)."""
+    if path.startswith("~"):
+        return f"~ ^{path[1:]}"
+    if re.search(r"\s", path):
+        raise KongConfigError(f"path with whitespace: {path!r}")
+    return f"^~ {path}"
+
+
+def _rate_limits(scope: str, config: dict) -> list[RateLimit]:
+    """nginx zones for one rate-limiting plugin; a plugin's counters are shared by all routes it covers."""
+    if config.get("limit_by", "consumer") != "ip" or config.get("policy", "local") != "local":
+        raise KongConfigError(f"{scope}: only rate-limiting with limit_by=ip, policy=local renders")
+    unsupported = {"hour", "day", "month", "year"} & {k for k, v in config.items() if v}
+    if unsupported:
+        raise KongConfigError(f"{scope}: nginx limit_req has no {sorted(unsupported)} windows")
+    return [
+        RateLimit(zone=f"{scope.replace('-', '_')}_per_{period}", limit=int(config[period]), period=period)
+        for period in PERIOD_SECONDS
+        if config.get(period)
+    ]
+
+
+def build_model(kong: dict, env: dict[str, str]) -> dict:
+    """Turn a parsed kong.yml into the template's model.
+
+    Args:
+        kong: the declarative configuration (``_format_version`` "3.0").
+        env: environment; ``<SERVICE>_PORT`` overrides the port of each service's ``url``,
+            ``GATEWAY_UPSTREAM_HOST`` the host (default 127.0.0.1), ``GATEWAY_PORT`` the listen port.
+
+    Returns:
+        ``{"listen_port", "upstreams", "locations", "zones", "max_body", "cors", "skipped"}``.
+
+    Raises:
+        KongConfigError: a plugin or option that has no faithful nginx rendering.
+    """
+    if str(kong.get("_format_version")) != "3.0":
+        raise KongConfigError("expected _format_version 3.0")
+    global_plugins = _plugins_by_name(kong.get("plugins"), "global")
+    every_plugin = set(global_plugins)
+    upstreams: dict[str, str] = {}
+    locations: list[Location] = []
+    for service in kong.get("services", []):
+        url = urlsplit(service["url"])
+        port = env.get(f"{service['name'].upper()}_PORT", str(url.port or 80))
+        upstreams[service["name"]] = f"{env.get('GATEWAY_UPSTREAM_HOST', '127.0.0.1')}:{port}"
+        service_plugins = {**global_plugins, **_plugins_by_name(service.get("plugins"), service["name"])}
+        every_plugin |= set(service_plugins)
+        for route in service.get("routes", []):
+            if route.get("strip_path", True):
+                raise KongConfigError(f"{route['name']}: routes pass paths through (strip_path: false)")
+            # Kong runs one instance of a plugin per request: the most specific one (route > service > global).
+            plugins = {**service_plugins, **_plugins_by_name(route.get("plugins"), route["name"])}
+            every_plugin |= set(plugins)
+            limits = _rate_limits(*plugins["rate-limiting"]) if "rate-limiting" in plugins else []
+            for path in route["paths"]:
+                locations.append(
+                    Location(
+                        route=route["name"],
+                        upstream=service["name"],
+                        matcher=_matcher(path),
+                        priority=route.get("regex_priority", 0),
+                        rate_limits=limits,
+                        connect_timeout_ms=service.get("connect_timeout", 60000),
+                        read_timeout_ms=service.get("read_timeout", 60000),
+                        write_timeout_ms=service.get("write_timeout", 60000),
+                        tries=service.get("retries", 5) + 1,
+                    )
+                )
+    unknown = every_plugin - RENDERED_PLUGINS - NGINX_ONLY_IN_PRODUCTION
+    if unknown:
+        raise KongConfigError(f"plugins with no nginx rendering: {sorted(unknown)}")
+    # nginx tries regex locations in file order; Kong evaluates higher regex_priority first.
+    locations.sort(key=lambda location: -location.priority)
+    zones = {limit.zone: limit for location in locations for limit in location.rate_limits}
+    size = global_plugins.get("request-size-limiting", ("global", {"allowed_payload_size": 128}))[1]
+    return {
+        "listen_port": int(env.get("GATEWAY_PORT", "8000")),
+        "upstreams": upstreams,
+        "locations": locations,
+        "zones": list(zones.values()),
+        "max_body": f"{size['allowed_payload_size']}{SIZE_UNITS[size.get('size_unit', 'megabytes')]}",
+        "correlation": global_plugins.get("correlation-id", (None, None))[1],
+        "cors": global_plugins.get("cors", (None, None))[1],
+        "skipped": sorted(every_plugin & NGINX_ONLY_IN_PRODUCTION),
+    }
+
+
+def render(kong_path: Path, state_dir: Path, env: dict[str, str]) -> str:
+    """Render kong.yml at ``kong_path`` into nginx.conf text; nginx's pid and temp files go in ``state_dir``."""
+    kong = yaml.safe_load(kong_path.read_text())
+    template = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    ).get_template("nginx.conf.j2")
+    return template.render(**build_model(kong, env), state_dir=state_dir, source=kong_path.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kong", type=Path, default=HERE / "kong.yml")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    state_dir = args.out.resolve().parent
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (state_dir / "temp" / temp).mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(args.kong, state_dir, dict(os.environ)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

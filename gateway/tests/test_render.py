@@ -1,0 +1,87 @@
+"""gateway/render.py reproduces kong.yml in nginx, or refuses what it cannot reproduce."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway import render
+
+KONG = Path(render.__file__).with_name("kong.yml")
+
+
+@pytest.fixture
+def kong() -> dict:
+    return yaml.safe_load(KONG.read_text())
+
+
+def test_rendered_configuration_is_accepted_by_nginx(tmp_path: Path) -> None:
+    assert render.main(["--out", str(tmp_path / "nginx.conf")]) == 0
+    result = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_route_becomes_a_location_to_its_service(kong: dict) -> None:
+    model = render.build_model(kong, {})
+    rendered = {(location.matcher, location.upstream) for location in model["locations"]}
+    expected = {
+        (render._matcher(path), service["name"])
+        for service in kong["services"]
+        for route in service["routes"]
+        for path in route["paths"]
+    }
+    assert rendered == expected
+    assert set(model["upstreams"]) == {"auth", "tasks", "admin", "notify"}
+
+
+def test_ports_come_from_the_environment(kong: dict) -> None:
+    model = render.build_model(kong, {"TASKS_PORT": "15002", "GATEWAY_PORT": "18000"})
+    assert model["upstreams"]["tasks"] == "127.0.0.1:15002"
+    assert model["upstreams"]["auth"] == "127.0.0.1:5001"
+    assert model["listen_port"] == 18000
+
+
+def test_route_plugin_replaces_the_global_one_and_is_matched_first(kong: dict) -> None:
+    locations = render.build_model(kong, {})["locations"]
+    credentials = [location for location in locations if location.route == "auth-credentials"]
+    assert locations[0].route == "auth-credentials"
+    assert [(limit.limit, limit.period) for limit in credentials[0].rate_limits] == [(30, "minute")]
+    assert credentials[0].retry_after == 2
+    tasks = next(location for location in locations if location.route == "tasks")
+    assert [(limit.zone, limit.limit, limit.period) for limit in tasks.rate_limits] == [("global_per_second", 100, "second")]
+
+
+def test_body_limit_follows_request_size_limiting(kong: dict) -> None:
+    assert render.build_model(kong, {})["max_body"] == "1m"
+
+
+def test_an_unknown_plugin_is_refused(kong: dict) -> None:
+    changed = copy.deepcopy(kong)
+    changed["plugins"].append({"name": "key-auth"})
+    with pytest.raises(render.KongConfigError, match="key-auth"):
+        render.build_model(changed, {})
+
+
+def test_a_window_nginx_cannot_count_is_refused(kong: dict) -> None:
+    changed = copy.deepcopy(kong)
+    changed["services"][0]["routes"][0]["plugins"][0]["config"]["hour"] = 1000
+    with pytest.raises(render.KongConfigError, match="hour"):
+        render.build_model(changed, {})
+
+
+def test_stripping_paths_is_refused(kong: dict) -> None:
+    changed = copy.deepcopy(kong)
+    changed["services"][1]["routes"][0]["strip_path"] = True
+    with pytest.raises(render.KongConfigError, match="strip_path"):
+        render.build_model(changed, {})
+
+
+def test_kong_file_validates_with_deck() -> None:
+    result = subprocess.run(["deck", "validate", "-s", str(KONG)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,7 @@
+"""Infrastructure shared by every TaskFlow service, and nothing else.
+
+Settings, the MongoDB client, RFC 9457 problem responses, request ids, access-token
+verification against auth's JWKS, declared API operations with their OpenAPI document,
+health/readiness/metrics endpoints and the gunicorn settings. No domain models live here:
+a service never imports another service.
+"""

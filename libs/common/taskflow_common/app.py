@@ -1,0 +1,59 @@
+"""The one way a TaskFlow service's Flask app is assembled.
+
+:func:`create_service_app` wires what every service does the same way, in this order: proxy
+headers, JSON problem details for every error, request ids, metrics, health endpoints, token
+verification, then the service's own declared APIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from flask import Flask
+from prometheus_client.registry import Collector
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import health, metrics, problems, request_id, tokens
+from .api import Api
+from .mongo import Mongo
+from .settings import ServiceSettings
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    apis: Sequence[Api],
+    *,
+    mongo: Mongo,
+    verifier: tokens.TokenVerifier | None = None,
+    access_policy: tokens.AccessPolicy | None = None,
+    collectors: Iterable[Collector] = (),
+) -> Flask:
+    """Build a service's Flask app.
+
+    Args:
+        settings: the service's settings; ``max_body_bytes`` bounds request bodies (413 above).
+        apis: the service's declared APIs (each a blueprint with its OpenAPI document).
+        mongo: the service's database; ``/readyz`` pings it, as it does ``settings.rabbitmq_url``.
+        verifier: checks bearer tokens on every non-public operation; by default against the
+            JWKS at ``settings.jwks_url``.
+        access_policy: rejects principals whose tokens are valid but who may no longer act.
+        collectors: extra Prometheus collectors read at scrape time (e.g. outbox depth).
+    """
+    checks = [
+        health.mongodb_check(mongo),
+        health.rabbitmq_check(settings.rabbitmq_url, settings.dependency_timeout_seconds),
+    ]
+    verifier = verifier or tokens.TokenVerifier(tokens.RemoteJWKS(settings.jwks_url))
+    app = Flask(f"taskflow_{settings.service}")
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, TASKFLOW_SETTINGS=settings)
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    problems.install_error_handlers(app)
+    request_id.install(app)
+    metrics.install(app, collectors)
+    app.register_blueprint(health.blueprint(checks))
+    tokens.install(app, verifier, access_policy)
+    for api in apis:
+        app.register_blueprint(api.blueprint)
+    return app

@@ -1,0 +1,38 @@
+# Sourced by every script: the environment defaults of DESIGN §2 and §7, each overridable.
+# Ports, the state directory and the node names are variables so that `make test` can run a
+# second, private copy of the system beside `make run` on the same machine.
+
+TASKFLOW_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export TASKFLOW_ROOT
+export TASKFLOW_VAR="${TASKFLOW_VAR:-$TASKFLOW_ROOT/var}"
+export TASKFLOW_TOOLS="${TASKFLOW_TOOLS:-$TASKFLOW_ROOT/.tools}"
+export TASKFLOW_VENV="${TASKFLOW_VENV:-$TASKFLOW_ROOT/.venv}"
+
+export GATEWAY_PORT="${GATEWAY_PORT:-8000}"
+export AUTH_PORT="${AUTH_PORT:-5001}"
+export TASKS_PORT="${TASKS_PORT:-5002}"
+export ADMIN_PORT="${ADMIN_PORT:-5003}"
+export NOTIFY_PORT="${NOTIFY_PORT:-5004}"
+export MONGODB_PORT="${MONGODB_PORT:-27017}"
+export RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
+export POSTGRES_PORT="${POSTGRES_PORT:-5432}"
+
+# FerretDB storage: "sqlite" (default, files under $TASKFLOW_VAR/ferretdb) or "postgresql"
+# (Debian's PostgreSQL, data under $TASKFLOW_VAR/postgres) for larger data and benchmarks.
+export FERRETDB_HANDLER="${FERRETDB_HANDLER:-sqlite}"
+export FERRETDB_VERSION="v1.24.2"
+
+# The RabbitMQ node of this copy of the system; tests give their own.
+export TASKFLOW_RABBITMQ_NODE="${TASKFLOW_RABBITMQ_NODE:-taskflow@localhost}"
+
+# A broker or database given from outside is used instead of starting one (issue 2).
+if [ -n "${MONGODB_URI:-}" ]; then TASKFLOW_OWN_MONGODB=0; else TASKFLOW_OWN_MONGODB=1; fi
+if [ -n "${RABBITMQ_URL:-}" ]; then TASKFLOW_OWN_RABBITMQ=0; else TASKFLOW_OWN_RABBITMQ=1; fi
+export TASKFLOW_OWN_MONGODB TASKFLOW_OWN_RABBITMQ
+export MONGODB_URI="${MONGODB_URI:-mongodb://127.0.0.1:$MONGODB_PORT/}"
+export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2F}"
+export JWKS_URL="${JWKS_URL:-http://127.0.0.1:$AUTH_PORT/api/v1/auth/jwks.json}"
+
+export PATH="$TASKFLOW_VENV/bin:$TASKFLOW_TOOLS/bin:$PATH"
+
+log() { printf '%s %s\n' "[$(basename "$0")]" "$*" >&2; }
