@@ -2,6 +2,7 @@
 
 ``infra``: FerretDB + RabbitMQ. ``system``: the services and gateway on top of them.
 ``gateway``: a client of the gateway from its own loopback address.
+``spans``: spans finished in this test process (an SDK tracer provider is installed once).
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from .infra import Infra
 from .system import Client, System
@@ -32,3 +37,18 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 def gateway(system: System) -> Iterator[Client]:
     with Client(system.gateway_url) as client:
         yield client
+
+
+_exporter = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Spans this process finishes during the test; the global tracer provider is set once."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_exporter))
+        trace.set_tracer_provider(provider)
+    _exporter.clear()
+    yield _exporter
+    _exporter.clear()

@@ -1,0 +1,276 @@
+"""The consumer runner: every TaskFlow consumer handles events through it (DESIGN §5).
+
+For each message of its queue, in order of arrival (prefetch-limited):
+
+1. parse the CloudEvent; a message that is not one is parked at once;
+2. skip it if its event id is in ``processed_events`` (the record has a unique ``_id``);
+3. run the handler for its type, with the producer's trace context current;
+4. on success record the id in ``processed_events``, then ack;
+5. on failure republish it (confirmed) to the next retry queue, or after the last attempt to the
+   parking queue ``<queue>.dlq``, then ack. Other messages keep flowing meanwhile.
+
+The ack comes only after the handler's own write and the record, so a crash redelivers and
+the record skips what was applied. A crash *between* the handler's write and the record can
+still redeliver an applied event, so handlers must be idempotent per event id (upsert by entity
+or event id, or guard the write with the event id); the record makes the common case cheap.
+
+Long handlers run on a helper thread while the connection thread keeps answering heartbeats.
+:meth:`Consumer.run` reconnects with back-off after broker restarts and, when asked to stop,
+finishes the message in hand before closing (unacked prefetched messages return to the queue).
+One connection per consumer thread: pika's BlockingConnection is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pika
+from pika.exceptions import NackError, UnroutableError
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from prometheus_client import Counter, Histogram
+from pymongo import ASCENDING, IndexModel
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from ..mongo import Indexes
+from . import broker
+from .envelope import Event, MalformedEvent
+from .publisher import backoff_seconds
+from .topology import Subscription, declare
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+PROCESSED = "processed_events"
+PARKED = "dead_letters"
+INDEXES = (
+    Indexes(PROCESSED, (IndexModel([("processed_at", ASCENDING)]),)),
+    Indexes(PARKED, (IndexModel([("queue", ASCENDING), ("parked_at", ASCENDING)]),)),
+)
+ATTEMPT_HEADER = "x-taskflow-attempt"
+ERROR_HEADER = "x-taskflow-error"
+
+CONSUMED = Counter("events_consumed_total", "Messages a consumer finished with, by outcome.", ["queue", "type", "outcome"])
+HANDLER_SECONDS = Histogram(
+    "events_handler_duration_seconds",
+    "Time a handler took, successful or not.",
+    ["queue", "type"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+Handler = Callable[[Event], None]
+
+
+@dataclass
+class _Delivery:
+    tag: int
+    properties: pika.BasicProperties
+    body: bytes
+
+
+class Consumer:
+    """Runs ``handlers`` for ``subscription``'s queue.
+
+    Args:
+        url: ``RABBITMQ_URL``.
+        subscription: the queue, its bindings and retry policy.
+        handlers: event type → handler; an event of another type is acknowledged and ignored.
+        db: the consuming service's database (``processed_events``, ``dead_letters``), resolved per call.
+        prefetch: unacknowledged messages the broker may send ahead.
+        heartbeat_seconds: AMQP heartbeat (None: the broker's default).
+        processed_retention: how long event ids are remembered for de-duplication.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        subscription: Subscription,
+        handlers: Mapping[str, Handler],
+        db: Callable[[], Database],
+        *,
+        prefetch: int = 16,
+        heartbeat_seconds: int | None = None,
+        processed_retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self.url = url
+        self.subscription = subscription
+        self.handlers = dict(handlers)
+        self.db = db
+        self.prefetch = prefetch
+        self.heartbeat = heartbeat_seconds
+        self.retention = processed_retention
+        self._pending: collections.deque[_Delivery] = collections.deque()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{subscription.queue}-handler")
+        self._last_prune = 0.0
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set, reconnecting with back-off when the broker goes away."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._consume(stop)
+                failures = 0
+            except (*broker.CONNECTION_ERRORS, PyMongoError, NackError, UnroutableError) as error:
+                # Whatever was not acked is redelivered by the broker; start over on a new connection.
+                failures += 1
+                delay = backoff_seconds(failures, cap=10.0)
+                log.warning(
+                    "consumer %s: %s: %s; reconnecting in %.1fs", self.subscription.queue, type(error).__name__, error, delay
+                )
+                stop.wait(delay)
+        self._executor.shutdown(wait=True)
+
+    def _consume(self, stop: threading.Event) -> None:
+        connection = broker.connect(self.url, heartbeat_seconds=self.heartbeat)
+        try:
+            channel = connection.channel()
+            declare(channel, self.subscription)
+            channel.basic_qos(prefetch_count=self.prefetch)
+            republish = connection.channel()
+            republish.confirm_delivery()
+            self._pending.clear()
+            channel.basic_consume(self.subscription.queue, self._collect)
+            while not stop.is_set():
+                if not self._pending:
+                    connection.process_data_events(time_limit=0.5)
+                    self._prune_processed()
+                    continue
+                self._process(connection, channel, republish, self._pending.popleft())
+        finally:
+            if connection.is_open:
+                try:
+                    connection.close()
+                except broker.CONNECTION_ERRORS:
+                    pass
+
+    def _collect(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
+        self._pending.append(_Delivery(method.delivery_tag, properties, body))
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _process(self, connection: pika.BlockingConnection, channel: Any, republish: Any, delivery: _Delivery) -> None:
+        queue = self.subscription.queue
+        attempt = int((delivery.properties.headers or {}).get(ATTEMPT_HEADER, 1))
+        try:
+            event = Event.decode(delivery.body)
+        except MalformedEvent as error:
+            self._park(republish, delivery, attempt, f"malformed: {error}", event=None)
+            channel.basic_ack(delivery.tag)
+            CONSUMED.labels(queue, "unknown", "malformed").inc()
+            return
+        handler = self.handlers.get(event.type)
+        if handler is None or self._already_processed(event):
+            channel.basic_ack(delivery.tag)
+            CONSUMED.labels(queue, event.type, "ignored" if handler is None else "duplicate").inc()
+            return
+        error = self._run_handler(connection, handler, event)
+        if error is None:
+            self._record_processed(event)
+            channel.basic_ack(delivery.tag)
+            CONSUMED.labels(queue, event.type, "applied").inc()
+            return
+        if attempt < self.subscription.max_attempts:
+            self._republish(republish, self.subscription.retry_queue(attempt), delivery, attempt + 1, error)
+            CONSUMED.labels(queue, event.type, "retried").inc()
+        else:
+            self._park(republish, delivery, attempt, error, event=event)
+            CONSUMED.labels(queue, event.type, "dead_lettered").inc()
+        channel.basic_ack(delivery.tag)
+
+    def _run_handler(self, connection: pika.BlockingConnection, handler: Handler, event: Event) -> str | None:
+        """Run ``handler`` on the helper thread, pumping heartbeats; the error text, or None."""
+        parent = propagate.extract(event.trace_headers)
+        started = time.perf_counter()
+
+        def call() -> None:
+            token = otel_context.attach(parent)
+            try:
+                with tracer.start_as_current_span(
+                    f"{self.subscription.queue} process",
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "rabbitmq",
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": self.subscription.queue,
+                        "messaging.message.id": event.id,
+                        "cloudevents.event_type": event.type,
+                    },
+                ):
+                    handler(event)
+            finally:
+                otel_context.detach(token)
+
+        future = self._executor.submit(call)
+        # Wait for the handler, answering the broker's heartbeats at least every half second.
+        while not wait([future], timeout=0.5).done:
+            connection.process_data_events(time_limit=0)
+        HANDLER_SECONDS.labels(self.subscription.queue, event.type).observe(time.perf_counter() - started)
+        error = future.exception()
+        if error is None:
+            return None
+        log.warning(
+            "consumer %s: handler for %s %s failed: %s", self.subscription.queue, event.type, event.id, error,
+            exc_info=error,
+        )
+        return f"{type(error).__name__}: {error}"[:500]
+
+    def _republish(self, channel: Any, queue: str, delivery: _Delivery, attempt: int, error: str) -> None:
+        headers = {**(delivery.properties.headers or {}), ATTEMPT_HEADER: attempt, ERROR_HEADER: error}
+        properties = pika.BasicProperties(
+            content_type=delivery.properties.content_type,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            message_id=delivery.properties.message_id,
+            type=delivery.properties.type,
+            timestamp=delivery.properties.timestamp,
+            headers=headers,
+        )
+        channel.basic_publish("", queue, delivery.body, properties, mandatory=True)
+
+    def _park(self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None) -> None:
+        log.error("consumer %s: parking a message after %d attempt(s): %s", self.subscription.queue, attempt, error)
+        self._republish(channel, self.subscription.dead_letter_queue, delivery, attempt, error)
+        key = event.id if event is not None else (delivery.properties.message_id or str(delivery.tag))
+        record = {
+            "queue": self.subscription.queue,
+            "type": event.type if event is not None else None,
+            "error": error,
+            "parked_at": datetime.now(UTC),
+        }
+        self.db()[PARKED].update_one({"_id": f"{self.subscription.queue}:{key}"}, {"$set": record}, upsert=True)
+
+    # -- de-duplication ----------------------------------------------------------------------
+
+    def _key(self, event: Event) -> str:
+        return f"{self.subscription.queue}:{event.id}"
+
+    def _already_processed(self, event: Event) -> bool:
+        return self.db()[PROCESSED].find_one({"_id": self._key(event)}, {"_id": 1}) is not None
+
+    def _record_processed(self, event: Event) -> None:
+        try:
+            self.db()[PROCESSED].insert_one(
+                {"_id": self._key(event), "type": event.type, "processed_at": datetime.now(UTC)}
+            )
+        except DuplicateKeyError:
+            pass  # a concurrent replica applied it too; the handler is idempotent
+
+    def _prune_processed(self) -> None:
+        """Forget ids older than the retention (FerretDB does not enforce TTL indexes), hourly."""
+        if time.monotonic() - self._last_prune < 3600:
+            return
+        self._last_prune = time.monotonic()
+        try:
+            self.db()[PROCESSED].delete_many({"processed_at": {"$lt": datetime.now(UTC) - self.retention}})
+        except PyMongoError as error:
+            log.warning("consumer %s: pruning processed events failed: %s", self.subscription.queue, error)

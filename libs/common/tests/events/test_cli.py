@@ -1,0 +1,86 @@
+"""taskflow-dlq: the operator's view of parked messages."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pika
+import pytest
+from taskflow_common.events import broker, cli
+from taskflow_common.events.consumer import ATTEMPT_HEADER, ERROR_HEADER
+from taskflow_common.events.envelope import new_event
+from taskflow_common.events.topology import Subscription, declare
+
+from tests.support.infra import Infra
+
+
+@pytest.fixture
+def parked(infra: Infra, subscription) -> tuple[Subscription, list[str]]:
+    """A subscription whose parking queue holds two events, as the consumer parks them."""
+    chosen: Subscription = subscription("note.created")
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    declare(channel, chosen)
+    ids = []
+    for subject in ("a", "b"):
+        event = new_event("note.created", service="test", subject=subject, data={"n": subject})
+        headers = {ATTEMPT_HEADER: 3, ERROR_HEADER: "ValueError: nope"}
+        channel.basic_publish(
+            "", chosen.dead_letter_queue, event.encode(), pika.BasicProperties(message_id=event.id, headers=headers)
+        )
+        ids.append(event.id)
+    connection.close()
+    return chosen, ids
+
+
+def run(infra: Infra, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    status = cli.run(cli.parser().parse_args(["--url", infra.rabbitmq_url, *argv]), out)
+    return status, out.getvalue()
+
+
+def depth(infra: Infra, queue: str) -> int:
+    connection = broker.connect(infra.rabbitmq_url)
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def test_list_shows_each_parked_message_and_keeps_it(infra: Infra, parked) -> None:
+    chosen, ids = parked
+    status, out = run(infra, "--queue", chosen.queue, "list")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert status == 0
+    assert [row["id"] for row in rows] == ids
+    assert rows[0]["attempts"] == 3 and rows[0]["error"] == "ValueError: nope" and rows[0]["subject"] == "a"
+    assert depth(infra, chosen.dead_letter_queue) == 2
+
+
+def test_show_prints_the_whole_event(infra: Infra, parked) -> None:
+    chosen, ids = parked
+    status, out = run(infra, "--queue", chosen.queue, "show", ids[1])
+    assert status == 0
+    assert json.loads(out)["body"]["data"] == {"n": "b"}
+    assert run(infra, "--queue", chosen.queue, "show", "no-such-id")[0] == 1
+
+
+def test_requeue_all_moves_every_message_back_with_a_fresh_attempt_count(infra: Infra, parked) -> None:
+    chosen, _ = parked
+    status, _ = run(infra, "--queue", chosen.queue, "requeue", "--all")
+    assert status == 0
+    assert depth(infra, chosen.dead_letter_queue) == 0
+    connection = broker.connect(infra.rabbitmq_url)
+    _, properties, _ = connection.channel().basic_get(chosen.queue, auto_ack=True)
+    connection.close()
+    assert properties.headers[ATTEMPT_HEADER] == 1
+    assert ERROR_HEADER not in properties.headers
+
+
+def test_purge_needs_yes(infra: Infra, parked) -> None:
+    chosen, _ = parked
+    assert run(infra, "--queue", chosen.queue, "purge")[0] == 2
+    assert depth(infra, chosen.dead_letter_queue) == 2
+    assert run(infra, "--queue", chosen.queue, "purge", "--yes")[0] == 0
+    assert depth(infra, chosen.dead_letter_queue) == 0

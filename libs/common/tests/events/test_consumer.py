@@ -1,0 +1,246 @@
+"""The consumer runner: no event applied twice, no poison message stops a queue (issue 3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pika
+import pytest
+from opentelemetry import trace
+from pymongo.database import Database
+from taskflow_common.events import broker
+from taskflow_common.events.consumer import PARKED, PROCESSED, Consumer
+from taskflow_common.events.envelope import Event, new_event
+from taskflow_common.events.publisher import Publisher
+from taskflow_common.events.topology import Subscription, declare
+
+from tests.support.infra import Infra
+from tests.support.processes import ROOT, Child, wait_for
+
+from .helpers import effects, record_effect
+
+
+@pytest.fixture
+def publisher(infra: Infra, exchange: str) -> Iterator[Publisher]:
+    running = Publisher(infra.rabbitmq_url, exchange=exchange)
+    yield running
+    running.close()
+
+
+def note(subject: str = "n", type: str = "note.created") -> Event:
+    return new_event(type, service="test", subject=subject, data={})
+
+
+def queue_depth(infra: Infra, queue: str) -> int:
+    connection = broker.connect(infra.rabbitmq_url)
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()
+
+
+def test_each_event_is_applied_and_recorded_once(db: Database, consume, publisher: Publisher) -> None:
+    consumer = consume("note.created", handler=record_effect(db))
+    events = [note(f"n{i}") for i in range(20)]
+    for event in events:
+        publisher.publish(event)
+    wait_for(lambda: len(effects(db)) == 20, timeout=30, what="20 effects")
+    assert sorted(effects(db)) == sorted(event.id for event in events)
+    assert db[PROCESSED].count_documents({}) == 20
+    assert db[PROCESSED].find_one({"_id": f"{consumer.subscription.queue}:{events[0].id}"})["type"] == "note.created"
+
+
+def test_the_same_event_delivered_twice_is_applied_once(db: Database, consume, publisher: Publisher) -> None:
+    consume("note.created", handler=record_effect(db))
+    event = note()
+    publisher.publish(event)
+    publisher.publish(event)
+    follower = note("after")
+    publisher.publish(follower)
+    wait_for(lambda: follower.id in effects(db), timeout=30, what="the follower applied")
+    assert effects(db) == [event.id, follower.id]
+
+
+def test_a_poison_event_is_retried_then_parked_while_the_others_flow_and_requeued_after_a_fix(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    broken = threading.Event()
+    broken.set()
+    attempts: list[str] = []
+
+    def handle(event: Event) -> None:
+        if event.subject == "poison":
+            attempts.append(event.id)
+            if broken.is_set():
+                raise ValueError("cannot handle this one yet")
+        db["effects"].insert_one({"event_id": event.id, "subject": event.subject})
+
+    consumer = consume("note.created", handler=handle, retry_delays=(0.2, 0.4))
+    poison = note("poison")
+    publisher.publish(poison)
+    healthy = [note(f"ok{i}") for i in range(5)]
+    for event in healthy:
+        publisher.publish(event)
+    wait_for(lambda: queue_depth(infra, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
+    assert sorted(effects(db)) == sorted(event.id for event in healthy)
+    assert attempts == [poison.id] * 3
+    parked = db[PARKED].find_one({"_id": f"{consumer.subscription.queue}:{poison.id}"})
+    assert "cannot handle this one yet" in parked["error"]
+
+    broken.clear()
+    requeue = subprocess.run(
+        [sys.executable, "-m", "taskflow_common.events.cli", "--url", infra.rabbitmq_url,
+         "--queue", consumer.subscription.queue, "requeue", poison.id],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert requeue.returncode == 0, requeue.stderr
+    wait_for(lambda: poison.id in effects(db), timeout=30, what="the requeued event applied")
+    assert queue_depth(infra, consumer.subscription.dead_letter_queue) == 0
+
+
+def test_a_message_that_is_not_a_cloudevent_is_parked_at_once(db: Database, infra: Infra, consume) -> None:
+    consumer = consume("note.created", handler=record_effect(db))
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().basic_publish("", consumer.subscription.queue, b"{not json", pika.BasicProperties(message_id="m1"))
+    connection.close()
+    wait_for(lambda: queue_depth(infra, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
+    assert effects(db) == []
+
+
+def test_types_without_a_handler_are_acknowledged_and_ignored(
+    db: Database, infra: Infra, exchange: str, subscription, background, publisher: Publisher
+) -> None:
+    chosen = subscription("note.#")
+    consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    connection.close()
+    background.start(consumer.run)
+    publisher.publish(note(type="note.archived"))
+    created = note()
+    publisher.publish(created)
+    wait_for(lambda: effects(db) == [created.id], timeout=30, what="the handled type applied")
+    wait_for(lambda: queue_depth(infra, chosen.queue) == 0, timeout=10, what="queue empty")
+
+
+def test_a_handler_longer_than_the_heartbeat_keeps_its_connection(db: Database, infra: Infra, consume, publisher: Publisher) -> None:
+    def slow(event: Event) -> None:
+        time.sleep(4)  # > 2 heartbeat intervals of 1 s: the broker would close a silent connection
+        db["effects"].insert_one({"event_id": event.id})
+
+    consumer = consume("note.created", handler=slow, heartbeat_seconds=1)
+    event = note()
+    publisher.publish(event)
+    wait_for(lambda: effects(db) == [event.id], timeout=30, what="applied")
+    time.sleep(2)
+    assert effects(db) == [event.id]
+    assert queue_depth(infra, consumer.subscription.queue) == 0
+
+
+def test_the_consumer_resumes_after_a_broker_restart(db: Database, infra: Infra, consume, publisher: Publisher) -> None:
+    consume("note.created", handler=record_effect(db))
+    before = note("before")
+    publisher.publish(before)
+    wait_for(lambda: effects(db) == [before.id], timeout=30, what="applied before the restart")
+    infra.stop_broker()
+    infra.start_broker()
+    after = note("after")
+    publisher.publish(after)
+    wait_for(lambda: effects(db) == [before.id, after.id], timeout=60, what="applied after the restart")
+
+
+def test_the_producer_trace_continues_in_the_handler(db: Database, consume, publisher: Publisher, spans) -> None:
+    seen: list[trace.SpanContext] = []
+
+    def handle(event: Event) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+
+    consume("note.created", handler=handle)
+    with trace.get_tracer("test").start_as_current_span("request") as request:
+        event = note()
+    publisher.publish(event)
+    wait_for(lambda: len(seen) == 1, timeout=30, what="handled")
+    [processing] = [span for span in spans.get_finished_spans() if span.context.span_id == seen[0].span_id]
+    assert processing.context.trace_id == request.get_span_context().trace_id
+    assert processing.parent.span_id == request.get_span_context().span_id
+    assert processing.kind is trace.SpanKind.CONSUMER
+
+
+def test_declaring_the_topology_again_and_concurrently_is_harmless(infra: Infra, subscription) -> None:
+    chosen: Subscription = subscription("note.created")
+    errors: list[BaseException] = []
+
+    def declare_once() -> None:
+        try:
+            connection = broker.connect(infra.rabbitmq_url)
+            declare(connection.channel(), chosen)
+            connection.close()
+        except BaseException as error:  # noqa: BLE001 (collected for the assertion)
+            errors.append(error)
+
+    threads = [threading.Thread(target=declare_once) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    declare_once()
+    assert errors == []
+
+
+def _consumer_process(db: Database, infra: Infra, exchange: str, queue: str, tmp_path, *options: str) -> Child:
+    return Child(
+        [sys.executable, "-m", "tests.support.crashing_consumer", "--queue", queue, "--binding", "note.created",
+         "--exchange", exchange, "--mongodb-uri", infra.mongodb_uri, "--database", db.name,
+         "--rabbitmq-url", infra.rabbitmq_url, *options],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        log_path=tmp_path / f"consumer-{time.monotonic_ns()}.log",
+    )
+
+
+def test_a_consumer_killed_mid_batch_does_not_apply_redelivered_events_twice(
+    db: Database, infra: Infra, exchange: str, publisher: Publisher, tmp_path
+) -> None:
+    queue = f"test.crash.{os.getpid()}.{time.monotonic_ns()}"
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), Subscription(queue, ("note.created",), retry_delays=(0.2,), exchange=exchange))
+    connection.close()
+    events = [note(f"n{i}") for i in range(20)]
+    for event in events:
+        publisher.publish(event)
+    crashing = _consumer_process(db, infra, exchange, queue, tmp_path, "--crash-after", "5")
+    wait_for(lambda: not crashing.running(), timeout=60, what="the consumer killed itself")
+    crashing.stop()
+    assert crashing.process.returncode == -signal.SIGKILL
+    assert len(effects(db)) == 5
+    restarted = _consumer_process(db, infra, exchange, queue, tmp_path)
+    try:
+        wait_for(lambda: len(effects(db)) >= 20, timeout=60, what="all applied after the restart")
+        time.sleep(1)
+    finally:
+        restarted.stop()
+    assert sorted(effects(db)) == sorted(event.id for event in events)
+
+
+def test_sigterm_finishes_the_event_in_hand_then_stops(
+    db: Database, infra: Infra, exchange: str, publisher: Publisher, tmp_path
+) -> None:
+    queue = f"test.term.{os.getpid()}.{time.monotonic_ns()}"
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), Subscription(queue, ("note.created",), retry_delays=(0.2,), exchange=exchange))
+    connection.close()
+    event = note()
+    publisher.publish(event)
+    worker = _consumer_process(db, infra, exchange, queue, tmp_path, "--handler-seconds", "3")
+    wait_for(lambda: db["started"].count_documents({}) == 1, timeout=30, what="the handler started")
+    os.killpg(worker.process.pid, signal.SIGTERM)
+    worker.process.wait(30)
+    worker.stop()
+    assert worker.process.returncode == 0
+    assert effects(db) == [event.id]
+    assert queue_depth(infra, queue) == 0

@@ -1,0 +1,187 @@
+"""The outbox: no acknowledged write without its event, whatever fails (DESIGN §5, issue 3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from pymongo.database import Database
+from taskflow_common.events.envelope import Event, new_event
+from taskflow_common.events.outbox import POINTERS, Dispatcher, Outbox, OutboxCollector, OutboxStore
+from taskflow_common.events.publisher import Publisher
+from taskflow_common.events.relay import Relay
+
+from tests.support.infra import Infra
+from tests.support.processes import ROOT, wait_for
+
+from .conftest import Background, Probe
+from .helpers import effects, record_effect, write_note
+
+
+def store_of(db: Database) -> OutboxStore:
+    return OutboxStore(lambda: db)
+
+
+@pytest.fixture
+def relay_of(infra: Infra, exchange: str) -> Iterator[Callable[..., Relay]]:
+    """Make relays of a database; their connections are closed when the test ends."""
+    publishers: list[Publisher] = []
+
+    def make(db: Database, **options: object) -> Relay:
+        publishers.append(Publisher(infra.rabbitmq_url, exchange=exchange))
+        return Relay(store_of(db), publishers[-1], poll_seconds=0.05, **options)
+
+    yield make
+    for publisher in publishers:
+        publisher.close()
+
+
+def test_events_are_stored_with_the_write_and_handed_off_right_after(
+    db: Database, infra: Infra, exchange: str, probe: Probe
+) -> None:
+    store = store_of(db)
+    outbox = Outbox(store, Dispatcher(store, lambda: Publisher(infra.rabbitmq_url, exchange=exchange)))
+    event = write_note(outbox, db, "hi")
+    wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=10, what="hand-off done")
+    assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
+    assert db["notes"].find_one({"_id": event.subject})["_outbox"] == []
+
+
+def test_an_abandoned_write_leaves_no_pointer_and_no_event(db: Database, infra: Infra, relay_of, exchange: str, probe: Probe) -> None:
+    outbox = Outbox(store_of(db))
+    event = new_event("note.created", service="test", subject="n1", data={})
+    with pytest.raises(RuntimeError), outbox.write("notes", "n1", [event]):
+        raise RuntimeError("the write did not happen (e.g. a version mismatch)")
+    assert db[POINTERS].count_documents({}) == 0
+    relay_of(db).run_once()
+    assert probe.messages() == []
+
+
+def test_broker_down_during_a_thousand_writes_loses_nothing_and_applies_each_once(
+    db: Database, infra: Infra, relay_of, exchange: str, consume, background: Background
+) -> None:
+    store = store_of(db)
+    outbox = Outbox(store, Dispatcher(store, lambda: Publisher(infra.rabbitmq_url, exchange=exchange)), handoff_seconds=0)
+    consume("note.created", handler=record_effect(db))
+    infra.stop_broker()
+    try:
+        written = {write_note(outbox, db, f"note {i}").id for i in range(1000)}
+    finally:
+        infra.start_broker()
+    background.start(relay_of(db).run)
+    wait_for(lambda: len(effects(db)) >= 1000, timeout=180, interval=0.5, what="1000 effects")
+    time.sleep(1)
+    applied = effects(db)
+    assert len(applied) == 1000
+    assert set(applied) == written
+    wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=30, what="outbox drained")
+
+
+def test_an_unroutable_event_stays_pending_until_someone_subscribes(
+    db: Database, infra: Infra, relay_of, exchange: str, consume, background: Background
+) -> None:
+    relay = relay_of(db)
+    event = write_note(Outbox(store_of(db), handoff_seconds=0), db, type="note.unheard")
+    assert relay.run_once()
+    pointer = db[POINTERS].find_one({})
+    assert pointer["attempts"] == 1
+    assert db["notes"].find_one({"_id": event.subject})["_outbox"][0]["id"] == event.id
+    consume("note.unheard", handler=record_effect(db))
+    background.start(relay.run)
+    wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event delivered once a queue is bound")
+
+
+def _crashing_relay(db: Database, infra: Infra, exchange: str, crash: str) -> int:
+    """Run tests/support/crashing_relay.py; returns its exit status (-9 when it killed itself)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.support.crashing_relay", "--crash", crash, "--exchange", exchange,
+         "--lease-seconds", "1", "--mongodb-uri", infra.mongodb_uri, "--database", db.name, "--rabbitmq-url", infra.rabbitmq_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return result.returncode
+
+
+def test_relay_killed_between_write_and_publish_publishes_after_restart(
+    db: Database, infra: Infra, relay_of, exchange: str, consume, background: Background
+) -> None:
+    consume("note.created", handler=record_effect(db))
+    event = write_note(Outbox(store_of(db), handoff_seconds=0), db)
+    assert _crashing_relay(db, infra, exchange, "before-publish") == -signal.SIGKILL
+    time.sleep(1)
+    assert effects(db) == []
+    background.start(relay_of(db, lease_seconds=1).run)
+    wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event published after restart")
+
+
+def test_relay_killed_after_publish_before_marking_sent_is_applied_once(
+    db: Database, infra: Infra, relay_of, exchange: str, consume, probe: Probe, background: Background
+) -> None:
+    consume("note.created", handler=record_effect(db))
+    event = write_note(Outbox(store_of(db), handoff_seconds=0), db)
+    assert _crashing_relay(db, infra, exchange, "after-publish") == -signal.SIGKILL
+    assert db["notes"].find_one({"_id": event.subject})["_outbox"][0]["id"] == event.id
+    background.start(relay_of(db, lease_seconds=1).run)
+    wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=30, what="pointer cleared")
+    time.sleep(1)
+    assert [Event.decode(body).id for _, body in probe.messages()] == [event.id, event.id]
+    assert effects(db) == [event.id]
+
+
+def test_a_deleted_document_is_a_tombstone_until_its_event_is_published(
+    db: Database, infra: Infra, relay_of, exchange: str, probe: Probe
+) -> None:
+    outbox = Outbox(store_of(db), handoff_seconds=0)
+    created = write_note(outbox, db)
+    deleted = new_event("note.deleted", service="test", subject=created.subject, data={})
+    with outbox.write("notes", created.subject, [deleted]) as pending:
+        db["notes"].update_one({"_id": created.subject}, pending.tombstone_operators)
+    assert db["notes"].find_one({"_id": created.subject})["_deleted"] is True
+    relay = relay_of(db)
+    while relay.run_once():
+        pass
+    assert [Event.decode(body).type for _, body in probe.messages()] == ["note.created", "note.deleted"]
+    assert db["notes"].find_one({"_id": created.subject}) is None
+
+
+def test_a_pointer_without_a_write_is_discarded_only_after_the_grace(db: Database, infra: Infra, relay_of, exchange: str) -> None:
+    store = store_of(db)
+    store.add_pointer("notes", "never-written", handoff_seconds=0)
+    now = datetime.now(UTC)
+    relay = relay_of(db, write_grace_seconds=60, clock=lambda: now)
+    assert relay.run_once()
+    assert db[POINTERS].count_documents({}) == 1
+    relay.clock = lambda: now + timedelta(seconds=61)
+    assert relay.run_once()
+    assert db[POINTERS].count_documents({}) == 0
+
+
+def test_several_relays_deliver_everything_once_to_the_consumer(
+    db: Database, infra: Infra, relay_of, exchange: str, consume, background: Background
+) -> None:
+    consume("note.created", handler=record_effect(db))
+    outbox = Outbox(store_of(db), handoff_seconds=0)
+    written = {write_note(outbox, db, f"n{i}").id for i in range(200)}
+    for _ in range(3):
+        background.start(relay_of(db).run)
+    wait_for(lambda: len(effects(db)) >= 200, timeout=120, interval=0.5, what="200 effects")
+    time.sleep(1)
+    assert sorted(effects(db)) == sorted(written)
+
+
+def test_pending_count_and_oldest_age_are_metrics(db: Database) -> None:
+    store = store_of(db)
+    write_note(Outbox(store), db)
+    time.sleep(0.2)
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(store))
+    samples = {s.name: s.value for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    assert samples["outbox_pending"] == 1
+    assert samples["outbox_oldest_pending_age_seconds"] >= 0.2
