@@ -7,6 +7,11 @@ events must share one document: each event is stored *inside the written documen
 happen or neither does. A delete becomes a tombstone (``_deleted: true`` plus the event) that
 is removed once its last event is published.
 
+Every update of a document that carries events, the service's own and the publisher's removal
+of sent events alike, happens under that document's lock (:mod:`taskflow_common.locks`):
+FerretDB applies updates as read-modify-write, so without it a ``$pull`` of a sent event and a
+user's next change to the same document could undo each other.
+
 To find pending events without scanning every collection, each write first records a small
 *pointer* (``outbox`` collection: collection name + document id). The order matters: pointer,
 then write. A crash after the pointer but before the write leaves a pointer to a document with
@@ -27,6 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +44,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from ..locks import DocumentLocks
 from ..mongo import Indexes
 from .envelope import Event
 from .publisher import PublishFailed, Publisher
@@ -48,6 +55,7 @@ OUTBOX_FIELD = "_outbox"
 TOMBSTONE_FIELD = "_deleted"
 POINTERS = "outbox"
 INDEXES = Indexes(POINTERS, (IndexModel([("next_attempt_at", ASCENDING)]), IndexModel([("created_at", ASCENDING)])))
+"""The pointers' indexes; a service creates them with its own at start-up."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -67,11 +75,17 @@ class Pointer:
     attempts: int
 
 
+def document_key(collection: str, document_id: Any) -> str:
+    """The lock key of one document; services lock the same key for their own updates."""
+    return f"{collection}:{document_id}"
+
+
 class OutboxStore:
     """Every MongoDB query of the outbox, on the database ``db()`` returns (resolved per call, fork-safe)."""
 
     def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
+        self.locks = DocumentLocks(db)
 
     def add_pointer(self, collection: str, document_id: Any, handoff_seconds: float) -> ObjectId:
         """Record that a write to ``collection``/``document_id`` is about to happen."""
@@ -123,17 +137,18 @@ class OutboxStore:
             return [], False
         return list(document.get(OUTBOX_FIELD) or []), bool(document.get(TOMBSTONE_FIELD))
 
-    def mark_sent(self, collection: str, document_id: Any, item: dict[str, str]) -> None:
-        """Take a confirmed event (``item`` exactly as stored) out of the document's ``_outbox``.
+    def mark_sent(self, collection: str, document_id: Any, items: Sequence[dict[str, str]]) -> None:
+        """Take confirmed events (each exactly as stored) out of the document's ``_outbox``, under
+        its lock; then delete the document if it is a tombstone with nothing left to publish.
 
         The whole stored value is matched: FerretDB's ``$pull`` compares elements by equality
         and does not evaluate a condition on their fields as MongoDB does.
         """
-        self._db()[collection].update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: item}})
-
-    def drop_tombstone(self, collection: str, document_id: Any) -> None:
-        """Delete a tombstone whose events are all published (and only then)."""
-        self._db()[collection].delete_one({"_id": document_id, TOMBSTONE_FIELD: True, OUTBOX_FIELD: []})
+        documents = self._db()[collection]
+        with self.locks.hold(document_key(collection, document_id)):
+            for item in items:
+                documents.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: item}})
+            documents.delete_one({"_id": document_id, TOMBSTONE_FIELD: True, OUTBOX_FIELD: []})
 
     def depth(self) -> tuple[int, datetime | None]:
         """Pointers not yet cleared, and when the oldest was created."""
@@ -152,13 +167,16 @@ def publish_pending(store: OutboxStore, publisher: Publisher, collection: str, d
         PublishFailed: the broker did not take an event; it and those after it stay pending.
     """
     events, tombstone = store.pending_events(collection, document_id)
-    for item in events:
-        body = item["body"].encode()
-        publisher.publish(Event.decode(body), body)
-        store.mark_sent(collection, document_id, item)
-    if tombstone:
-        store.drop_tombstone(collection, document_id)
-    return len(events)
+    published = []
+    try:
+        for item in events:
+            body = item["body"].encode()
+            publisher.publish(Event.decode(body), body)
+            published.append(item)
+    finally:
+        if published or tombstone:
+            store.mark_sent(collection, document_id, published)
+    return len(published)
 
 
 @dataclass(frozen=True)
@@ -258,7 +276,8 @@ class Outbox:
     that includes ``pending.insert_fields`` or ``pending.update_operators``, and raise if that
     write did not happen (e.g. a version mismatch). On a normal exit the events are handed to
     the dispatcher; on an exception the pointer is removed (best effort) and the exception
-    propagates.
+    propagates. An update (not an insert) must run inside ``with outbox.lock(collection, id):``
+    together with the read it is based on.
 
     Args:
         store: the service's outbox store.
@@ -273,6 +292,10 @@ class Outbox:
 
     def write(self, collection: str, document_id: Any, events: Sequence[Event]) -> _WriteContext:
         return _WriteContext(self, collection, document_id, PendingWrite(events))
+
+    def lock(self, collection: str, document_id: Any) -> AbstractContextManager[None]:
+        """Hold the document's lock: its reads and updates in the block see no other writer."""
+        return self.store.locks.hold(document_key(collection, document_id))
 
 
 class _WriteContext:

@@ -62,7 +62,7 @@ def test_show_prints_the_whole_event(infra: Infra, parked) -> None:
     chosen, ids = parked
     status, out = run(infra, "--queue", chosen.queue, "show", ids[1])
     assert status == 0
-    assert json.loads(out)["body"]["data"] == {"n": "b"}
+    assert json.loads(out)["body"]["data"] == {"n": "b", "actor_id": None}
     assert run(infra, "--queue", chosen.queue, "show", "no-such-id")[0] == 1
 
 
