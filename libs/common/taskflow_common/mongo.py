@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pymongo import IndexModel, MongoClient
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect, OperationFailure
 
 
 @dataclass(frozen=True)
@@ -75,11 +77,26 @@ class Mongo:
         """Round-trip to the server; raises ``pymongo.errors.PyMongoError`` when it does not answer."""
         self.db.command("ping")
 
-    def ensure_indexes(self, declarations: Iterable[Indexes]) -> None:
-        """Create every declared index (idempotent; safe from many processes at once)."""
+    def ensure_indexes(self, declarations: Iterable[Indexes], *, attempts: int = 10) -> None:
+        """Create every declared index that does not exist yet (idempotent).
+
+        Several processes start at once (gunicorn workers, the worker process, replicas). FerretDB
+        1.24 drops the connection when two create the same index concurrently, so only missing
+        indexes are created and a dropped connection is retried after a short pause.
+        """
         for declaration in declarations:
-            if declaration.models:
-                self.db[declaration.collection].create_indexes(list(declaration.models))
+            for attempt in range(1, attempts + 1):
+                try:
+                    collection = self.db[declaration.collection]
+                    existing = set(collection.index_information())
+                    missing = [model for model in declaration.models if model.document["name"] not in existing]
+                    if missing:
+                        collection.create_indexes(missing)
+                    break
+                except (AutoReconnect, OperationFailure):
+                    if attempt == attempts:
+                        raise
+                    time.sleep(0.1 * attempt)
 
     def close(self) -> None:
         """Close this process's pool, if one was opened."""
