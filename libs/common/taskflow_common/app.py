@@ -54,6 +54,7 @@ def create_service_app(
     metrics.install(app, collectors)
     app.register_blueprint(health.blueprint(checks))
     tokens.install(app, verifier, access_policy)
+    app.extensions["taskflow.mongo"] = mongo
     for api in apis:
         app.register_blueprint(api.blueprint)
     return app

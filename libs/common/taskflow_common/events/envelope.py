@@ -99,11 +99,11 @@ def new_event(type: str, *, service: str, subject: str, data: dict[str, Any], ac
         service: the emitting service; ``source`` becomes ``taskflow/<service>``.
         subject: the entity's id.
         data: the entity snapshot, JSON-ready (never a password hash or token).
-        actor_id: who caused it, added to ``data`` as ``actor_id`` when given.
+        actor_id: who caused it, added to ``data`` as ``actor_id`` (null when the system did).
     """
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    payload = {**data, "actor_id": actor_id} if actor_id is not None else dict(data)
+    payload = {**data, "actor_id": actor_id}
     return Event(
         id=str(uuid.uuid4()),
         type=type,

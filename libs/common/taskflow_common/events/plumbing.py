@@ -1,0 +1,50 @@
+"""One service's event plumbing, built once from its settings: how a service creates events,
+records them with its writes, relays them and runs its consumers, all through the shared
+mechanism (see the package docstring for the guarantees)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..mongo import Indexes, Mongo
+from . import consumer, outbox
+from .consumer import Consumer, Handler
+from .envelope import Event, new_event
+from .outbox import Dispatcher, Outbox, OutboxCollector, OutboxStore
+from .publisher import Publisher
+from .relay import Relay
+from .topology import Subscription
+from .worker import Loop
+
+
+class ServiceEvents:
+    """The events of service ``service``, stored in ``mongo``'s database, on broker ``rabbitmq_url``.
+
+    Attributes:
+        outbox: ``with events.outbox.write(collection, id, [event]) as pending: ...`` in stores.
+        indexes: the outbox and consumer collections' indexes, to create at start-up.
+        collector: Prometheus gauges of the outbox depth, for the service's ``/metrics``.
+    """
+
+    def __init__(self, service: str, rabbitmq_url: str, mongo: Mongo) -> None:
+        self.service = service
+        self.rabbitmq_url = rabbitmq_url
+        self.mongo = mongo
+        self.store = OutboxStore(lambda: mongo.db)
+        self.outbox = Outbox(self.store, Dispatcher(self.store, lambda: Publisher(rabbitmq_url)))
+        self.indexes: tuple[Indexes, ...] = (outbox.INDEXES, *consumer.INDEXES)
+        self.collector = OutboxCollector(self.store)
+
+    def event(self, type: str, subject: str, data: Mapping[str, Any], actor_id: str | None = None) -> Event:
+        """A new event of this service about ``subject``, in the current trace."""
+        return new_event(type, service=self.service, subject=subject, data=dict(data), actor_id=actor_id)
+
+    def relay_loop(self) -> Loop:
+        """The outbox relay, with its own broker connection, for the service's worker."""
+        return Loop(f"{self.service}-relay", Relay(self.store, Publisher(self.rabbitmq_url)).run)
+
+    def consumer_loop(self, subscription: Subscription, handlers: Mapping[str, Handler]) -> Loop:
+        """A consumer of ``subscription``, with its own broker connection, for the service's worker."""
+        running = Consumer(self.rabbitmq_url, subscription, handlers, lambda: self.mongo.db)
+        return Loop(subscription.queue, running.run)
