@@ -1,22 +1,80 @@
-"""The auth service. Accounts, credentials and the tokens every other service trusts (DESIGN §4 auth)."""
+"""The auth service: accounts, credentials and the tokens every other service trusts (DESIGN §4 auth)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Flask
 from taskflow_common.app import create_service_app
+from taskflow_common.events.plumbing import ServiceEvents
+from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Mongo
+from taskflow_common.settings import Environment
+from taskflow_common.tokens import StaticJWKS, TokenVerifier
 
+from . import keys as signing_keys
+from .accounts import Accounts
 from .api import api
+from .events import UserEvents
+from .internal import internal
+from .passwords import PasswordHasher
 from .settings import AuthSettings
+from .store import INDEXES, LoginFailures, RefreshTokenStore, UserStore
+
+
+@dataclass(frozen=True)
+class Auth:
+    """The auth service's parts, assembled once per process from its settings."""
+
+    settings: AuthSettings
+    mongo: Mongo
+    events: ServiceEvents
+    keys: signing_keys.SigningKeys
+    accounts: Accounts
+
+
+def assemble(settings: AuthSettings) -> Auth:
+    """Connect the stores, load (or, outside production, generate) the signing key, create indexes."""
+    mongo = Mongo(settings.mongodb_uri, settings.database_name, app_name="taskflow-auth",
+                  timeout_seconds=settings.dependency_timeout_seconds)
+    events = ServiceEvents("auth", settings.rabbitmq_url, mongo)
+    keys = signing_keys.load(
+        settings.jwt_private_key_file,
+        settings.previous_key_files,
+        generate_missing=settings.taskflow_env is not Environment.PRODUCTION,
+    )
+    db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
+    locks = DocumentLocks(db)
+    accounts = Accounts(
+        settings,
+        UserStore(db, events.outbox),
+        RefreshTokenStore(db, locks),
+        LoginFailures(db, locks, window_seconds=settings.login_failure_window),
+        locks,
+        keys,
+        PasswordHasher(settings.bcrypt_rounds),
+        UserEvents(events),
+    )
+    mongo.ensure_indexes([*INDEXES, *events.indexes])
+    return Auth(settings, mongo, events, keys, accounts)
 
 
 def create_app(settings: AuthSettings | None = None) -> Flask:
-    """The auth service's WSGI app; ``settings`` default to the environment's."""
-    settings = settings or AuthSettings()
-    mongo = Mongo(
-        settings.mongodb_uri,
-        settings.database_name,
-        app_name="taskflow-auth",
-        timeout_seconds=settings.dependency_timeout_seconds,
+    """The auth service's WSGI app; ``settings`` default to the environment's.
+
+    At start-up the first admin of ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD`` is created or promoted.
+    """
+    auth = assemble(settings or AuthSettings())
+    if auth.settings.admin_email and auth.settings.admin_password:
+        auth.accounts.ensure_admin(auth.settings.admin_email, auth.settings.admin_password.get_secret_value())
+    app = create_service_app(
+        auth.settings,
+        [api, internal],
+        mongo=auth.mongo,
+        verifier=TokenVerifier(StaticJWKS(auth.keys.jwks)),
+        access_policy=auth.accounts,
+        collectors=[auth.events.collector],
     )
-    return create_service_app(settings, [api], mongo=mongo)
+    app.extensions["taskflow_auth.accounts"] = auth.accounts
+    app.extensions["taskflow_auth.keys"] = auth.keys
+    return app

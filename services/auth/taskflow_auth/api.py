@@ -1,7 +1,103 @@
-"""Routes of the auth service under ``/api/v1/auth`` (DESIGN §4): parse → authorize → domain → respond."""
+"""Public routes of the auth service under ``/api/v1/auth`` (DESIGN §4 auth), reached through
+the gateway: parse → authorize → call :class:`~.accounts.Accounts` → respond."""
 
 from __future__ import annotations
 
+from flask import Response, current_app, jsonify, request
 from taskflow_common.api import Api
+from taskflow_common.tokens import Principal
 
-api = Api("auth", "/api/v1/auth", title="TaskFlow auth", description="Accounts, credentials and the tokens every other service trusts (DESIGN §4 auth).")
+from .accounts import Accounts, Session
+from .schemas import (
+    ChangePasswordRequest,
+    JsonWebKeySet,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenResponse,
+    UpdateMeRequest,
+    User,
+)
+
+api = Api(
+    "auth",
+    "/api/v1/auth",
+    title="TaskFlow auth",
+    description="Accounts, credentials and the tokens every other service trusts (DESIGN §4 auth).",
+)
+
+
+def accounts() -> Accounts:
+    return current_app.extensions["taskflow_auth.accounts"]
+
+
+def token_response(session: Session) -> TokenResponse:
+    return TokenResponse(
+        user=User.from_document(session.user),
+        access_token=session.access_token,
+        refresh_token=session.refresh_token,
+        expires_in=session.expires_in,
+    )
+
+
+NO_STORE = {"Cache-Control": "no-store"}  # RFC 6749 §5.1: token responses must not be cached
+
+
+@api.post("/register", summary="Create an account", body=RegisterRequest, response=TokenResponse, status=201,
+          access="public", errors=(409,))
+def register(body: RegisterRequest) -> tuple[TokenResponse, dict[str, str]]:
+    """Anyone. Creates a ``user`` account (never an admin) and signs it in."""
+    session = accounts().register(body.email, body.password, body.name)
+    return token_response(session), NO_STORE
+
+
+@api.post("/login", summary="Sign in", body=LoginRequest, response=TokenResponse, access="public", errors=(401, 403))
+def login(body: LoginRequest) -> tuple[TokenResponse, dict[str, str]]:
+    """Anyone. One answer for a wrong email or password (401); 429 after repeated failures."""
+    session = accounts().login(body.email, body.password, request.remote_addr or "unknown")
+    return token_response(session), NO_STORE
+
+
+@api.post("/refresh", summary="Rotate a refresh token", body=RefreshRequest, response=TokenResponse, access="public",
+          errors=(401,))
+def refresh(body: RefreshRequest) -> tuple[TokenResponse, dict[str, str]]:
+    """Holder of a refresh token. The token is spent; reusing it revokes its whole login family."""
+    return token_response(accounts().refresh(body.refresh_token)), NO_STORE
+
+
+@api.post("/logout", summary="Revoke a refresh token", body=RefreshRequest, status=204, access="public")
+def logout(body: RefreshRequest) -> None:
+    """Holder of a refresh token."""
+    accounts().logout(body.refresh_token)
+
+
+@api.post("/logout-all", summary="Revoke every refresh token of the caller", status=204)
+def logout_all(principal: Principal) -> None:
+    """The signed-in user."""
+    accounts().logout_all(principal.user_id)
+
+
+@api.get("/me", summary="The caller's account", response=User)
+def me(principal: Principal) -> User:
+    """The signed-in user."""
+    return User.from_document(accounts().user(principal.user_id))
+
+
+@api.patch("/me", summary="Change the caller's name", body=UpdateMeRequest, response=User)
+def update_me(principal: Principal, body: UpdateMeRequest) -> User:
+    """The signed-in user; only ``name`` can change here (role and activation are an admin's)."""
+    return User.from_document(accounts().rename(principal.user_id, body.name))
+
+
+@api.post("/password", summary="Change the caller's password", body=ChangePasswordRequest, status=204, errors=(403,))
+def change_password(principal: Principal, body: ChangePasswordRequest) -> None:
+    """The signed-in user, who must give the current password; every refresh token is revoked."""
+    accounts().change_password(principal.user_id, body.current_password, body.new_password)
+
+
+@api.get("/jwks.json", summary="Public keys that verify access tokens", response=JsonWebKeySet, access="public")
+def jwks() -> Response:
+    """Anyone (RFC 7517). Cacheable for five minutes; keys are added before they are used."""
+    response = jsonify(current_app.extensions["taskflow_auth.keys"].jwks)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

@@ -2,12 +2,62 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import ClassVar
 
-from taskflow_common.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
+from taskflow_common.settings import Environment, ServiceSettings
+
+from .schemas import Email
+
+
+def _default_key_file() -> Path:
+    return Path(os.environ.get("TASKFLOW_VAR", "var")) / "auth" / "jwt-private.pem"
 
 
 class AuthSettings(ServiceSettings):
-    """The shared settings; the auth service's database is ``<MONGODB_DB_PREFIX>auth``."""
+    """The shared settings plus auth's own.
+
+    Attributes:
+        jwt_private_key_file: ``JWT_PRIVATE_KEY_FILE``; the PEM RSA key that signs access
+            tokens. Outside production a missing file is generated (under ``TASKFLOW_VAR``).
+        jwt_previous_key_files: ``JWT_PREVIOUS_KEY_FILES``; comma-separated PEM keys (private or
+            public) that still verify, so a rotation logs nobody out.
+        access_token_ttl: ``ACCESS_TOKEN_TTL`` in seconds (15 min).
+        refresh_token_ttl: ``REFRESH_TOKEN_TTL`` in seconds (30 days).
+        bcrypt_rounds: ``BCRYPT_ROUNDS``, the bcrypt cost (12; tests lower it).
+        admin_email, admin_password: ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD``; the first admin,
+            created or promoted at start-up.
+        login_max_failures_per_account, login_max_failures_per_client, login_failure_window:
+            failed logins tolerated per account and per client address within the window (seconds)
+            before login answers 429.
+    """
 
     service: ClassVar[str] = "auth"
+
+    jwt_private_key_file: Path = Field(default_factory=_default_key_file)
+    jwt_previous_key_files: str = ""
+    access_token_ttl: int = Field(default=900, ge=60, le=86400)
+    refresh_token_ttl: int = Field(default=30 * 86400, ge=300)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    admin_email: Email | None = None
+    admin_password: SecretStr | None = None
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_failure_window: int = Field(default=900, ge=1)
+
+    @property
+    def previous_key_files(self) -> list[Path]:
+        return [Path(name.strip()) for name in self.jwt_previous_key_files.split(",") if name.strip()]
+
+    @model_validator(mode="after")
+    def _production_needs_real_keys(self) -> AuthSettings:
+        if self.taskflow_env is Environment.PRODUCTION:
+            if not self.jwt_private_key_file.is_file():
+                raise ValueError("JWT_PRIVATE_KEY_FILE must name an existing key file in production")
+            if self.bcrypt_rounds < 12:
+                raise ValueError("BCRYPT_ROUNDS below 12 is for tests only")
+        if (self.admin_email is None) != (self.admin_password is None):
+            raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD go together")
+        return self

@@ -1,0 +1,295 @@
+"""What the auth service does: accounts, sessions and roles (DESIGN §4 auth), independent of HTTP.
+
+Raises the typed problems of :mod:`.errors`; every change of a user goes through the outbox with
+its ``user.*`` event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from taskflow_common.locks import DocumentLocks
+from taskflow_common.tokens import Principal
+
+from .errors import (
+    AccountDeactivated,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    LastActiveAdmin,
+    LoginThrottled,
+    UserNotFound,
+    WrongCurrentPassword,
+)
+from .events import UserEvents
+from .keys import SigningKeys
+from .passwords import PasswordHasher
+from .settings import AuthSettings
+from .store import LoginFailures, RefreshTokenStore, UserStore, now
+from .tokens import access_token, new_refresh_token, refresh_token_hash
+
+
+@dataclass(frozen=True)
+class Session:
+    """A user with a fresh token pair; ``expires_in`` is the access token's lifetime in seconds."""
+
+    user: dict[str, Any]
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+class Accounts:
+    """The auth domain over its stores.
+
+    Args:
+        settings: TTLs, login limits.
+        users, refresh_tokens, failures: the stores (see :mod:`.store`).
+        locks: the service's document locks (for ``admin-changes``).
+        keys: signs access tokens.
+        hasher: hashes and verifies passwords.
+        events: builds the ``user.*`` events.
+    """
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        users: UserStore,
+        refresh_tokens: RefreshTokenStore,
+        failures: LoginFailures,
+        locks: DocumentLocks,
+        keys: SigningKeys,
+        hasher: PasswordHasher,
+        events: UserEvents,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.refresh_tokens = refresh_tokens
+        self.failures = failures
+        self.locks = locks
+        self.keys = keys
+        self.hasher = hasher
+        self.events = events
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def _session(self, user: dict[str, Any], family_id: str | None = None) -> Session:
+        token = new_refresh_token()
+        self.refresh_tokens.add(
+            refresh_token_hash(token),
+            user_id=str(user["_id"]),
+            family_id=family_id or str(ObjectId()),
+            ttl_seconds=self.settings.refresh_token_ttl,
+        )
+        access = access_token(
+            self.keys, user_id=str(user["_id"]), role=user["role"], ttl_seconds=self.settings.access_token_ttl
+        )
+        return Session(user, access, token, self.settings.access_token_ttl)
+
+    def register(self, email: str, password: str, name: str) -> Session:
+        """A new ``user`` account and its first session. Raises :class:`EmailTaken`."""
+        if self.users.by_email(email) is not None:
+            raise EmailTaken("An account with this email already exists.")
+        moment = now()
+        user = {
+            "_id": ObjectId(),
+            "email": email,
+            "name": name,
+            "password_hash": self.hasher.hash(password),
+            "role": "user",
+            "active": True,
+            "created_at": moment,
+            "updated_at": moment,
+            "last_login_at": None,
+            "version": 1,
+        }
+        self.users.insert(user, [self.events.registered(user, actor_id=str(user["_id"]))])
+        return self._session(user)
+
+    def login(self, email: str, password: str, client: str) -> Session:
+        """A new session for correct credentials.
+
+        Raises:
+            LoginThrottled: too many recent failures for this account or this client, even if
+                the password is right this time.
+            InvalidCredentials: unknown email or wrong password (indistinguishable, same timing).
+            AccountDeactivated: the credentials are right but the account is deactivated.
+        """
+        account_key, client_key = f"account:{email}", f"client:{client}"
+        waits = [
+            self.failures.retry_after(account_key, self.settings.login_max_failures_per_account),
+            self.failures.retry_after(client_key, self.settings.login_max_failures_per_client),
+        ]
+        if any(waits):
+            raise LoginThrottled(max(wait for wait in waits if wait))
+        user = self.users.by_email(email)
+        if not self.hasher.verify(password, user["password_hash"] if user else None):
+            self.failures.record(account_key)
+            self.failures.record(client_key)
+            raise InvalidCredentials()
+        assert user is not None
+        if not user["active"]:
+            raise AccountDeactivated("This account is deactivated.")
+        self.failures.reset(account_key)
+        with self.users.lock(str(user["_id"])):
+            user = self.user(str(user["_id"]))
+            user["last_login_at"] = now()
+            self.users.record_login(user, user["last_login_at"], [self.events.logged_in(user)])
+        return self._session(user)
+
+    def refresh(self, token: str) -> Session:
+        """Rotate a refresh token: the presented one dies, a new pair is issued in its family.
+
+        A token that was already rotated (or revoked) is evidence it leaked: the whole family,
+        every token descending from that login, is revoked.
+
+        Raises:
+            InvalidRefreshToken: unknown, expired, reused or revoked, or the account is deactivated.
+        """
+        token_hash = refresh_token_hash(token)
+        found = self.refresh_tokens.find(token_hash)
+        if found is None:
+            raise InvalidRefreshToken()
+        with self.refresh_tokens.lock(found["user_id"]):
+            record = self.refresh_tokens.find(token_hash)
+            assert record is not None
+            if record["used_at"] is not None or record["revoked_at"] is not None:
+                self.refresh_tokens.revoke_family(record["family_id"])
+                raise InvalidRefreshToken()
+            if record["expires_at"] <= now():
+                raise InvalidRefreshToken()
+            user = self.users.by_id(record["user_id"])
+            if user is None or not user["active"]:
+                self.refresh_tokens.revoke_family(record["family_id"])
+                raise InvalidRefreshToken()
+            self.refresh_tokens.mark_used(token_hash)
+            return self._session(user, family_id=record["family_id"])
+
+    def logout(self, token: str) -> None:
+        """Revoke one refresh token (unknown tokens are ignored: logging out twice is fine)."""
+        token_hash = refresh_token_hash(token)
+        found = self.refresh_tokens.find(token_hash)
+        if found is not None:
+            with self.refresh_tokens.lock(found["user_id"]):
+                self.refresh_tokens.revoke(token_hash)
+
+    def logout_all(self, user_id: str) -> None:
+        """Revoke every refresh token of the user."""
+        with self.refresh_tokens.lock(user_id):
+            self.refresh_tokens.revoke_user(user_id)
+
+    # -- the account -------------------------------------------------------------------------
+
+    def user(self, user_id: str) -> dict[str, Any]:
+        """The user, or :class:`UserNotFound`."""
+        user = self.users.by_id(user_id)
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    def rename(self, user_id: str, name: str) -> dict[str, Any]:
+        """Change the user's display name (``user.updated`` with ``changed: ["name"]``)."""
+        with self.users.lock(user_id):
+            user = self.user(user_id)
+            if user["name"] == name:
+                return user
+            changed = {**user, "name": name, "updated_at": now(), "version": user["version"] + 1}
+            event = self.events.updated(changed, ["name"], user_id)
+            self.users.update(user, {"name": name, "updated_at": changed["updated_at"]}, [event])
+            return changed
+
+    def change_password(self, user_id: str, current: str, new: str) -> None:
+        """Set a new password after checking the current one; revokes every refresh token.
+
+        Raises:
+            LoginThrottled: too many wrong current passwords for this account.
+            WrongCurrentPassword: ``current`` is not the password.
+        """
+        user = self.user(user_id)
+        account_key = f"account:{user['email']}"
+        wait = self.failures.retry_after(account_key, self.settings.login_max_failures_per_account)
+        if wait:
+            raise LoginThrottled(wait)
+        if not self.hasher.verify(current, user["password_hash"]):
+            self.failures.record(account_key)
+            raise WrongCurrentPassword("The current password is incorrect.")
+        password_hash = self.hasher.hash(new)
+        with self.users.lock(user_id):
+            user = self.user(user_id)
+            changed = {**user, "password_hash": password_hash, "updated_at": now(), "version": user["version"] + 1}
+            event = self.events.password_changed(changed, user_id)
+            self.users.update(user, {"password_hash": password_hash, "updated_at": changed["updated_at"]}, [event])
+        self.logout_all(user_id)
+
+    # -- administration (the internal API) ---------------------------------------------------
+
+    def change(self, actor_id: str | None, user_id: str, *, role: str | None, active: bool | None) -> dict[str, Any]:
+        """Change a user's role and/or active flag, as admin ``actor_id`` (None: the system).
+
+        Emits ``user.role_changed`` and/or ``user.deactivated`` / ``user.activated``; deactivating
+        revokes the user's refresh tokens. Changes that could remove an admin are serialized, so
+        two admins demoting each other at once cannot both succeed.
+
+        Raises:
+            UserNotFound: no such user.
+            LastActiveAdmin: the change would leave no active admin.
+        """
+        with self.locks.hold("admin-changes"), self.users.lock(user_id):
+            user = self.user(user_id)
+            new_role = role if role is not None else user["role"]
+            new_active = active if active is not None else user["active"]
+            if (new_role, new_active) == (user["role"], user["active"]):
+                return user
+            loses_admin = user["role"] == "admin" and user["active"] and not (new_role == "admin" and new_active)
+            if loses_admin and self.users.count_active_admins() <= 1:
+                raise LastActiveAdmin()
+            moment = now()
+            changed = {**user, "role": new_role, "active": new_active, "updated_at": moment, "version": user["version"] + 1}
+            events = []
+            if new_role != user["role"]:
+                events.append(self.events.role_changed(changed, user["role"], actor_id))
+            if new_active != user["active"]:
+                events.append((self.events.activated if new_active else self.events.deactivated)(changed, actor_id))
+            self.users.update(user, {"role": new_role, "active": new_active, "updated_at": moment}, events)
+        if not new_active:
+            self.logout_all(user_id)
+        return changed
+
+    def ensure_admin(self, email: str, password: str) -> dict[str, Any]:
+        """Make ``email`` an active admin, creating the account with ``password`` if needed.
+
+        Idempotent: an existing account keeps its password and only gains what it lacks.
+        """
+        existing = self.users.by_email(email)
+        if existing is None:
+            moment = now()
+            user = {
+                "_id": ObjectId(),
+                "email": email,
+                "name": email.split("@")[0],
+                "password_hash": self.hasher.hash(password),
+                "role": "admin",
+                "active": True,
+                "created_at": moment,
+                "updated_at": moment,
+                "last_login_at": None,
+                "version": 1,
+            }
+            try:
+                self.users.insert(user, [self.events.registered(user, actor_id=None)])
+                return user
+            except EmailTaken:
+                existing = self.users.by_email(email)  # another process created it meanwhile
+                assert existing is not None
+        return self.change(None, str(existing["_id"]), role="admin", active=True)
+
+    def page(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """All users, oldest first, for read-model backfill."""
+        return self.users.page(skip, limit)
+
+    def allows(self, principal: Principal) -> bool:
+        """The access policy of auth's own routes: the account exists and is active."""
+        user = self.users.by_id(principal.user_id)
+        return user is not None and user["active"]

@@ -1,0 +1,50 @@
+"""What can go wrong in auth, as problem details (RFC 9457); raised by the domain, mapped once."""
+
+from __future__ import annotations
+
+from taskflow_common.problems import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+
+
+class EmailTaken(Conflict):
+    type = "urn:taskflow:problem:email-taken"
+    title = "Email already registered"
+
+
+class InvalidCredentials(Unauthorized):
+    """One message for an unknown email and a wrong password, so neither is revealed."""
+
+    def __init__(self) -> None:
+        super().__init__("The email or password is incorrect.")
+
+
+class InvalidRefreshToken(Unauthorized):
+    def __init__(self) -> None:
+        super().__init__("The refresh token is invalid, expired or already used.")
+
+
+class AccountDeactivated(Forbidden):
+    type = "urn:taskflow:problem:account-deactivated"
+    title = "Account deactivated"
+
+
+class WrongCurrentPassword(Forbidden):
+    type = "urn:taskflow:problem:wrong-password"
+    title = "Current password is incorrect"
+
+
+class LoginThrottled(TooManyRequests):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many failed logins; try again later.", retry_after=retry_after)
+
+
+class UserNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No such user.")
+
+
+class LastActiveAdmin(Conflict):
+    type = "urn:taskflow:problem:last-active-admin"
+    title = "Last active admin"
+
+    def __init__(self) -> None:
+        super().__init__("The last active admin cannot be demoted or deactivated.")

@@ -1,0 +1,132 @@
+"""Request and response bodies of the auth service; they validate requests and produce the
+OpenAPI document. Unknown fields (``role``, ``id``, ``active``…) are 422 and never honoured."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
+from taskflow_common.api import RequestBody
+from taskflow_common.pagination import PageQuery
+
+from .passwords import MAX_LENGTH, MIN_LENGTH, normalized
+
+Role = Literal["user", "admin"]
+
+
+def _trimmed_lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _deliverable_shape(value: str) -> str:
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+def _password_length(value: str) -> str:
+    length = len(normalized(value))
+    if not MIN_LENGTH <= length <= MAX_LENGTH:
+        raise ValueError(f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long")
+    return value
+
+
+def _printable(value: str) -> str:
+    if any(unicodedata.category(character).startswith("C") for character in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Email = Annotated[str, BeforeValidator(_trimmed_lower), Field(max_length=254), AfterValidator(_deliverable_shape)]
+"""An email address, trimmed and lower-cased before it is checked or stored (DESIGN §4)."""
+LoginEmail = Annotated[str, BeforeValidator(_trimmed_lower), Field(min_length=1, max_length=254)]
+NewPassword = Annotated[str, Field(max_length=4 * MAX_LENGTH), AfterValidator(_password_length)]
+"""8..128 characters, any Unicode; the whole password counts (see :mod:`.passwords`)."""
+GivenPassword = Annotated[str, Field(min_length=1, max_length=4 * MAX_LENGTH)]
+Name = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v), Field(min_length=1, max_length=100), AfterValidator(_printable)]
+
+
+class RegisterRequest(RequestBody):
+    email: Email = Field(examples=["ada@example.com"])
+    password: NewPassword = Field(examples=["correct horse battery staple"])
+    name: Name = Field(examples=["Ada Lovelace"])
+
+
+class LoginRequest(RequestBody):
+    email: LoginEmail = Field(examples=["ada@example.com"])
+    password: GivenPassword = Field(examples=["correct horse battery staple"])
+
+
+class RefreshRequest(RequestBody):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class UpdateMeRequest(RequestBody):
+    name: Name
+
+
+class ChangePasswordRequest(RequestBody):
+    current_password: GivenPassword
+    new_password: NewPassword
+
+
+class User(BaseModel):
+    """A user as clients see it (DESIGN §4)."""
+
+    id: str
+    email: str
+    name: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def from_document(cls, user: dict[str, Any]) -> Self:
+        """From a stored user; fields the model does not name (the password hash…) are left out."""
+        return cls.model_validate({**user, "id": str(user["_id"])}, strict=False)
+
+
+class TokenResponse(BaseModel):
+    """A new token pair (RFC 6749 §5.1 names) with the user it belongs to."""
+
+    user: User
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class JsonWebKeySet(BaseModel):
+    """RFC 7517 §5: the public keys that verify access tokens."""
+
+    keys: list[dict[str, Any]]
+
+
+class UserRecord(User):
+    """A user as the internal API and the ``user.*`` events show it to other services."""
+
+    updated_at: datetime
+    last_login_at: datetime | None = None
+    version: int
+
+
+class UserListQuery(PageQuery):
+    """Pages of all users, oldest first."""
+
+
+class UserChange(RequestBody):
+    """What an admin may change on a user, through the admin service."""
+
+    role: Role | None = None
+    active: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> UserChange:
+        if self.role is None and self.active is None:
+            raise ValueError("give role, active or both")
+        return self

@@ -1,0 +1,205 @@
+"""Every MongoDB query of the auth service, with the indexes they need declared in one place.
+
+Collections: ``users`` (with their pending events in ``_outbox``), ``refresh_tokens`` (keyed by the
+token's hash), ``login_failures`` (fixed-window counters keyed by account or client) and ``locks``.
+Every read-modify-write runs under a document lock (see :mod:`taskflow_common.locks`: FerretDB's
+updates are not atomic): a user's changes under ``users:<id>``, a user's sessions under
+``sessions:<id>``, a failure counter under its key, and changes that could remove an admin under
+``admin-changes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, IndexModel
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+from taskflow_common.events.envelope import Event
+from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
+from taskflow_common.locks import DocumentLocks
+from taskflow_common.mongo import Indexes
+from taskflow_common.problems import Conflict
+
+from .errors import EmailTaken
+
+USERS = "users"
+REFRESH_TOKENS = "refresh_tokens"
+LOGIN_FAILURES = "login_failures"
+LOCKS = "locks"
+
+INDEXES = (
+    Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
+    Indexes(REFRESH_TOKENS, (IndexModel([("user_id", ASCENDING)]), IndexModel([("family_id", ASCENDING)]), IndexModel([("expires_at", ASCENDING)]))),
+)
+WITHOUT_OUTBOX = {OUTBOX_FIELD: 0}
+
+
+def now() -> datetime:
+    """The current time in UTC, truncated to milliseconds as MongoDB stores it."""
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def object_id(value: str) -> ObjectId | None:
+    """The ObjectId a public id names, or None when it is not one (then nothing matches)."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+class VersionConflict(Conflict):
+    """The user changed between read and write."""
+
+    def __init__(self) -> None:
+        super().__init__("The account changed concurrently; retry.")
+
+
+class UserStore:
+    """Users and the events of their changes (through the outbox)."""
+
+    def __init__(self, db: Callable[[], Database], outbox: Outbox) -> None:
+        self._db = db
+        self.outbox = outbox
+
+    @property
+    def _users(self):  # noqa: ANN202
+        return self._db()[USERS]
+
+    def insert(self, user: dict[str, Any], events: Sequence[Event]) -> None:
+        """Insert a new user with its events. Raises :class:`EmailTaken` when the email is in use."""
+        try:
+            with self.outbox.write(USERS, user["_id"], events) as pending:
+                self._users.insert_one({**user, **pending.insert_fields})
+        except DuplicateKeyError:
+            raise EmailTaken("An account with this email already exists.") from None
+
+    def by_email(self, email: str) -> dict[str, Any] | None:
+        return self._users.find_one({"email": email}, WITHOUT_OUTBOX)
+
+    def by_id(self, user_id: str) -> dict[str, Any] | None:
+        key = object_id(user_id)
+        return None if key is None else self._users.find_one({"_id": key}, WITHOUT_OUTBOX)
+
+    def lock(self, user_id: str) -> AbstractContextManager[None]:
+        """Hold the user's lock: read, then :meth:`update` or :meth:`record_login`, inside it."""
+        return self.outbox.lock(USERS, object_id(user_id))
+
+    def update(self, user: dict[str, Any], changes: dict[str, Any], events: Sequence[Event]) -> None:
+        """Apply ``changes`` to ``user`` as read under its lock, bumping its version.
+
+        Raises:
+            VersionConflict: the user changed since it was read (only if the lock was bypassed).
+        """
+        with self.outbox.write(USERS, user["_id"], events) as pending:
+            result = self._users.update_one(
+                {"_id": user["_id"], "version": user["version"]},
+                {"$set": {**changes, "version": user["version"] + 1}, **pending.update_operators},
+            )
+            if result.matched_count == 0:
+                raise VersionConflict()
+
+    def record_login(self, user: dict[str, Any], at: datetime, events: Sequence[Event]) -> None:
+        """Remember the login time (not a change of the user: the version stays). Under the user's lock."""
+        with self.outbox.write(USERS, user["_id"], events) as pending:
+            self._users.update_one({"_id": user["_id"]}, {"$set": {"last_login_at": at}, **pending.update_operators})
+
+    def page(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Users oldest first (stable), and how many there are."""
+        found = self._users.find({}, WITHOUT_OUTBOX).sort([("created_at", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit)
+        return list(found), self._users.count_documents({})
+
+    def count_active_admins(self) -> int:
+        return self._users.count_documents({"role": "admin", "active": True})
+
+
+class RefreshTokenStore:
+    """Refresh tokens by hash: single use, grouped in families (one login and its rotations).
+
+    A user's tokens change only under :meth:`lock` of that user, so using a token and revoking
+    its family (or all of the user's) cannot interleave.
+    """
+
+    def __init__(self, db: Callable[[], Database], locks: DocumentLocks) -> None:
+        self._db = db
+        self.locks = locks
+
+    def lock(self, user_id: str) -> AbstractContextManager[None]:
+        return self.locks.hold(f"sessions:{user_id}")
+
+    @property
+    def _tokens(self):  # noqa: ANN202
+        return self._db()[REFRESH_TOKENS]
+
+    def add(self, token_hash: str, *, user_id: str, family_id: str, ttl_seconds: int) -> None:
+        issued = now()
+        self._tokens.insert_one(
+            {
+                "_id": token_hash,
+                "user_id": user_id,
+                "family_id": family_id,
+                "created_at": issued,
+                "expires_at": issued + timedelta(seconds=ttl_seconds),
+                "used_at": None,
+                "revoked_at": None,
+            }
+        )
+
+    def mark_used(self, token_hash: str) -> None:
+        """Spend a token (under its user's lock, after checking it is live)."""
+        self._tokens.update_one({"_id": token_hash}, {"$set": {"used_at": now()}})
+
+    def find(self, token_hash: str) -> dict[str, Any] | None:
+        return self._tokens.find_one({"_id": token_hash})
+
+    def revoke(self, token_hash: str) -> None:
+        self._tokens.update_one({"_id": token_hash, "revoked_at": None}, {"$set": {"revoked_at": now()}})
+
+    def revoke_family(self, family_id: str) -> None:
+        self._tokens.update_many({"family_id": family_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})
+
+    def revoke_user(self, user_id: str) -> None:
+        self._tokens.update_many({"user_id": user_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})
+
+
+class LoginFailures:
+    """Failed logins counted per key (``account:<email>``, ``client:<address>``) in fixed windows.
+
+    Counters live in MongoDB so the limit holds across workers and replicas. A window starts at a
+    key's first failure and lasts ``window_seconds``.
+    """
+
+    def __init__(self, db: Callable[[], Database], locks: DocumentLocks, *, window_seconds: int) -> None:
+        self._db = db
+        self.locks = locks
+        self.window = timedelta(seconds=window_seconds)
+
+    @property
+    def _failures(self):  # noqa: ANN202
+        return self._db()[LOGIN_FAILURES]
+
+    def retry_after(self, key: str, limit: int) -> int | None:
+        """Seconds until ``key`` may try again, when it has ``limit`` failures in its window."""
+        found = self._failures.find_one({"_id": key})
+        moment = now()
+        if found is None or found["window_ends"] <= moment or found["count"] < limit:
+            return None
+        return max(1, int((found["window_ends"] - moment).total_seconds()) + 1)
+
+    def record(self, key: str) -> None:
+        moment = now()
+        with self.locks.hold(f"{LOGIN_FAILURES}:{key}"):
+            counted = self._failures.update_one({"_id": key, "window_ends": {"$gt": moment}}, {"$inc": {"count": 1}})
+            if counted.matched_count == 0:
+                self._failures.update_one(
+                    {"_id": key}, {"$set": {"count": 1, "window_ends": moment + self.window}}, upsert=True
+                )
+
+    def reset(self, key: str) -> None:
+        self._failures.delete_one({"_id": key})

@@ -1,0 +1,272 @@
+"""Register, login, refresh, logout, me and password through the auth app (DESIGN §4 auth)."""
+
+from __future__ import annotations
+
+import threading
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from taskflow_common.tokens import StaticJWKS, TokenVerifier
+
+from .conftest import PASSWORD, bearer
+
+AUTH = "/api/v1/auth"
+
+
+def test_register_returns_the_user_and_a_token_pair(client: FlaskClient) -> None:
+    response = client.post(f"{AUTH}/register", json={"email": "  Ada@Example.COM ", "password": PASSWORD, "name": " Ada "})
+    assert response.status_code == 201
+    body = response.json
+    assert body["user"]["email"] == "ada@example.com"
+    assert body["user"]["name"] == "Ada"
+    assert body["user"]["role"] == "user" and body["user"]["active"] is True
+    assert body["user"]["created_at"].endswith("Z")
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_access_token_has_the_contract_claims(app: Flask, register) -> None:
+    token = register()["access_token"]
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert header["alg"] == "RS256" and header["kid"]
+    assert {"iss", "aud", "sub", "role", "iat", "exp", "jti"} <= set(claims)
+    assert claims["iss"] == "taskflow-auth" and claims["aud"] == "taskflow"
+    assert claims["exp"] - claims["iat"] == 900
+    jwks = app.test_client().get(f"{AUTH}/jwks.json").json
+    assert TokenVerifier(StaticJWKS(jwks)).verify(token).user_id == claims["sub"]
+
+
+@pytest.mark.parametrize(
+    "extra", [{"role": "admin"}, {"id": "x"}, {"active": False}, {"created_at": "2020-01-01T00:00:00Z"}]
+)
+def test_register_refuses_fields_it_does_not_take(client: FlaskClient, extra: dict) -> None:
+    response = client.post(f"{AUTH}/register", json={"email": "eve@example.com", "password": PASSWORD, "name": "Eve", **extra})
+    assert response.status_code == 422
+    assert client.post(f"{AUTH}/login", json={"email": "eve@example.com", "password": PASSWORD}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "not-an-email", "password": PASSWORD, "name": "A"}, "email"),
+        ({"email": {"$ne": ""}, "password": PASSWORD, "name": "A"}, "email"),
+        ({"email": "a@example.com", "password": "short", "name": "A"}, "password"),
+        ({"email": "a@example.com", "password": "x" * 129, "name": "A"}, "password"),
+        ({"email": "a@example.com", "password": {"$gt": ""}, "name": "A"}, "password"),
+        ({"email": "a@example.com", "password": PASSWORD, "name": ""}, "name"),
+        ({"email": "a@example.com", "password": PASSWORD, "name": "x" * 101}, "name"),
+        ({"email": "a@example.com", "password": PASSWORD, "name": "bell\u0007"}, "name"),
+        ({"email": "a@example.com", "password": PASSWORD}, "name"),
+    ],
+)
+def test_register_validates_every_field(client: FlaskClient, body: dict, field: str) -> None:
+    response = client.post(f"{AUTH}/register", json=body)
+    assert response.status_code == 422
+    assert field in [error["field"] for error in response.json["errors"]]
+
+
+def test_password_length_counts_characters_not_bytes(client: FlaskClient) -> None:
+    eight_emoji = "😀" * 8
+    response = client.post(f"{AUTH}/register", json={"email": "emoji@example.com", "password": eight_emoji, "name": "E"})
+    assert response.status_code == 201
+    assert client.post(f"{AUTH}/login", json={"email": "emoji@example.com", "password": eight_emoji}).status_code == 200
+    assert client.post(f"{AUTH}/register", json={"email": "e2@example.com", "password": "😀" * 129, "name": "E"}).status_code == 422
+
+
+def test_duplicate_email_differing_only_in_case_is_409(client: FlaskClient, register) -> None:
+    register(email="grace@example.com")
+    response = client.post(f"{AUTH}/register", json={"email": "GRACE@example.com ", "password": PASSWORD, "name": "G"})
+    assert response.status_code == 409
+    assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("password", ["p" * 72, "ü" * 36])
+def test_a_72_byte_password_works_and_one_more_character_is_another_password(
+    client: FlaskClient, register, password: str
+) -> None:
+    assert len(password.encode()) == 72
+    email = register(password=password)["user"]["email"]
+    assert client.post(f"{AUTH}/login", json={"email": email, "password": password}).status_code == 200
+    assert client.post(f"{AUTH}/login", json={"email": email, "password": password + "!"}).status_code == 401
+
+
+@pytest.mark.parametrize("password", ["p" * 73, "ü" * 40, "😀" * 19, "x" * 128])
+def test_passwords_over_72_bytes_log_in_only_in_full(client: FlaskClient, register, password: str) -> None:
+    assert len(password.encode()) > 72
+    email = register(password=password)["user"]["email"]
+    assert client.post(f"{AUTH}/login", json={"email": email, "password": password}).status_code == 200
+    first_72_bytes = password.encode()[:72].decode(errors="ignore")
+    assert client.post(f"{AUTH}/login", json={"email": email, "password": first_72_bytes}).status_code == 401
+
+
+def test_wrong_password_and_unknown_email_get_the_same_401(client: FlaskClient, register) -> None:
+    email = register()["user"]["email"]
+    wrong_password = client.post(f"{AUTH}/login", json={"email": email, "password": "not the password"})
+    unknown_email = client.post(f"{AUTH}/login", json={"email": "nobody@example.com", "password": "not the password"})
+    assert wrong_password.status_code == unknown_email.status_code == 401
+    assert wrong_password.json == unknown_email.json
+
+
+def test_login_email_is_normalized(client: FlaskClient, register) -> None:
+    register(email="lin@example.com")
+    assert client.post(f"{AUTH}/login", json={"email": " LIN@Example.com", "password": PASSWORD}).status_code == 200
+
+
+@pytest.mark.parametrize("email", [{"$ne": ""}, {"$gt": ""}, ["a@example.com"], None, 42])
+def test_operator_objects_in_login_are_422_and_match_nobody(client: FlaskClient, register, email: object) -> None:
+    register()
+    response = client.post(f"{AUTH}/login", json={"email": email, "password": {"$ne": ""}})
+    assert response.status_code == 422
+
+
+def test_repeated_failures_for_one_account_are_429_even_with_the_right_password(make_app) -> None:
+    client = make_app(login_max_failures_per_account=3).test_client()
+    email = client.post(f"{AUTH}/register", json={"email": "target@example.com", "password": PASSWORD, "name": "T"}).json["user"]["email"]
+    statuses = [client.post(f"{AUTH}/login", json={"email": email, "password": f"guess-{i}-wrong"}).status_code for i in range(3)]
+    assert statuses == [401, 401, 401]
+    throttled = client.post(f"{AUTH}/login", json={"email": email, "password": PASSWORD})
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) > 0
+    assert throttled.mimetype == "application/problem+json"
+
+
+def test_repeated_failures_from_one_client_are_429_for_every_account(make_app) -> None:
+    client = make_app(login_max_failures_per_client=4).test_client()
+    client.post(f"{AUTH}/register", json={"email": "victim@example.com", "password": PASSWORD, "name": "V"})
+    for i in range(4):
+        client.post(f"{AUTH}/login", json={"email": f"someone{i}@example.com", "password": "wrong password"})
+    response = client.post(f"{AUTH}/login", json={"email": "victim@example.com", "password": PASSWORD})
+    assert response.status_code == 429
+    other_client = client.post(
+        f"{AUTH}/login", json={"email": "victim@example.com", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "10.1.2.3"}
+    )
+    assert other_client.status_code == 200
+
+
+def test_a_successful_login_clears_the_account_failures(make_app) -> None:
+    client = make_app(login_max_failures_per_account=3).test_client()
+    client.post(f"{AUTH}/register", json={"email": "mo@example.com", "password": PASSWORD, "name": "M"})
+    for _ in range(2):
+        client.post(f"{AUTH}/login", json={"email": "mo@example.com", "password": "wrong password"})
+    assert client.post(f"{AUTH}/login", json={"email": "mo@example.com", "password": PASSWORD}).status_code == 200
+    for _ in range(2):
+        client.post(f"{AUTH}/login", json={"email": "mo@example.com", "password": "wrong password"})
+    assert client.post(f"{AUTH}/login", json={"email": "mo@example.com", "password": PASSWORD}).status_code == 200
+
+
+def test_refresh_rotates_and_the_used_token_is_dead(client: FlaskClient, register) -> None:
+    first = register()["refresh_token"]
+    rotated = client.post(f"{AUTH}/refresh", json={"refresh_token": first})
+    assert rotated.status_code == 200
+    second = rotated.json["refresh_token"]
+    assert second != first
+    assert client.get(f"{AUTH}/me", headers=bearer(rotated.json["access_token"])).status_code == 200
+
+
+def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(client: FlaskClient, register) -> None:
+    first = register()["refresh_token"]
+    second = client.post(f"{AUTH}/refresh", json={"refresh_token": first}).json["refresh_token"]
+    third = client.post(f"{AUTH}/refresh", json={"refresh_token": second}).json["refresh_token"]
+    reuse = client.post(f"{AUTH}/refresh", json={"refresh_token": first})
+    assert reuse.status_code == 401
+    assert client.post(f"{AUTH}/refresh", json={"refresh_token": third}).status_code == 401
+
+
+def test_two_concurrent_refreshes_with_one_token_yield_one_new_pair(app: Flask, register) -> None:
+    token = register()["refresh_token"]
+    barrier = threading.Barrier(3)
+    statuses: list[int] = []
+
+    def spend() -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post(f"{AUTH}/refresh", json={"refresh_token": token}).status_code)
+
+    spenders = [threading.Thread(target=spend) for _ in range(3)]
+    for spender in spenders:
+        spender.start()
+    for spender in spenders:
+        spender.join(30)
+    assert sorted(statuses) == [200, 401, 401]
+
+
+def test_reuse_revokes_only_that_login_family(client: FlaskClient, register) -> None:
+    registered = register()
+    other_session = client.post(f"{AUTH}/login", json={"email": registered["user"]["email"], "password": PASSWORD}).json
+    first = registered["refresh_token"]
+    client.post(f"{AUTH}/refresh", json={"refresh_token": first})
+    client.post(f"{AUTH}/refresh", json={"refresh_token": first})
+    assert client.post(f"{AUTH}/refresh", json={"refresh_token": other_session["refresh_token"]}).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "x" * 513, "not-a-token"])
+def test_unknown_refresh_tokens_are_refused(client: FlaskClient, token: str) -> None:
+    assert client.post(f"{AUTH}/refresh", json={"refresh_token": token}).status_code in (401, 422)
+
+
+def test_a_refresh_token_is_not_an_access_token(client: FlaskClient, register) -> None:
+    refresh_token = register()["refresh_token"]
+    assert client.get(f"{AUTH}/me", headers=bearer(refresh_token)).status_code == 401
+
+
+def test_logout_revokes_that_refresh_token(client: FlaskClient, register) -> None:
+    token = register()["refresh_token"]
+    assert client.post(f"{AUTH}/logout", json={"refresh_token": token}).status_code == 204
+    assert client.post(f"{AUTH}/refresh", json={"refresh_token": token}).status_code == 401
+    assert client.post(f"{AUTH}/logout", json={"refresh_token": token}).status_code == 204
+
+
+def test_logout_all_revokes_every_refresh_token_of_the_user(client: FlaskClient, register) -> None:
+    registered = register()
+    second = client.post(f"{AUTH}/login", json={"email": registered["user"]["email"], "password": PASSWORD}).json
+    assert client.post(f"{AUTH}/logout-all", headers=bearer(second["access_token"])).status_code == 204
+    for token in (registered["refresh_token"], second["refresh_token"]):
+        assert client.post(f"{AUTH}/refresh", json={"refresh_token": token}).status_code == 401
+
+
+def test_me_and_rename(client: FlaskClient, register) -> None:
+    registered = register(name="Ada")
+    headers = bearer(registered["access_token"])
+    assert client.get(f"{AUTH}/me", headers=headers).json == registered["user"]
+    renamed = client.patch(f"{AUTH}/me", json={"name": "Ada Lovelace"}, headers=headers)
+    assert renamed.status_code == 200 and renamed.json["name"] == "Ada Lovelace"
+    assert client.get(f"{AUTH}/me", headers=headers).json["name"] == "Ada Lovelace"
+
+
+@pytest.mark.parametrize("body", [{"role": "admin"}, {"name": "X", "role": "admin"}, {"email": "x@example.com"}, {"active": False}])
+def test_me_cannot_change_role_email_or_activation(client: FlaskClient, register, body: dict) -> None:
+    registered = register()
+    headers = bearer(registered["access_token"])
+    assert client.patch(f"{AUTH}/me", json=body, headers=headers).status_code == 422
+    assert client.get(f"{AUTH}/me", headers=headers).json == registered["user"]
+
+
+def test_me_needs_a_token(client: FlaskClient) -> None:
+    response = client.get(f"{AUTH}/me")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_password_change_needs_the_current_password_and_revokes_sessions(client: FlaskClient, register) -> None:
+    registered = register()
+    headers = bearer(registered["access_token"])
+    wrong = client.post(f"{AUTH}/password", json={"current_password": "not it at all", "new_password": "a new passphrase"}, headers=headers)
+    assert wrong.status_code == 403
+    changed = client.post(f"{AUTH}/password", json={"current_password": PASSWORD, "new_password": "a new passphrase"}, headers=headers)
+    assert changed.status_code == 204
+    assert client.post(f"{AUTH}/refresh", json={"refresh_token": registered["refresh_token"]}).status_code == 401
+    email = registered["user"]["email"]
+    assert client.post(f"{AUTH}/login", json={"email": email, "password": PASSWORD}).status_code == 401
+    assert client.post(f"{AUTH}/login", json={"email": email, "password": "a new passphrase"}).status_code == 200
+
+
+def test_jwks_is_public_and_cacheable(client: FlaskClient) -> None:
+    response = client.get(f"{AUTH}/jwks.json")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "public, max-age=300"
+    [key] = response.json["keys"]
+    assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig" and key["kid"]
+    assert "d" not in key and "p" not in key

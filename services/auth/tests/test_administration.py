@@ -1,0 +1,153 @@
+"""The first admin, and the internal API the admin service uses (issue 4 §6, §7)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from .conftest import PASSWORD, bearer
+
+AUTH = "/api/v1/auth"
+ADMIN_EMAIL = "root@example.com"
+ADMIN_PASSWORD = "the admin passphrase"
+
+
+@pytest.fixture
+def admin_app(make_app) -> Flask:
+    return make_app(admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def admin_client(admin_app: Flask) -> FlaskClient:
+    return admin_app.test_client()
+
+
+def login(client: FlaskClient, email: str, password: str) -> dict:
+    response = client.post(f"{AUTH}/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_the_first_admin_comes_from_the_environment(admin_client: FlaskClient) -> None:
+    assert login(admin_client, ADMIN_EMAIL, ADMIN_PASSWORD)["user"]["role"] == "admin"
+
+
+def test_creating_the_first_admin_again_is_idempotent_and_keeps_the_password(admin_app: Flask) -> None:
+    accounts = admin_app.extensions["taskflow_auth.accounts"]
+    first = accounts.ensure_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    again = accounts.ensure_admin(ADMIN_EMAIL, "another passphrase")
+    assert again["_id"] == first["_id"] and again["version"] == first["version"]
+    assert accounts.hasher.verify(ADMIN_PASSWORD, accounts.users.by_id(str(first["_id"]))["password_hash"])
+
+
+def test_an_existing_user_is_promoted_keeping_their_password(app: Flask, client: FlaskClient, register) -> None:
+    assert register(email="promote-me@example.com")["user"]["role"] == "user"
+    app.extensions["taskflow_auth.accounts"].ensure_admin("promote-me@example.com", "ignored passphrase")
+    assert login(client, "promote-me@example.com", PASSWORD)["user"]["role"] == "admin"
+
+
+@pytest.fixture
+def admin_token(admin_client: FlaskClient) -> str:
+    return login(admin_client, ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+
+
+def register_user(client: FlaskClient, email: str) -> dict:
+    response = client.post(f"{AUTH}/register", json={"email": email, "password": PASSWORD, "name": "U"})
+    assert response.status_code == 201
+    return response.json
+
+
+def test_internal_routes_require_an_admin(admin_client: FlaskClient) -> None:
+    user = register_user(admin_client, "plain@example.com")
+    assert admin_client.get("/internal/users").status_code == 401
+    assert admin_client.get("/internal/users", headers=bearer(user["access_token"])).status_code == 403
+    patch = admin_client.patch(f"/internal/users/{user['user']['id']}", json={"role": "admin"}, headers=bearer(user["access_token"]))
+    assert patch.status_code == 403
+
+
+def test_users_are_listed_page_by_page_oldest_first(admin_client: FlaskClient, admin_token: str) -> None:
+    emails = [f"page{i}@example.com" for i in range(5)]
+    for email in emails:
+        register_user(admin_client, email)
+    first = admin_client.get("/internal/users?page=1&limit=4", headers=bearer(admin_token)).json
+    second = admin_client.get("/internal/users?page=2&limit=4", headers=bearer(admin_token)).json
+    assert first["total"] == second["total"] == 6
+    listed = [item["email"] for item in first["items"] + second["items"]]
+    assert listed == [ADMIN_EMAIL, *emails]
+    assert {"version", "updated_at", "last_login_at"} <= set(first["items"][0])
+
+
+def test_promoting_a_user_lets_their_next_token_be_an_admins(admin_client: FlaskClient, admin_token: str) -> None:
+    user = register_user(admin_client, "rising@example.com")
+    changed = admin_client.patch(f"/internal/users/{user['user']['id']}", json={"role": "admin"}, headers=bearer(admin_token))
+    assert changed.status_code == 200
+    assert changed.json["role"] == "admin" and changed.json["version"] == 2
+    assert login(admin_client, "rising@example.com", PASSWORD)["user"]["role"] == "admin"
+
+
+def test_deactivating_a_user_blocks_login_refresh_and_their_tokens(admin_client: FlaskClient, admin_token: str) -> None:
+    user = register_user(admin_client, "leaving@example.com")
+    response = admin_client.patch(f"/internal/users/{user['user']['id']}", json={"active": False}, headers=bearer(admin_token))
+    assert response.status_code == 200 and response.json["active"] is False
+    denied = admin_client.post(f"{AUTH}/login", json={"email": "leaving@example.com", "password": PASSWORD})
+    assert denied.status_code == 403
+    assert admin_client.post(f"{AUTH}/refresh", json={"refresh_token": user["refresh_token"]}).status_code == 401
+    assert admin_client.get(f"{AUTH}/me", headers=bearer(user["access_token"])).status_code == 403
+    wrong_password = admin_client.post(f"{AUTH}/login", json={"email": "leaving@example.com", "password": "not the password"})
+    assert wrong_password.status_code == 401  # a wrong password never learns the account's state
+
+
+def test_reactivating_lets_the_user_in_again(admin_client: FlaskClient, admin_token: str) -> None:
+    user = register_user(admin_client, "back@example.com")
+    path = f"/internal/users/{user['user']['id']}"
+    admin_client.patch(path, json={"active": False}, headers=bearer(admin_token))
+    assert admin_client.patch(path, json={"active": True}, headers=bearer(admin_token)).json["active"] is True
+    assert login(admin_client, "back@example.com", PASSWORD)
+
+
+def test_the_last_active_admin_cannot_be_demoted_or_deactivated(admin_client: FlaskClient, admin_token: str) -> None:
+    me = admin_client.get(f"{AUTH}/me", headers=bearer(admin_token)).json
+    for change in ({"role": "user"}, {"active": False}, {"role": "user", "active": False}):
+        response = admin_client.patch(f"/internal/users/{me['id']}", json=change, headers=bearer(admin_token))
+        assert response.status_code == 409
+        assert response.mimetype == "application/problem+json"
+    assert admin_client.get(f"{AUTH}/me", headers=bearer(admin_token)).json["role"] == "admin"
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(admin_client: FlaskClient, admin_token: str) -> None:
+    other = register_user(admin_client, "second-admin@example.com")
+    admin_client.patch(f"/internal/users/{other['user']['id']}", json={"role": "admin"}, headers=bearer(admin_token))
+    other_token = login(admin_client, "second-admin@example.com", PASSWORD)["access_token"]
+    me = admin_client.get(f"{AUTH}/me", headers=bearer(admin_token)).json
+    statuses: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def demote(target: str, token: str) -> None:
+        client = admin_client.application.test_client()
+        barrier.wait()
+        statuses.append(client.patch(f"/internal/users/{target}", json={"role": "user"}, headers=bearer(token)).status_code)
+
+    threads = [
+        threading.Thread(target=demote, args=(other["user"]["id"], admin_token)),
+        threading.Thread(target=demote, args=(me["id"], other_token)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [200, 409]
+
+
+@pytest.mark.parametrize("user_id", ["123", "z" * 24, "0" * 24])
+def test_unknown_or_malformed_ids_are_404(admin_client: FlaskClient, admin_token: str, user_id: str) -> None:
+    assert admin_client.get(f"/internal/users/{user_id}", headers=bearer(admin_token)).status_code == 404
+    assert admin_client.patch(f"/internal/users/{user_id}", json={"role": "user"}, headers=bearer(admin_token)).status_code == 404
+
+
+@pytest.mark.parametrize("body", [{}, {"role": "superuser"}, {"active": "no"}, {"role": "admin", "email": "x@example.com"}])
+def test_invalid_changes_are_422(admin_client: FlaskClient, admin_token: str, body: dict) -> None:
+    user = register_user(admin_client, "target422@example.com")
+    assert admin_client.patch(f"/internal/users/{user['user']['id']}", json=body, headers=bearer(admin_token)).status_code == 422
