@@ -2,6 +2,7 @@
 
 ``infra``: FerretDB + RabbitMQ. ``system``: the services and gateway on top of them.
 ``gateway``: a client of the gateway from its own loopback address.
+``events``: the events the system publishes during the test.
 ``spans``: spans finished in this test process (an SDK tracer provider is installed once).
 """
 
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from .events import EventProbe
 from .infra import Infra
 from .system import Client, System
 
@@ -26,11 +28,29 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     running.stop()
 
 
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin passphrase for the e2e suite"
+
+
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    running = System(tmp_path_factory.mktemp("system"), infra).start()
+    running = System(
+        tmp_path_factory.mktemp("system"),
+        infra,
+        BCRYPT_ROUNDS="4",
+        ADMIN_EMAIL=ADMIN_EMAIL,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+    ).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def events(system: System) -> Iterator[EventProbe]:
+    """Events the system publishes from now on, each validated against the catalog."""
+    probe = EventProbe(system.infra.rabbitmq_url)
+    yield probe
+    probe.close()
 
 
 @pytest.fixture
