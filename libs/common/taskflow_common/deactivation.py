@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
 
 from .events.envelope import Event
 from .events.topology import Subscription
+from .locks import DocumentLocks
+from .projections import apply_if_newer
 from .tokens import Principal
 
 COLLECTION = "deactivated_users"
@@ -38,6 +39,7 @@ class DeactivatedUsers:
 
     def __init__(self, db: Callable[[], Database], *, refresh_seconds: float = 1.0) -> None:
         self.db = db
+        self.locks = DocumentLocks(db)
         self.refresh_seconds = refresh_seconds
         self._ids: frozenset[str] = frozenset()
         self._loaded_at = float("-inf")
@@ -55,15 +57,7 @@ class DeactivatedUsers:
 
     def _record(self, event: Event, deactivated: bool) -> None:
         # Events of one user may arrive out of order: the snapshot's version decides.
-        version = int(event.data["version"])
-        try:
-            self.db()[COLLECTION].update_one(
-                {"_id": event.subject, "version": {"$lt": version}},
-                {"$set": {"deactivated": deactivated, "version": version}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # a newer (or this same) state is already recorded
+        apply_if_newer(self.db()[COLLECTION], self.locks, event.subject, int(event.data["version"]), {"deactivated": deactivated})
 
     def handle_user_deactivated(self, event: Event) -> None:
         self._record(event, deactivated=True)

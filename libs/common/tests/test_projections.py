@@ -1,0 +1,75 @@
+"""Read models keep the newest snapshot whatever the order of arrival."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
+from taskflow_common.deactivation import DeactivatedUsers
+from taskflow_common.events.envelope import new_event
+from taskflow_common.locks import DocumentLocks
+from taskflow_common.projections import apply_if_newer
+from taskflow_common.tokens import Principal
+
+from tests.support.infra import Infra
+
+
+@pytest.fixture
+def db(infra: Infra) -> Iterator[Database]:
+    client = MongoClient(infra.mongodb_uri, tz_aware=True)
+    database = client[f"proj_{uuid.uuid4().hex[:10]}"]
+    yield database
+    client.drop_database(database.name)
+    client.close()
+
+
+def test_an_older_snapshot_after_a_newer_one_changes_nothing(db: Database) -> None:
+    locks = DocumentLocks(lambda: db)
+    assert apply_if_newer(db["users"], locks, "u1", 3, {"name": "three"})
+    assert not apply_if_newer(db["users"], locks, "u1", 2, {"name": "two"})
+    assert not apply_if_newer(db["users"], locks, "u1", 3, {"name": "three again"})
+    assert db["users"].find_one({"_id": "u1"}) == {"_id": "u1", "name": "three", "version": 3}
+
+
+def test_concurrent_snapshots_leave_the_newest(db: Database) -> None:
+    locks = DocumentLocks(lambda: db)
+    barrier = threading.Barrier(6)
+
+    def apply(version: int) -> None:
+        barrier.wait()
+        apply_if_newer(db["users"], locks, "u1", version, {"name": f"v{version}"})
+
+    threads = [threading.Thread(target=apply, args=(version,)) for version in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert db["users"].find_one({"_id": "u1"})["version"] == 6
+
+
+def user_event(type: str, version: int, subject: str = "u1"):  # noqa: ANN201
+    return new_event(type, service="auth", subject=subject, data={"version": version})
+
+
+def test_deactivation_follows_the_newest_event_whatever_the_order(db: Database) -> None:
+    policy = DeactivatedUsers(lambda: db, refresh_seconds=0)
+    principal = Principal(user_id="u1", role="user", token_id="t")
+    policy.handle_user_activated(user_event("user.activated", 5))
+    policy.handle_user_deactivated(user_event("user.deactivated", 4))
+    assert policy.allows(principal)
+    policy.handle_user_deactivated(user_event("user.deactivated", 6))
+    assert not policy.allows(principal)
+    assert policy.allows(Principal(user_id="u2", role="user", token_id="t"))
+
+
+def test_the_policy_reads_the_set_at_most_every_refresh_interval(db: Database) -> None:
+    policy = DeactivatedUsers(lambda: db, refresh_seconds=3600)
+    principal = Principal(user_id="u1", role="user", token_id="t")
+    assert policy.allows(principal)
+    policy.handle_user_deactivated(user_event("user.deactivated", 2))
+    assert policy.allows(principal)  # the copy read a moment ago is still fresh enough
+    assert not DeactivatedUsers(lambda: db, refresh_seconds=0).allows(principal)
