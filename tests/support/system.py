@@ -34,6 +34,7 @@ class System:
             "TASKFLOW_ENV": "test",
             "GATEWAY_PORT": str(self.gateway_port),
             "WEB_CONCURRENCY": "2",
+            "AUTH_URL": f"http://127.0.0.1:{self.ports['auth']}",
             **{variable: str(self.ports[name]) for name, variable in SERVICES.items()},
             **environment,
         }

@@ -1,22 +1,53 @@
-"""The admin service. User management, system statistics and the audit log, built from events (DESIGN §4 admin)."""
+"""The admin service: user management, system statistics and an audit log, built from events
+(DESIGN §4 admin). It owns no users or tasks; it changes users only through auth."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Flask
+from taskflow_common import deactivation
 from taskflow_common.app import create_service_app
+from taskflow_common.events import consumer as event_consumer
+from taskflow_common.events.plumbing import ServiceEvents
 from taskflow_common.mongo import Mongo
 
+from .administration import Administration
 from .api import api
+from .auth_client import AuthClient
+from .events import Projections
 from .settings import AdminSettings
+from .store import INDEXES, ReadModels
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The admin service's parts, assembled once per process from its settings."""
+
+    settings: AdminSettings
+    mongo: Mongo
+    events: ServiceEvents
+    administration: Administration
+    deactivated: deactivation.DeactivatedUsers
+
+
+def assemble(settings: AdminSettings) -> Admin:
+    mongo = Mongo(settings.mongodb_uri, settings.database_name, app_name="taskflow-admin",
+                  timeout_seconds=settings.dependency_timeout_seconds)
+    events = ServiceEvents("admin", settings.rabbitmq_url, mongo)
+    read_models = ReadModels(lambda: mongo.db)
+    administration = Administration(
+        read_models,
+        Projections(read_models),
+        AuthClient(settings.auth_url, timeout_seconds=settings.upstream_timeout_seconds),
+    )
+    mongo.ensure_indexes([*INDEXES, *event_consumer.INDEXES])
+    return Admin(settings, mongo, events, administration, deactivation.DeactivatedUsers(lambda: mongo.db))
 
 
 def create_app(settings: AdminSettings | None = None) -> Flask:
     """The admin service's WSGI app; ``settings`` default to the environment's."""
-    settings = settings or AdminSettings()
-    mongo = Mongo(
-        settings.mongodb_uri,
-        settings.database_name,
-        app_name="taskflow-admin",
-        timeout_seconds=settings.dependency_timeout_seconds,
-    )
-    return create_service_app(settings, [api], mongo=mongo)
+    admin = assemble(settings or AdminSettings())
+    app = create_service_app(admin.settings, [api], mongo=admin.mongo, access_policy=admin.deactivated)
+    app.extensions["taskflow_admin"] = admin.administration
+    return app

@@ -1,0 +1,106 @@
+"""The admin routes over the read models, and user changes through auth (DESIGN §4 admin)."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from taskflow_admin.administration import Administration
+from taskflow_common.events.envelope import new_event
+
+from .conftest import ADMIN_EMAIL, AuthServer, bearer
+
+ADMIN = "/api/v1/admin"
+ROUTES = [("GET", "/users"), ("GET", "/users/abc"), ("PATCH", "/users/abc"), ("GET", "/stats"), ("GET", "/audit")]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_needs_a_token_and_the_admin_role(admin_app: Flask, auth: AuthServer, method: str, path: str) -> None:
+    client = admin_app.test_client()
+    user_token = auth.register("plain@example.com")["access_token"]
+    assert client.open(ADMIN + path, method=method, json={"role": "user"}).status_code == 401
+    forbidden = client.open(ADMIN + path, method=method, json={"role": "user"}, headers=bearer(user_token))
+    assert forbidden.status_code == 403
+    assert forbidden.mimetype == "application/problem+json"
+
+
+def test_an_empty_read_model_is_backfilled_from_auth(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
+    for index in range(3):
+        auth.register(f"early{index}@example.com", name=f"Early {index}")
+    listed = admin_app.test_client().get(f"{ADMIN}/users?limit=10", headers=bearer(admin_token)).json
+    assert listed["total"] == 4
+    assert {user["email"] for user in listed["items"]} == {ADMIN_EMAIL, *(f"early{i}@example.com" for i in range(3))}
+    assert all(user["task_count"] == 0 for user in listed["items"])
+
+
+def test_users_are_searched_and_filtered(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
+    auth.register("grace@example.com", name="Grace Hopper")
+    auth.register("alan@example.com", name="Alan Turing")
+    client = admin_app.test_client()
+    by_name = client.get(f"{ADMIN}/users?q=HOPPER", headers=bearer(admin_token)).json
+    assert [user["email"] for user in by_name["items"]] == ["grace@example.com"]
+    admins = client.get(f"{ADMIN}/users?role=admin", headers=bearer(admin_token)).json
+    assert [user["email"] for user in admins["items"]] == [ADMIN_EMAIL]
+    regex_is_literal = client.get(f"{ADMIN}/users?q=.*", headers=bearer(admin_token)).json
+    assert regex_is_literal["total"] == 0
+    assert client.get(f"{ADMIN}/users?active=maybe", headers=bearer(admin_token)).status_code == 422
+
+
+def test_a_change_is_applied_by_auth_and_shown_at_once(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
+    user = auth.register("rise@example.com")["user"]
+    client = admin_app.test_client()
+    changed = client.patch(f"{ADMIN}/users/{user['id']}", json={"role": "admin"}, headers=bearer(admin_token))
+    assert changed.status_code == 200
+    assert changed.json["role"] == "admin" and changed.json["email"] == "rise@example.com"
+    assert client.get(f"{ADMIN}/users/{user['id']}", headers=bearer(admin_token)).json["role"] == "admin"
+    assert auth.login("rise@example.com", "a user passphrase")
+
+
+@pytest.mark.parametrize(("user_id", "body", "status"), [
+    ("0" * 24, {"role": "admin"}, 404),
+    ("not-an-id", {"active": False}, 404),
+])
+def test_auth_problems_come_back_as_they_were(admin_app: Flask, admin_token: str, user_id: str, body: dict, status: int) -> None:
+    response = admin_app.test_client().patch(f"{ADMIN}/users/{user_id}", json=body, headers=bearer(admin_token))
+    assert response.status_code == status
+    assert response.json["detail"] == "No such user."
+
+
+def test_demoting_the_last_admin_is_auths_409(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
+    me = auth.app.test_client().get("/api/v1/auth/me", headers=bearer(admin_token)).json
+    response = admin_app.test_client().patch(f"{ADMIN}/users/{me['id']}", json={"active": False}, headers=bearer(admin_token))
+    assert response.status_code == 409
+    assert response.json["type"] == "urn:taskflow:problem:last-active-admin"
+
+
+@pytest.mark.parametrize("body", [{}, {"role": "root"}, {"email": "x@example.com"}, {"active": "yes"}])
+def test_invalid_changes_are_422_before_reaching_auth(admin_app: Flask, admin_token: str, body: dict) -> None:
+    response = admin_app.test_client().patch(f"{ADMIN}/users/{'0' * 24}", json=body, headers=bearer(admin_token))
+    assert response.status_code == 422
+
+
+def test_auth_unreachable_is_503(make_admin_app, admin_token: str) -> None:
+    app = make_admin_app(auth_url="http://127.0.0.1:9")
+    app.extensions["taskflow_admin"].read_models.mark_backfilled()
+    response = app.test_client().patch(f"{ADMIN}/users/{'0' * 24}", json={"role": "user"}, headers=bearer(admin_token))
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+
+
+def test_stats_count_users_tasks_and_events(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
+    administration: Administration = admin_app.extensions["taskflow_admin"]
+    owner = auth.register("owner@example.com")["user"]["id"]
+    handle = administration.projections.handle_task_event
+    for index, status in enumerate(["todo", "in_progress", "done", "todo"]):
+        handle(new_event("task.created", service="tasks", subject=f"t{index}", data=_task(f"t{index}", owner, status, "2000-01-01T00:00:00Z")))
+    handle(new_event("task.deleted", service="tasks", subject="t3", data=_task("t3", owner, "todo", None)))
+    stats = admin_app.test_client().get(f"{ADMIN}/stats", headers=bearer(admin_token)).json
+    assert stats["users"] == {"total": 2, "active": 2, "admins": 1}
+    assert stats["tasks"] == {"total": 3, "by_status": {"todo": 1, "in_progress": 1, "done": 1}, "overdue": 2}
+    users = admin_app.test_client().get(f"{ADMIN}/users?q=owner", headers=bearer(admin_token)).json["items"]
+    assert users[0]["task_count"] == 3
+
+
+def _task(task_id: str, owner: str, status: str, due: str | None, version: int = 1) -> dict:
+    return {"id": task_id, "title": "T", "description": "", "status": status, "priority": "medium", "due_date": due,
+            "tags": [], "owner_id": owner, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "completed_at": None, "version": version}

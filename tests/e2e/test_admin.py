@@ -1,0 +1,119 @@
+"""The admin service through the gateway (DESIGN §4 admin, issue 6)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.support.accounts import PASSWORD, Account, sign_in, sign_up
+from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.system import Client
+
+pytestmark = pytest.mark.e2e
+ADMIN = "/api/v1/admin"
+
+
+@pytest.fixture
+def root(gateway: Client) -> Account:
+    return sign_in(gateway, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+def eventually(read: Callable[[], Any], accept: Callable[[Any], bool], *, timeout: float = 10) -> tuple[Any, float]:
+    """Poll ``read`` until ``accept`` holds; returns the value and the seconds it took."""
+    started = time.monotonic()
+    while True:
+        value = read()
+        if accept(value):
+            return value, time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not reached within {timeout}s: {value}")
+        time.sleep(0.05)
+
+
+def find_user(gateway: Client, root: Account, email: str) -> dict[str, Any] | None:
+    items = gateway.get(f"{ADMIN}/users", params={"q": email}, headers=root.headers).json()["items"]
+    return next((user for user in items if user["email"] == email), None)
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/users"), ("GET", "/users/x"), ("PATCH", "/users/x"), ("GET", "/stats"), ("GET", "/audit")])
+def test_a_non_admin_gets_403_on_every_admin_route(gateway: Client, method: str, path: str) -> None:
+    user = sign_up(gateway)
+    assert gateway.request(method, ADMIN + path, json={"role": "admin"}).status_code == 401
+    response = gateway.request(method, ADMIN + path, json={"role": "admin"}, headers=user.headers)
+    assert response.status_code == 403
+    assert response.headers["Content-Type"] == "application/problem+json"
+
+
+def test_a_new_user_shows_up_in_the_users_list_within_seconds(gateway: Client, root: Account) -> None:
+    user = sign_up(gateway, name="Visible Soon")
+    found, seconds = eventually(lambda: find_user(gateway, root, user.email), lambda found: found is not None)
+    assert found["name"] == "Visible Soon" and found["role"] == "user" and found["task_count"] == 0
+    assert seconds < 5
+
+
+def test_a_promoted_user_can_use_admin_routes_with_a_new_token(gateway: Client, root: Account) -> None:
+    user = sign_up(gateway)
+    promoted = gateway.patch(f"{ADMIN}/users/{user.id}", json={"role": "admin"}, headers=root.headers)
+    assert promoted.status_code == 200 and promoted.json()["role"] == "admin"
+    assert find_user(gateway, root, user.email)["role"] == "admin"  # the change is visible at once
+    assert gateway.get(f"{ADMIN}/stats", headers=user.headers).status_code == 403  # the old token says "user"
+    again = sign_in(gateway, user.email, PASSWORD)
+    assert gateway.get(f"{ADMIN}/stats", headers=again.headers).status_code == 200
+    audit = gateway.get(f"{ADMIN}/audit", params={"type": "user.role_changed", "subject_id": user.id}, headers=root.headers).json()
+    [entry] = audit["items"]
+    assert entry["actor_id"] == root.id and entry["summary"] == "role changed from user to admin"
+    assert entry["trace_id"] is None or len(entry["trace_id"]) == 32
+
+
+def test_a_deactivated_user_cannot_log_in_and_their_token_stops_working(gateway: Client, root: Account) -> None:
+    user = sign_up(gateway)
+    gateway.patch(f"{ADMIN}/users/{user.id}", json={"role": "admin"}, headers=root.headers)
+    user = sign_in(gateway, user.email, PASSWORD)
+    assert gateway.get(f"{ADMIN}/stats", headers=user.headers).status_code == 200
+    response = gateway.patch(f"{ADMIN}/users/{user.id}", json={"active": False}, headers=root.headers)
+    assert response.status_code == 200 and response.json()["active"] is False
+    assert gateway.post("/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}).status_code == 403
+    assert gateway.get("/api/v1/auth/me", headers=user.headers).status_code == 403
+    # Admin learns it from user.deactivated: the still-valid admin token is refused within seconds.
+    _, seconds = eventually(lambda: gateway.get(f"{ADMIN}/stats", headers=user.headers).status_code, lambda status: status == 403)
+    assert seconds < 5
+    audit = gateway.get(f"{ADMIN}/audit", params={"type": "user.deactivated", "subject_id": user.id}, headers=root.headers).json()
+    assert [entry["actor_id"] for entry in audit["items"]] == [root.id]
+
+
+def test_the_last_active_admin_can_be_neither_demoted_nor_deactivated(gateway: Client, root: Account) -> None:
+    others = gateway.get(f"{ADMIN}/users", params={"role": "admin", "active": "true", "limit": 100}, headers=root.headers).json()["items"]
+    for admin in others:
+        if admin["id"] != root.id:
+            assert gateway.patch(f"{ADMIN}/users/{admin['id']}", json={"role": "user"}, headers=root.headers).status_code == 200
+    for change in ({"role": "user"}, {"active": False}):
+        response = gateway.patch(f"{ADMIN}/users/{root.id}", json=change, headers=root.headers)
+        assert response.status_code == 409
+        assert response.headers["Content-Type"] == "application/problem+json"
+    assert sign_in(gateway, ADMIN_EMAIL, ADMIN_PASSWORD).user["role"] == "admin"
+
+
+def test_stats_match_the_users_list(gateway: Client, root: Account) -> None:
+    created = [sign_up(gateway) for _ in range(3)]
+    eventually(lambda: [find_user(gateway, root, user.email) for user in created], lambda found: all(found))
+    listed = gateway.get(f"{ADMIN}/users", params={"limit": 1}, headers=root.headers).json()["total"]
+    active = gateway.get(f"{ADMIN}/users", params={"limit": 1, "active": "true"}, headers=root.headers).json()["total"]
+    admins = gateway.get(f"{ADMIN}/users", params={"limit": 1, "role": "admin"}, headers=root.headers).json()["total"]
+    stats = gateway.get(f"{ADMIN}/stats", headers=root.headers).json()
+    assert stats["users"] == {"total": listed, "active": active, "admins": admins}
+    assert stats["events"]["processed"] > 0
+
+
+def test_each_action_is_audited_once_newest_first(gateway: Client, root: Account) -> None:
+    user = sign_up(gateway)
+    gateway.patch("/api/v1/auth/me", json={"name": "Renamed Once"}, headers=user.headers)
+    entries, _ = eventually(
+        lambda: gateway.get(f"{ADMIN}/audit", params={"subject_id": user.id}, headers=root.headers).json()["items"],
+        lambda items: len(items) >= 2,
+    )
+    assert [entry["type"] for entry in entries] == ["user.updated", "user.registered"]
+    assert entries[0]["actor_id"] == user.id and entries[0]["summary"] == "changed name"
+    assert [entry["time"] for entry in entries] == sorted((entry["time"] for entry in entries), reverse=True)
