@@ -1,8 +1,10 @@
 """The one way a TaskFlow service's Flask app is assembled.
 
 :func:`create_service_app` wires what every service does the same way, in this order: proxy
-headers, JSON problem details for every error, request ids, metrics, health endpoints, token
-verification, then the service's own declared APIs.
+headers, JSON problem details for every error, request ids, the access log, server spans,
+metrics, health endpoints, token verification, then the service's own declared APIs. Tracing and
+logging of the process are set up separately, after gunicorn forks
+(:func:`taskflow_common.observability.setup_process`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from prometheus_client.registry import Collector
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import health, metrics, problems, request_id, tokens
+from .observability import logs, tracing
 from .api import Api
 from .mongo import Mongo
 from .settings import ServiceSettings
@@ -51,6 +54,8 @@ def create_service_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     problems.install_error_handlers(app)
     request_id.install(app)
+    logs.log_requests(app)
+    tracing.instrument_app(app)
     metrics.install(app, collectors)
     app.register_blueprint(health.blueprint(checks))
     tokens.install(app, verifier, access_policy)

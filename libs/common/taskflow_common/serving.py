@@ -3,7 +3,8 @@
 
 Environment: ``HOST`` (default 127.0.0.1; 0.0.0.0 in containers), ``<SERVICE>_PORT``,
 ``WEB_CONCURRENCY`` (worker processes, default 2), ``GUNICORN_WORKER_CLASS`` (default gthread),
-``GUNICORN_THREADS`` (per worker, default 4), ``PROMETHEUS_MULTIPROC_DIR``.
+``GUNICORN_THREADS`` (per worker, default 4), ``PROMETHEUS_MULTIPROC_DIR``, ``LOG_LEVEL``,
+``TASKFLOW_ENV``.
 """
 
 from __future__ import annotations
@@ -29,22 +30,31 @@ def gunicorn_settings(*, service: str, app: str, default_port: int) -> dict[str,
         default_port: the port of DESIGN §2.
 
     Returns:
-        a dict of gunicorn setting names to values, including the ``on_starting`` and
-        ``child_exit`` hooks that keep multi-process Prometheus metrics correct.
+        a dict of gunicorn setting names to values, including the ``post_fork`` hook that sets up
+        each worker's logs and traces and the ``child_exit`` hook that keeps multi-process
+        Prometheus metrics correct.
     """
     port = int(os.environ.get(f"{service.upper()}_PORT", default_port))
+    log_level = os.environ.get("LOG_LEVEL", "INFO").upper()
     # Each copy of the system (make run, make test) keeps its samples apart: the port tells them apart.
     metrics_dir = os.environ.setdefault(
         "PROMETHEUS_MULTIPROC_DIR", str(Path(tempfile.gettempdir()) / f"taskflow-metrics-{service}-{port}")
     )
 
-    def on_starting(server: Any) -> None:
-        _reset_metrics_dir(metrics_dir)
+    # Emptied when the configuration is read, before the app is imported (also with --preload):
+    # a previous run's files would add stale samples.
+    _reset_metrics_dir(metrics_dir)
 
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+    def post_fork(server: Any, worker: Any) -> None:
+        # After the fork, also with --preload: a tracer provider made in the master exports nothing.
+        from .observability import setup_process
+
+        setup_process(service, environment=os.environ.get("TASKFLOW_ENV", "development"), log_level=log_level)
 
     return {
         "wsgi_app": app,
@@ -58,8 +68,29 @@ def gunicorn_settings(*, service: str, app: str, default_port: int) -> dict[str,
         "keepalive": 5,
         # gunicorn's control socket lives at one path per user; four services would fight over it.
         "control_socket_disable": True,
-        "accesslog": "-",
+        # The app writes the access log itself, as JSON with the route template and ids.
+        "accesslog": None,
         "errorlog": "-",
-        "on_starting": on_starting,
+        "loglevel": log_level.lower(),
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "taskflow_common.observability.logs.formatter"}},
+            "filters": {"context": {"()": "taskflow_common.observability.logs.ContextFilter", "service": service}},
+            "handlers": {
+                "stdout": {
+                    "class": "logging.StreamHandler",
+                    "stream": "ext://sys.stdout",
+                    "formatter": "json",
+                    "filters": ["context"],
+                }
+            },
+            "root": {"handlers": ["stdout"], "level": log_level},
+            "loggers": {
+                "gunicorn.error": {"handlers": ["stdout"], "level": log_level, "propagate": False},
+                "gunicorn.access": {"handlers": [], "level": log_level, "propagate": False},
+            },
+        },
+        "post_fork": post_fork,
         "child_exit": child_exit,
     }
