@@ -174,7 +174,7 @@ class Consumer:
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "ignored" if handler is None else "duplicate").inc()
             return
-        error = self._run_handler(connection, handler, event)
+        error = self._run_handler(connection, handler, event, delivery.properties.headers or {})
         if error is None:
             self._record_processed(event)
             channel.basic_ack(delivery.tag)
@@ -188,9 +188,16 @@ class Consumer:
             CONSUMED.labels(queue, event.type, "dead_lettered").inc()
         channel.basic_ack(delivery.tag)
 
-    def _run_handler(self, connection: pika.BlockingConnection, handler: Handler, event: Event) -> str | None:
-        """Run ``handler`` on the helper thread, pumping heartbeats; the error text, or None."""
-        parent = propagate.extract(event.trace_headers)
+    def _run_handler(
+        self, connection: pika.BlockingConnection, handler: Handler, event: Event, headers: dict[str, Any]
+    ) -> str | None:
+        """Run ``handler`` on the helper thread, pumping heartbeats; the error text, or None.
+
+        The processing span's parent is the publish span (AMQP headers), or else the request
+        that made the event (its ``traceparent`` attribute): one trace either way.
+        """
+        carrier = {key: value for key, value in headers.items() if isinstance(value, str)}
+        parent = propagate.extract(carrier if "traceparent" in carrier else event.trace_headers)
         started = time.perf_counter()
 
         def call() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import pika
+from opentelemetry import propagate, trace
 from pika.exceptions import NackError, UnroutableError
 from prometheus_client import Counter
 
@@ -19,6 +20,7 @@ from .envelope import CONTENT_TYPE, EXCHANGE, Event
 from .topology import declare_exchange
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 PUBLISHED = Counter("events_published_total", "Events confirmed by the broker.", ["type"])
 PUBLISH_FAILURES = Counter(
@@ -78,13 +80,32 @@ class Publisher:
             PublishFailed: the broker is unreachable or nacked the message.
         """
         payload = body if body is not None else event.encode()
+        # The publish span continues the trace of the request that made the event, wherever and
+        # whenever it is published (right after the write, or later by the relay).
+        with tracer.start_as_current_span(
+            f"{event.type} publish",
+            context=propagate.extract(event.trace_headers),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": self.exchange,
+                "messaging.rabbitmq.destination.routing_key": event.type,
+                "messaging.message.id": event.id,
+            },
+        ):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            self._publish(event, payload, headers or event.trace_headers)
+
+    def _publish(self, event: Event, payload: bytes, headers: dict[str, str]) -> None:
         properties = pika.BasicProperties(
             content_type=CONTENT_TYPE,
             delivery_mode=pika.DeliveryMode.Persistent,
             message_id=event.id,
             type=event.type,
             timestamp=int(event.time.timestamp()),
-            headers=event.trace_headers,
+            headers=headers,
         )
         for attempt in (1, 2):
             try:

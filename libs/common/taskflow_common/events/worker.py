@@ -1,5 +1,6 @@
 """A service's worker process: its outbox relay and its consumers, one thread (and one broker
-connection) each, stopped gracefully by SIGTERM or SIGINT.
+connection) each, stopped gracefully by SIGTERM or SIGINT; its Prometheus metrics are served on
+``WORKER_METRICS_PORT`` when that is set.
 
 Each service's ``python -m taskflow_<service>.worker`` builds its loops and calls :func:`run`.
 """
@@ -7,6 +8,7 @@ Each service's ``python -m taskflow_<service>.worker`` builds its loops and call
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -39,6 +41,10 @@ def run(loops: Sequence[Loop], *, stop: threading.Event | None = None, join_seco
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+    if os.environ.get("WORKER_METRICS_PORT"):
+        from prometheus_client import start_http_server
+
+        start_http_server(int(os.environ["WORKER_METRICS_PORT"]), addr=os.environ.get("HOST", "127.0.0.1"))
 
     def guarded(loop: Loop) -> None:
         try:

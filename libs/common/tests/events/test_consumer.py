@@ -166,10 +166,12 @@ def test_the_producer_trace_continues_in_the_handler(db: Database, consume, publ
         event = note()
     publisher.publish(event)
     wait_for(lambda: len(seen) == 1, timeout=30, what="handled")
-    [processing] = [span for span in spans.get_finished_spans() if span.context.span_id == seen[0].span_id]
-    assert processing.context.trace_id == request.get_span_context().trace_id
-    assert processing.parent.span_id == request.get_span_context().span_id
-    assert processing.kind is trace.SpanKind.CONSUMER
+    finished = {span.context.span_id: span for span in spans.get_finished_spans()}
+    processing = finished[seen[0].span_id]
+    publishing = finished[processing.parent.span_id]
+    assert processing.kind is trace.SpanKind.CONSUMER and publishing.kind is trace.SpanKind.PRODUCER
+    assert publishing.parent.span_id == request.get_span_context().span_id
+    assert processing.context.trace_id == publishing.context.trace_id == request.get_span_context().trace_id
 
 
 def test_declaring_the_topology_again_and_concurrently_is_harmless(infra: Infra, subscription) -> None:

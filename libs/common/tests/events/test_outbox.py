@@ -77,7 +77,7 @@ def test_broker_down_during_a_thousand_writes_loses_nothing_and_applies_each_onc
     finally:
         infra.start_broker()
     background.start(relay_of(db).run)
-    wait_for(lambda: len(effects(db)) >= 1000, timeout=180, interval=0.5, what="1000 effects")
+    wait_for(lambda: len(effects(db)) >= 1000, timeout=600, interval=0.5, what="1000 effects")
     time.sleep(1)
     applied = effects(db)
     assert len(applied) == 1000
@@ -171,7 +171,7 @@ def test_several_relays_deliver_everything_once_to_the_consumer(
     written = {write_note(outbox, db, f"n{i}").id for i in range(200)}
     for _ in range(3):
         background.start(relay_of(db).run)
-    wait_for(lambda: len(effects(db)) >= 200, timeout=120, interval=0.5, what="200 effects")
+    wait_for(lambda: len(effects(db)) >= 200, timeout=300, interval=0.5, what="200 effects")
     time.sleep(1)
     assert sorted(effects(db)) == sorted(written)
 
