@@ -3,6 +3,7 @@
 ``infra``: FerretDB + RabbitMQ. ``system``: the services and gateway on top of them.
 ``gateway``: a client of the gateway from its own loopback address.
 ``events``: the events the system publishes during the test.
+``otlp``: the spans the system exports (a real OTLP/HTTP receiver).
 ``spans``: spans finished in this test process (an SDK tracer provider is installed once).
 """
 
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from .events import EventProbe
 from .infra import Infra
+from .otlp import OtlpReceiver
 from .system import Client, System
 
 
@@ -33,13 +35,23 @@ ADMIN_PASSWORD = "admin passphrase for the e2e suite"
 
 
 @pytest.fixture(scope="session")
-def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+def otlp() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP receiver the whole system exports its traces to."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def system(infra: Infra, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     running = System(
         tmp_path_factory.mktemp("system"),
         infra,
         BCRYPT_ROUNDS="4",
         ADMIN_EMAIL=ADMIN_EMAIL,
         ADMIN_PASSWORD=ADMIN_PASSWORD,
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="200",
     ).start()
     yield running
     running.stop()

@@ -24,6 +24,7 @@ class System:
         self.base = base
         self.infra = infra
         self.ports = {name: free_port() for name in SERVICES}
+        self.worker_metrics_ports = {name: free_port() for name in SERVICES}
         self.gateway_port = free_port()
         self.env = {
             **infra.env,
@@ -36,6 +37,7 @@ class System:
             "WEB_CONCURRENCY": "2",
             "AUTH_URL": f"http://127.0.0.1:{self.ports['auth']}",
             **{variable: str(self.ports[name]) for name, variable in SERVICES.items()},
+            **{f"{name.upper()}_WORKER_METRICS_PORT": str(self.worker_metrics_ports[name]) for name in SERVICES},
             **environment,
         }
         self.child: Child | None = None

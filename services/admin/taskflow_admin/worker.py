@@ -3,11 +3,11 @@ from every event, and the deactivated-users list. Admin emits no events, so it r
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from taskflow_common import deactivation
 from taskflow_common.events import worker
+from taskflow_common.observability import setup_process
 
 from . import assemble
 from .events import SUBSCRIPTION
@@ -15,8 +15,9 @@ from .settings import AdminSettings
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO)
-    admin = assemble(AdminSettings())
+    settings = AdminSettings()
+    setup_process("admin", environment=settings.taskflow_env, log_level=settings.log_level)
+    admin = assemble(settings)
     return worker.run([
         admin.events.consumer_loop(SUBSCRIPTION, admin.administration.projections.handlers),
         admin.events.consumer_loop(deactivation.subscription("admin"), admin.deactivated.handlers),

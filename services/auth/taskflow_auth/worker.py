@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from taskflow_common.events import worker
+from taskflow_common.observability import setup_process
 
 from . import assemble
 from .settings import AuthSettings
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO)
-    auth = assemble(AuthSettings())
+    settings = AuthSettings()
+    setup_process("auth", environment=settings.taskflow_env, log_level=settings.log_level)
+    auth = assemble(settings)
     return worker.run([auth.events.relay_loop()])
 
 
