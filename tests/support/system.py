@@ -58,6 +58,9 @@ class System:
             log = self.child.log_tail()
             self.stop()
             raise RuntimeError(f"{error}\n--- system log ---\n{log}") from None
+        except BaseException:
+            self.stop()  # never leave a whole system running behind a failed fixture
+            raise
         return self
 
     def ready(self) -> bool:
@@ -69,7 +72,9 @@ class System:
                 requests.get(f"{self.service_url(name)}/readyz", timeout=5).status_code == 200 for name in SERVICES
             )
             return services_ready and requests.get(f"{self.gateway_url}/", timeout=5).status_code == 404
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # A service's port accepts connections before its workers have loaded the app; on a
+            # busy machine the first requests can wait longer than the timeout. Not ready yet.
             return False
 
     def stop(self) -> None:

@@ -1,22 +1,85 @@
-"""The notify service. The in-app inbox, email and due-date reminders, driven by events (DESIGN §4 notify)."""
+"""The notify service. The in-app inbox, email and due-date reminders, driven by events (DESIGN §4 notify).
+
+Two processes share this assembly: the API (gunicorn, :func:`create_app`) and the worker
+(``python -m taskflow_notify.worker``: outbox relay, consumers, reminder scheduler, mailer).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+
 from flask import Flask
 from taskflow_common.app import create_service_app
+from taskflow_common.deactivation import DeactivatedUsers
+from taskflow_common.events.plumbing import ServiceEvents
 from taskflow_common.mongo import Mongo
+from taskflow_common.tokens import TokenVerifier
 
+from . import mail
 from .api import api
+from .events import NotifyEvents
+from .mailer import Mailer
+from .messages import EmailComposer
+from .notifications import Notifications
+from .reminders import Reminders
 from .settings import NotifySettings
+from .store import INDEXES, DeliveryStore, NotificationStore, RecipientStore, ReminderStore
 
 
-def create_app(settings: NotifySettings | None = None) -> Flask:
-    """The notify service's WSGI app; ``settings`` default to the environment's."""
-    settings = settings or NotifySettings()
-    mongo = Mongo(
-        settings.mongodb_uri,
-        settings.database_name,
-        app_name="taskflow-notify",
-        timeout_seconds=settings.dependency_timeout_seconds,
+@dataclass(frozen=True)
+class Notify:
+    """The notify service's parts, assembled once per process from its settings."""
+
+    settings: NotifySettings
+    mongo: Mongo
+    events: ServiceEvents
+    deactivated: DeactivatedUsers
+    notifications: Notifications
+    reminders: Reminders
+    handlers: NotifyEvents
+    mailer: Mailer
+
+
+def assemble(settings: NotifySettings) -> Notify:
+    """Connect the stores, build the domain, create the indexes."""
+    mongo = Mongo(settings.mongodb_uri, settings.database_name, app_name="taskflow-notify",
+                  timeout_seconds=settings.dependency_timeout_seconds)
+    events = ServiceEvents("notify", settings.rabbitmq_url, mongo)
+    db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
+    store = NotificationStore(db)
+    deliveries = DeliveryStore(db, events.outbox, claim_lease_seconds=max(60.0, 6 * settings.smtp_timeout_seconds))
+    recipients = RecipientStore(db)
+    notifications = Notifications(store, deliveries)
+    reminders = Reminders(ReminderStore(db), recipients, notifications, lead=timedelta(minutes=settings.reminder_lead_minutes))
+    handlers = NotifyEvents(events, recipients, notifications, reminders)
+    mailer = Mailer(
+        deliveries,
+        store,
+        recipients,
+        EmailComposer(settings.mail_from, lead_minutes=settings.reminder_lead_minutes),
+        mail.transport(settings.smtp, mail_dir=settings.mail_dir, timeout_seconds=settings.smtp_timeout_seconds,
+                       ca_file=settings.smtp_ca_file),
+        handlers.sent,
+        retry_seconds=settings.mail_retry_seconds,
+        retry_max_seconds=settings.mail_retry_max_seconds,
+        max_attempts=settings.mail_max_attempts,
     )
-    return create_service_app(settings, [api], mongo=mongo)
+    mongo.ensure_indexes([*INDEXES, *events.indexes])
+    return Notify(settings, mongo, events, DeactivatedUsers(db), notifications, reminders, handlers, mailer)
+
+
+def create_app(settings: NotifySettings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
+    """The notify service's WSGI app; ``settings`` default to the environment's, ``verifier`` to
+    auth's JWKS at ``JWKS_URL`` (tests give one of their own issuer)."""
+    notify = assemble(settings or NotifySettings())
+    app = create_service_app(
+        notify.settings,
+        [api],
+        mongo=notify.mongo,
+        verifier=verifier,
+        access_policy=notify.deactivated,
+        collectors=[notify.events.collector],
+    )
+    app.extensions["taskflow_notify.notifications"] = notify.notifications
+    return app

@@ -2,12 +2,69 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import ClassVar
 
-from taskflow_common.settings import ServiceSettings
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+from taskflow_common.settings import Environment, ServiceSettings
+
+from .mail import SmtpEndpoint
+
+
+def _default_mail_dir() -> Path:
+    return Path(os.environ.get("TASKFLOW_VAR", "var")) / "mail"
 
 
 class NotifySettings(ServiceSettings):
-    """The shared settings; the notify service's database is ``<MONGODB_DB_PREFIX>notify``."""
+    """The shared settings plus notify's own; its database is ``<MONGODB_DB_PREFIX>notify``.
+
+    Attributes:
+        smtp_url: ``SMTP_URL``; where email goes (schemes in :mod:`.mail`). Unset: a Maildir.
+            Required in production. A secret (it may hold a password): never logged.
+        smtp_ca_file: ``SMTP_CA_FILE``; a CA bundle to verify the SMTP server with instead of
+            the system's.
+        smtp_timeout_seconds: ``SMTP_TIMEOUT_SECONDS``; bound on connecting and on each command.
+        mail_from: ``MAIL_FROM``; the From header of every email.
+        mail_dir: ``MAIL_DIR``; the Maildir used without ``SMTP_URL`` (``$TASKFLOW_VAR/mail``).
+        reminder_lead_minutes: ``REMINDER_LEAD_MINUTES``; an open task gets its reminder this
+            long before it is due (fractions allowed).
+        reminder_scan_seconds: ``REMINDER_SCAN_SECONDS``; how often the scheduler looks for
+            reminders that are due.
+        mail_poll_seconds: ``MAIL_POLL_SECONDS``; how often the mailer looks for pending email.
+        mail_retry_seconds, mail_retry_max_seconds: ``MAIL_RETRY_SECONDS``,
+            ``MAIL_RETRY_MAX_SECONDS``; the first back-off after a failed attempt, doubling up to
+            the maximum.
+        mail_max_attempts: ``MAIL_MAX_ATTEMPTS``; attempts before an email is given up as failed.
+    """
+
+    # SMTP_URL may hold a password: a validation error must not print it.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     service: ClassVar[str] = "notify"
+
+    smtp_url: SecretStr | None = None
+    smtp_ca_file: Path | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    mail_from: str = "TaskFlow <no-reply@taskflow.localhost>"
+    mail_dir: Path = Field(default_factory=_default_mail_dir)
+    reminder_lead_minutes: float = Field(default=60.0, ge=0)
+    reminder_scan_seconds: float = Field(default=10.0, gt=0)
+    mail_poll_seconds: float = Field(default=1.0, gt=0)
+    mail_retry_seconds: float = Field(default=30.0, gt=0)
+    mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    mail_max_attempts: int = Field(default=12, ge=1)
+
+    @property
+    def smtp(self) -> str | None:
+        """The SMTP URL in clear, for the transport only."""
+        return self.smtp_url.get_secret_value() if self.smtp_url else None
+
+    @model_validator(mode="after")
+    def _valid_mail_settings(self) -> NotifySettings:
+        if self.smtp:
+            SmtpEndpoint.parse(self.smtp)  # fail at start-up, not at the first email
+        elif self.taskflow_env is Environment.PRODUCTION:
+            raise ValueError("SMTP_URL is required in production (the Maildir is for development)")
+        return self

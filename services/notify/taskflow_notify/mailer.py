@@ -1,0 +1,152 @@
+"""The mailer: sends the email of each notification, apart from the consumers (DESIGN §4 notify).
+
+Consumers only insert a pending delivery (:mod:`.notifications`), so a slow or failing SMTP
+server never holds up the handling of other events. The mailer loop, in every worker replica,
+scans the pending deliveries that are due and, for each:
+
+1. claims it: a unique insert of its lock (``deliveries:<id>``, the outbox's key for the
+   document), skipped at once if another replica holds it; then re-reads it, since another
+   replica may have finished it meanwhile;
+2. drops it (``cancelled``) when the recipient is deactivated;
+3. sends it, with a ``Message-ID`` stable per notification;
+4. records the outcome: ``sent`` with ``sent_at``; or, after a transient failure, ``attempts``,
+   ``last_error`` and the next attempt after an exponential back-off; or ``failed`` when the
+   server refused the message for good or the attempts ran out. A finished delivery carries its
+   ``notification.sent`` event through the outbox (``channels`` lists where it arrived).
+
+While the server is unreachable the scan stops at the first connection failure instead of
+timing out once per pending message; each message keeps its own back-off. The one gap: a worker
+that dies after the server accepted a message but before step 4 leaves it pending, and it is
+sent again once the claim's lease expires; it carries the same ``Message-ID``, which mail
+clients use to fold duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from taskflow_common.events.envelope import Event
+from taskflow_common.events.publisher import backoff_seconds
+from taskflow_common.locks import LockTimeout
+
+from .mail import MailFailed, Transport
+from .messages import EmailComposer
+from .store import DeliveryStore, NotificationStore, RecipientStore, now
+
+log = logging.getLogger(__name__)
+
+
+class Mailer:
+    """Delivers pending emails.
+
+    Args:
+        deliveries, notifications, recipients: the stores.
+        composer: renders the emails.
+        transport: SMTP or the Maildir.
+        sent_event: builds ``notification.sent`` for a notification and its channels.
+        retry_seconds, retry_max_seconds: back-off after the first failed attempt, doubling to the max.
+        max_attempts: attempts before a delivery is given up as ``failed``.
+        batch: deliveries examined per scan.
+    """
+
+    def __init__(
+        self,
+        deliveries: DeliveryStore,
+        notifications: NotificationStore,
+        recipients: RecipientStore,
+        composer: EmailComposer,
+        transport: Transport,
+        sent_event: Callable[[dict[str, Any], list[str]], Event],
+        *,
+        retry_seconds: float,
+        retry_max_seconds: float,
+        max_attempts: int,
+        batch: int = 50,
+    ) -> None:
+        self.deliveries = deliveries
+        self.notifications = notifications
+        self.recipients = recipients
+        self.composer = composer
+        self.transport = transport
+        self.sent_event = sent_event
+        self.retry_seconds = retry_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.max_attempts = max_attempts
+        self.batch = batch
+
+    def send_due(self, at: datetime | None = None) -> int:
+        """Attempt the deliveries due by ``at`` (now), up to ``batch`` of them.
+
+        Returns:
+            how many were attempted; 0 when the server is unreachable, so the caller waits
+            before the next scan instead of trying the next message at once.
+        """
+        moment = at or now()
+        attempted = 0
+        for delivery_id in self.deliveries.due(moment, self.batch):
+            try:
+                with self.deliveries.claim(delivery_id):
+                    failure = self._attempt(delivery_id, moment)
+            except LockTimeout:
+                continue  # another mailer is on it
+            if failure is not None and failure.server_down:
+                return 0  # the rest would fail the same way; each keeps its own schedule
+            attempted += 1
+        return attempted
+
+    def _attempt(self, delivery_id: str, moment: datetime) -> MailFailed | None:
+        delivery = self.deliveries.get(delivery_id)
+        if delivery is None or delivery["status"] != "pending" or delivery["next_attempt_at"] > moment:
+            return None  # finished or rescheduled by another mailer since the scan
+        notification = self.notifications.get(delivery_id)
+        if notification is None:  # cannot happen: the item is inserted before its delivery
+            self._finish(delivery_id, None, {"status": "failed", "last_error": "notification missing"}, [])
+            return None
+        recipient = self.recipients.get(delivery["user_id"])
+        attempts = delivery["attempts"] + 1
+        if recipient is not None and not recipient["active"]:
+            self._finish(delivery_id, notification, {"status": "cancelled", "last_error": "recipient deactivated"}, ["in_app"])
+            return None
+        try:
+            if recipient is None:
+                raise MailFailed("the recipient's address is not known yet")
+            message = self._compose(notification, recipient)
+            self.transport.send(message)
+        except MailFailed as failure:
+            self._failed(delivery_id, notification, attempts, failure, moment)
+            return failure
+        self._finish(
+            delivery_id,
+            notification,
+            {"status": "sent", "attempts": attempts, "last_attempt_at": moment, "sent_at": now(), "message_id": message["Message-ID"]},
+            ["in_app", "email"],
+        )
+        return None
+
+    def _compose(self, notification: dict[str, Any], recipient: dict[str, Any]) -> EmailMessage:
+        """The email, or a permanent :class:`MailFailed`: one message that cannot be rendered (a
+        bug, bad data) is recorded as failed instead of stopping the mail of everyone else."""
+        try:
+            return self.composer.compose(notification, recipient)
+        except Exception as error:
+            log.exception("email %s cannot be composed", notification["_id"])
+            raise MailFailed(f"cannot compose the email: {type(error).__name__}: {error}"[:300], permanent=True) from error
+
+    def _failed(self, delivery_id: str, notification: dict[str, Any], attempts: int, failure: MailFailed, moment: datetime) -> None:
+        error = str(failure)
+        if failure.permanent or attempts >= self.max_attempts:
+            log.error("email %s failed for good after %d attempt(s): %s", delivery_id, attempts, error)
+            outcome = {"status": "failed", "attempts": attempts, "last_attempt_at": moment, "last_error": error}
+            self._finish(delivery_id, notification, outcome, ["in_app"])
+            return
+        retry_at = moment + timedelta(seconds=backoff_seconds(attempts, base=self.retry_seconds, cap=self.retry_max_seconds))
+        log.warning("email %s attempt %d failed (%s); next attempt at %s", delivery_id, attempts, error, retry_at.isoformat())
+        self.deliveries.retry_later(delivery_id, attempts=attempts, error=error, at=moment, retry_at=retry_at)
+
+    def _finish(self, delivery_id: str, notification: dict[str, Any] | None, outcome: dict[str, Any], channels: list[str]) -> None:
+        events = [self.sent_event(notification, channels)] if notification is not None else []
+        self.deliveries.finish(delivery_id, {**outcome, "finished_at": now()}, events)

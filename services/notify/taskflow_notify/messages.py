@@ -1,0 +1,156 @@
+"""What each kind of notification says, in the inbox and by email.
+
+Kinds (the catalog's ``NotificationData.kind``): ``welcome`` (on ``user.registered``),
+``role_changed`` (an admin changed the user's role), ``reactivated`` (an admin reactivated the
+account) and ``reminder`` (an open task is about to be due). Each is identified by a *key* naming
+what it is about, so the same cause never yields two notifications (see
+:func:`.notifications.notification_id`). Emails are rendered from ``templates/email.txt`` and
+``templates/email.html`` (Jinja2, HTML autoescaped), with a ``Message-ID`` derived from the
+notification's id: every attempt to send one notification carries the same id (RFC 5322 §3.6.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any, Literal
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+Kind = Literal["welcome", "reminder", "role_changed", "reactivated"]
+CHANNELS = ("in_app", "email")
+TITLE_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """A notification to create. ``key`` names its cause; ``subject_id`` is a task or the user."""
+
+    key: str
+    user_id: str
+    kind: Kind
+    title: str
+    body: str
+    subject_id: str
+    actor_id: str | None
+    created_at: datetime
+
+
+def _shorten(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def welcome(user: dict[str, Any], *, at: datetime, actor_id: str | None) -> NewNotification:
+    """For a ``user.registered`` snapshot: one per user, whatever the event."""
+    return NewNotification(
+        key=f"welcome:{user['id']}",
+        user_id=user["id"],
+        kind="welcome",
+        title="Welcome to TaskFlow",
+        body=f"Your account {user['email']} is ready. Add your first task: TaskFlow reminds you before it is due.",
+        subject_id=user["id"],
+        actor_id=actor_id,
+        created_at=at,
+    )
+
+
+def role_changed(user: dict[str, Any], *, event_id: str, at: datetime, actor_id: str | None) -> NewNotification:
+    """For a ``user.role_changed`` snapshot: one per change (keyed by the event)."""
+    previous = user.get("previous_role")
+    change = f"from {previous} to {user['role']}" if previous else f"to {user['role']}"
+    return NewNotification(
+        key=f"role_changed:{event_id}",
+        user_id=user["id"],
+        kind="role_changed",
+        title=f"Your role is now {user['role']}",
+        body=f"An administrator changed your role {change}.",
+        subject_id=user["id"],
+        actor_id=actor_id,
+        created_at=at,
+    )
+
+
+def reactivated(user: dict[str, Any], *, event_id: str, at: datetime, actor_id: str | None) -> NewNotification:
+    """For a ``user.activated`` snapshot: one per reactivation (keyed by the event)."""
+    return NewNotification(
+        key=f"reactivated:{event_id}",
+        user_id=user["id"],
+        kind="reactivated",
+        title="Your account is active again",
+        body="An administrator reactivated your account: you can sign in and use TaskFlow again.",
+        subject_id=user["id"],
+        actor_id=actor_id,
+        created_at=at,
+    )
+
+
+def reminder(task_id: str, owner_id: str, title: str, due: datetime, *, at: datetime) -> NewNotification:
+    """For a task due at ``due``: one per task and due date (the key holds both)."""
+    due_text = due.strftime("%Y-%m-%d %H:%M UTC")
+    return NewNotification(
+        key=f"reminder:{task_id}:{due.isoformat(timespec='milliseconds')}",
+        user_id=owner_id,
+        kind="reminder",
+        title=_shorten(f"Reminder: {title}", TITLE_LENGTH),
+        body=f"Your task “{title}” is due {due_text}.",
+        subject_id=task_id,
+        actor_id=None,
+        created_at=at,
+    )
+
+
+def _duration(minutes: float) -> str:
+    delta = timedelta(minutes=minutes)
+    if delta >= timedelta(hours=1) and delta % timedelta(hours=1) == timedelta(0):
+        hours = delta // timedelta(hours=1)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    whole = round(minutes)
+    return f"{whole} minute{'s' if whole != 1 else ''}"
+
+
+class EmailComposer:
+    """Renders a stored notification into an email to its recipient.
+
+    Args:
+        sender: the From header (``MAIL_FROM``), e.g. ``TaskFlow <no-reply@example.com>``.
+        lead_minutes: the reminder lead time, mentioned in the welcome email.
+    """
+
+    def __init__(self, sender: str, *, lead_minutes: float) -> None:
+        self.sender = sender
+        self.domain = parseaddr(sender)[1].rpartition("@")[2] or "taskflow.localhost"
+        self.lead = _duration(lead_minutes)
+        self.templates = Environment(
+            loader=PackageLoader("taskflow_notify", "templates"),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def message_id(self, notification_id: str) -> str:
+        """The stable ``Message-ID`` of a notification's email."""
+        return f"<{notification_id}@{self.domain}>"
+
+    def compose(self, notification: dict[str, Any], recipient: dict[str, Any]) -> EmailMessage:
+        """The email for ``notification`` (as stored) to ``recipient`` (``email``, ``name``)."""
+        context = {
+            "name": recipient["name"],
+            "email": recipient["email"],
+            "title": notification["title"],
+            "body": notification["body"],
+            "kind": notification["kind"],
+            "lead": self.lead,
+        }
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = Address(display_name=recipient["name"], addr_spec=recipient["email"])
+        message["Subject"] = notification["title"]
+        message["Date"] = format_datetime(notification["created_at"])
+        message["Message-ID"] = self.message_id(notification["_id"])
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies, please
+        message.set_content(self.templates.get_template("email.txt").render(context))
+        message.add_alternative(self.templates.get_template("email.html").render(context), subtype="html")
+        return message

@@ -1,0 +1,79 @@
+"""The notify worker: ``python -m taskflow_notify.worker``.
+
+One thread each (and, where it talks to the broker, one connection each): the outbox relay
+(``notification.sent``), the consumers of ``notify.inbox`` (``user.*``), ``notify.reminders``
+(``task.*``) and ``notify.user-status`` (the API's deactivated-users policy), the reminder
+scheduler and the mailer. Any number of replicas may run: consumers share their queues, and the
+scheduler and mailer claim each reminder and each email with a unique insert.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import threading
+from collections.abc import Callable, Mapping
+
+from pymongo.errors import PyMongoError
+from taskflow_common import deactivation
+from taskflow_common.events import worker
+from taskflow_common.events.consumer import Handler
+from taskflow_common.events.envelope import EXCHANGE
+from taskflow_common.events.topology import Subscription
+from taskflow_common.events.worker import Loop
+
+from . import Notify, assemble
+from .events import inbox_subscription, reminders_subscription
+from .settings import NotifySettings
+
+log = logging.getLogger(__name__)
+
+
+def polling(name: str, work: Callable[[], int], interval_seconds: float) -> Loop:
+    """A loop calling ``work`` (returns how much it did) again at once while busy, else after
+    ``interval_seconds``; database outages are logged and waited out."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = work()
+            except PyMongoError as error:
+                log.warning("%s: database unavailable (%s)", name, error)
+                busy = 0
+            if not busy:
+                stop.wait(interval_seconds)
+
+    return Loop(name, run)
+
+
+def subscriptions(
+    notify: Notify, *, exchange: str = EXCHANGE, queue_prefix: str = "notify"
+) -> list[tuple[Subscription, Mapping[str, Handler]]]:
+    """Each queue the worker consumes and its handlers; tests give their own exchange and names."""
+    return [
+        (inbox_subscription(queue_prefix, exchange=exchange), notify.handlers.inbox_handlers),
+        (reminders_subscription(queue_prefix, exchange=exchange), notify.handlers.reminder_handlers),
+        (dataclasses.replace(deactivation.subscription(queue_prefix), exchange=exchange), notify.deactivated.handlers),
+    ]
+
+
+def loops(notify: Notify, *, exchange: str = EXCHANGE, queue_prefix: str = "notify") -> list[Loop]:
+    """Every loop of the worker: relay, consumers, scheduler, mailer."""
+    return [
+        notify.events.relay_loop(),
+        *(notify.events.consumer_loop(subscription, handlers)
+          for subscription, handlers in subscriptions(notify, exchange=exchange, queue_prefix=queue_prefix)),
+        polling("notify-scheduler", notify.reminders.send_due, notify.settings.reminder_scan_seconds),
+        polling("notify-mailer", notify.mailer.send_due, notify.settings.mail_poll_seconds),
+    ]
+
+
+def main() -> int:
+    settings = NotifySettings()
+    logging.basicConfig(level=settings.log_level)
+    return worker.run(loops(assemble(settings)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

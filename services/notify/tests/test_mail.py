@@ -1,0 +1,304 @@
+"""Email delivery (DESIGN §4 notify): SMTP via ``SMTP_URL`` against a real server (aiosmtpd), with
+STARTTLS, TLS and login; retries with back-off while the server is down, without holding up the
+consumers; permanent refusals recorded; the Maildir without ``SMTP_URL``; ``notification.sent``."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import mailbox
+import ssl
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydantic import ValidationError
+from taskflow_common.events import broker
+from taskflow_common.events.envelope import EXCHANGE
+from taskflow_notify import Notify
+from taskflow_notify.mail import SmtpEndpoint
+from taskflow_notify.notifications import notification_id
+from taskflow_notify.settings import NotifySettings
+
+from tests.support.catalog import validate_event
+from tests.support.infra import Infra
+
+from .conftest import Bus, SmtpServer, Workers, eventually, new_id, user_event
+
+
+def delivery(notify: Notify, user_id: str) -> dict[str, Any] | None:
+    return notify.mongo.db["deliveries"].find_one({"_id": notification_id(f"welcome:{user_id}")})
+
+
+def test_smtp_down_then_up_delivers_the_email_once_without_holding_up_other_events(
+    make_notify: Callable[..., Notify], bus: Bus, workers: Workers, smtp: SmtpServer
+) -> None:
+    notify = make_notify(smtp_url=smtp.url)
+    smtp.stop()
+    workers.start(notify)
+    user_id, other_id = new_id(), new_id()
+    bus.publish(user_event("user.registered", user_id))
+    eventually(lambda: (delivery(notify, user_id) or {}).get("attempts", 0) >= 2, what="two failed attempts")
+    failed = delivery(notify, user_id)
+    assert failed["status"] == "pending" and "connect" in failed["last_error"] and failed["sent_at"] is None
+    assert failed["next_attempt_at"] > failed["last_attempt_at"]
+    # The consumers carry on meanwhile: another user's event is handled at once.
+    bus.publish(user_event("user.registered", other_id))
+    eventually(lambda: delivery(notify, other_id) is not None, what="the other user's notification")
+
+    smtp.start()
+    eventually(lambda: delivery(notify, user_id)["status"] == "sent", what="delivered after the server is back")
+    eventually(lambda: delivery(notify, other_id)["status"] == "sent", what="the other one too")
+    eventually(lambda: notify.mongo.db["deliveries"].count_documents({"status": "pending"}) == 0, what="nothing pending")
+    assert len(smtp.catcher.to(f"{user_id}@example.com")) == 1
+    assert len(smtp.catcher.to(f"{other_id}@example.com")) == 1
+    sent = delivery(notify, user_id)
+    assert sent["attempts"] >= 3 and sent["sent_at"] is not None
+
+
+def test_without_smtp_url_mail_lands_in_the_maildir(make_notify: Callable[..., Notify], tmp_path: Path) -> None:
+    notify = make_notify(mail_dir=tmp_path / "var" / "mail")
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id, email="dev@example.com", name="Dev"))
+    assert notify.mailer.send_due() == 1
+    [message] = mailbox.Maildir(tmp_path / "var" / "mail", create=False)
+    parsed = BytesParser(policy=policy.default).parsebytes(message.as_bytes())
+    assert parsed["To"] == "Dev <dev@example.com>" and parsed["Subject"] == "Welcome to TaskFlow"
+    assert parsed["Message-ID"] == f"<{notification_id(f'welcome:{user_id}')}@taskflow.localhost>"
+    assert parsed.get_body(("plain",)) is not None and parsed.get_body(("html",)) is not None
+    assert delivery(notify, user_id)["status"] == "sent"
+    assert notify.mailer.send_due() == 0  # sent once
+    assert len(mailbox.Maildir(tmp_path / "var" / "mail", create=False)) == 1
+
+
+def _refuse_recipients(code: str):  # noqa: ANN202 (an aiosmtpd hook)
+    async def handle_RCPT(server: Any, session: Any, envelope: Any, address: str, options: list) -> str:  # noqa: N802
+        return code
+
+    return handle_RCPT
+
+
+def test_a_permanent_refusal_is_recorded_and_not_retried(make_notify: Callable[..., Notify], smtp: SmtpServer) -> None:
+    smtp.catcher.handle_RCPT = _refuse_recipients("550 5.1.1 No such mailbox")
+    notify = make_notify(smtp_url=smtp.url)
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    notify.mailer.send_due()
+    failed = delivery(notify, user_id)
+    assert (failed["status"], failed["attempts"]) == ("failed", 1)
+    assert "550" in failed["last_error"]
+    assert notify.mailer.send_due(datetime.now(UTC) + timedelta(days=1)) == 0
+
+
+def test_a_temporary_refusal_is_retried(make_notify: Callable[..., Notify], smtp: SmtpServer) -> None:
+    smtp.catcher.handle_RCPT = _refuse_recipients("451 4.3.0 Try again later")
+    notify = make_notify(smtp_url=smtp.url, mail_max_attempts=2)
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    notify.mailer.send_due()
+    assert (delivery(notify, user_id)["status"], delivery(notify, user_id)["attempts"]) == ("pending", 1)
+    notify.mailer.send_due(datetime.now(UTC) + timedelta(minutes=1))
+    assert (delivery(notify, user_id)["status"], delivery(notify, user_id)["attempts"]) == ("failed", 2)
+
+
+def test_an_email_that_cannot_be_composed_fails_alone(make_notify: Callable[..., Notify], smtp: SmtpServer) -> None:
+    notify = make_notify(smtp_url=smtp.url)
+    broken, fine = new_id(), new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", broken))
+    notify.mongo.db["recipients"].update_one({"_id": broken}, {"$set": {"email": "x@@y"}})  # not an address
+    notify.handlers.handle_user_registered(user_event("user.registered", fine))
+    notify.mailer.send_due()
+    assert (delivery(notify, broken)["status"], delivery(notify, broken)["attempts"]) == ("failed", 1)
+    assert "cannot compose" in delivery(notify, broken)["last_error"]
+    assert delivery(notify, fine)["status"] == "sent"
+
+
+# -- TLS and login ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notify-test-smtp")])
+    moment = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(moment - timedelta(minutes=5))
+        .not_valid_after(moment + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("smtp-tls")
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"mailer", b"s3cret:/@")
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def starttls_smtp(certificate: tuple[Path, Path]) -> Iterator[SmtpServer]:
+    """A server that takes mail only after STARTTLS and a login (mailer / s3cret:/@)."""
+    server = SmtpServer(tls_context=_server_context(certificate), require_starttls=True, auth_required=True,
+                        authenticator=_authenticator)
+    server.start()
+    yield server
+    server.stop()
+
+
+CREDENTIALS = "mailer:s3cret%3A%2F%40"
+
+
+@pytest.mark.parametrize("scheme", ["smtp+starttls", "smtp"])
+def test_starttls_and_login_when_the_url_asks(
+    make_notify: Callable[..., Notify], starttls_smtp: SmtpServer, certificate: tuple[Path, Path], scheme: str
+) -> None:
+    """``smtp+starttls://`` always upgrades; ``smtp://`` with credentials too, never logging in in clear."""
+    url = f"{scheme}://{CREDENTIALS}@127.0.0.1:{starttls_smtp.port}"
+    notify = make_notify(smtp_url=url, smtp_ca_file=certificate[0])
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    notify.mailer.send_due()
+    assert delivery(notify, user_id)["status"] == "sent", delivery(notify, user_id)["last_error"]
+    assert len(starttls_smtp.catcher.to(f"{user_id}@example.com")) == 1
+
+
+def test_a_wrong_password_is_a_failure_retried_later(
+    make_notify: Callable[..., Notify], starttls_smtp: SmtpServer, certificate: tuple[Path, Path]
+) -> None:
+    notify = make_notify(smtp_url=f"smtp+starttls://mailer:wrong@127.0.0.1:{starttls_smtp.port}", smtp_ca_file=certificate[0])
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    notify.mailer.send_due()
+    recorded = delivery(notify, user_id)
+    assert recorded["status"] == "pending" and "535" in recorded["last_error"]
+    assert "wrong" not in recorded["last_error"]
+
+
+def test_an_untrusted_certificate_is_refused(make_notify: Callable[..., Notify], starttls_smtp: SmtpServer) -> None:
+    notify = make_notify(smtp_url=f"smtp+starttls://{CREDENTIALS}@127.0.0.1:{starttls_smtp.port}")
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    notify.mailer.send_due()
+    assert delivery(notify, user_id)["status"] == "pending"
+    assert "CERTIFICATE_VERIFY_FAILED" in delivery(notify, user_id)["last_error"]
+    assert starttls_smtp.catcher.messages == []
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_smtps_speaks_tls_from_the_first_byte(
+    make_notify: Callable[..., Notify], certificate: tuple[Path, Path]
+) -> None:
+    # aiosmtpd counts only STARTTLS as TLS for AUTH; this whole connection is TLS.
+    server = SmtpServer(ssl_context=_server_context(certificate), authenticator=_authenticator, auth_required=True,
+                        auth_require_tls=False)
+    server.start()
+    try:
+        notify = make_notify(smtp_url=f"smtps://{CREDENTIALS}@127.0.0.1:{server.port}", smtp_ca_file=certificate[0])
+        user_id = new_id()
+        notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+        notify.mailer.send_due()
+        assert delivery(notify, user_id)["status"] == "sent", delivery(notify, user_id)["last_error"]
+        assert len(server.catcher.to(f"{user_id}@example.com")) == 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://mail.example.com", SmtpEndpoint("mail.example.com", 25, "plain")),
+        ("smtp://localhost:1025", SmtpEndpoint("localhost", 1025, "plain")),
+        ("smtp+starttls://u:p%40ss@smtp.example.com", SmtpEndpoint("smtp.example.com", 587, "starttls", "u", "p@ss")),
+        ("smtps://u:p@smtp.example.com", SmtpEndpoint("smtp.example.com", 465, "tls", "u", "p")),
+    ],
+)
+def test_smtp_urls(url: str, expected: SmtpEndpoint) -> None:
+    assert SmtpEndpoint.parse(url) == expected
+
+
+@pytest.mark.parametrize("url", ["http://mail.example.com", "smtp://", "smtp://user@host", "smtp://host:99999", "mail.example.com"])
+def test_bad_smtp_urls_fail_at_start_up_without_echoing_them(url: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        NotifySettings(smtp_url=url)
+    assert url not in str(raised.value)
+
+
+def test_production_needs_an_smtp_url() -> None:
+    with pytest.raises(ValidationError, match="SMTP_URL is required in production"):
+        NotifySettings(taskflow_env="production", rabbitmq_url="amqp://taskflow:secret@rabbitmq:5672/%2F")
+
+
+# -- notification.sent ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sent_events(infra: Infra) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """``notification.sent`` events on the real exchange from now on, each checked against the catalog."""
+    queue = f"probe.{uuid.uuid4().hex[:8]}"
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+    channel.queue_declare(queue, arguments={"x-expires": 600_000})
+    channel.queue_bind(queue, EXCHANGE, routing_key="notification.sent")
+    seen: list[dict[str, Any]] = []
+
+    def read() -> list[dict[str, Any]]:
+        while True:
+            method, _, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return seen
+            seen.append(validate_event(body))
+
+    yield read
+    channel.queue_delete(queue)
+    connection.close()
+
+
+def test_each_delivered_notification_is_announced_once(
+    make_notify: Callable[..., Notify], bus: Bus, workers: Workers, smtp: SmtpServer,
+    sent_events: Callable[[], list[dict[str, Any]]],
+) -> None:
+    notify = make_notify(smtp_url=smtp.url)
+    workers.start(notify)
+    user_id, refused_id = new_id(), new_id()
+    bus.publish(user_event("user.registered", user_id))
+    identifier = notification_id(f"welcome:{user_id}")
+    eventually(lambda: [e for e in sent_events() if e["subject"] == identifier], what="notification.sent")
+    [event] = [e for e in sent_events() if e["subject"] == identifier]
+    data = event["data"]
+    assert event["source"] == "taskflow/notify"
+    assert data["id"] == identifier and data["user_id"] == user_id and data["kind"] == "welcome"
+    assert data["channels"] == ["in_app", "email"] and data["subject_id"] == user_id and data["actor_id"] == user_id
+    assert data["created_at"].endswith("Z")
+    # Delivered in the inbox only: announced with that channel alone.
+    notify.handlers.handle_user_registered(user_event("user.registered", refused_id))
+    notify.handlers.handle_user_deactivated(user_event("user.deactivated", refused_id, active=False, version=2))
+    refused = notification_id(f"welcome:{refused_id}")
+    eventually(lambda: [e for e in sent_events() if e["subject"] == refused], what="the cancelled one announced")
+    assert [e["data"]["channels"] for e in sent_events() if e["subject"] == refused] == [["in_app"]]
+    assert len([e for e in sent_events() if e["subject"] == identifier]) == 1
+    assert json.dumps(data).count("@") == 0  # no email address in the event

@@ -1,0 +1,114 @@
+"""The notify contract through the gateway (DESIGN §4 notify, issue 7): auth's real events reach
+the notify worker, which fills the inbox and writes the mail to the system's Maildir (no
+``SMTP_URL`` in the test system). Task reminders through the gateway come with the tasks service."""
+
+from __future__ import annotations
+
+import mailbox
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.accounts import Account, sign_in, sign_up
+from tests.support.events import EventProbe
+from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.processes import wait_for
+from tests.support.system import Client, System
+
+pytestmark = pytest.mark.e2e
+INBOX = "/api/v1/notifications"
+
+
+def inbox(gateway: Client, account: Account, query: str = "") -> dict[str, Any]:
+    response = gateway.get(f"{INBOX}{query}", headers=account.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for_inbox(gateway: Client, account: Account, count: int) -> list[dict[str, Any]]:
+    wait_for(lambda: inbox(gateway, account)["total"] >= count, timeout=30, interval=0.25, what=f"{count} notification(s)")
+    return inbox(gateway, account)["items"]
+
+
+def mails_to(system: System, address: str) -> list[Any]:
+    directory = Path(system.env["TASKFLOW_VAR"]) / "mail"
+    if not (directory / "new").is_dir():
+        return []
+    parse = BytesParser(policy=policy.default).parsebytes
+    messages = [parse(message.as_bytes()) for message in mailbox.Maildir(directory, create=False)]
+    return [message for message in messages if address in str(message["To"])]
+
+
+def change_user(system: System, user_id: str, **change: Any) -> None:
+    """What the admin service does for PATCH /admin/users/{id}: auth's internal API, as an admin."""
+    admin = sign_in(Client(system.gateway_url), ADMIN_EMAIL, ADMIN_PASSWORD)
+    response = requests.patch(f"{system.service_url('auth')}/internal/users/{user_id}", json=change,
+                              headers=admin.headers, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def test_register_brings_a_welcome_to_the_inbox_and_the_maildir(gateway: Client, system: System, events: EventProbe) -> None:
+    account = sign_up(gateway, name="Welcome E2E")
+    [item] = wait_for_inbox(gateway, account, 1)
+    assert item["kind"] == "welcome" and item["title"] == "Welcome to TaskFlow"
+    assert item["subject_id"] == account.id and item["read_at"] is None and item["created_at"].endswith("Z")
+
+    wait_for(lambda: mails_to(system, account.email), timeout=30, interval=0.25, what="the welcome mail in the Maildir")
+    [mail] = mails_to(system, account.email)
+    assert mail["Subject"] == "Welcome to TaskFlow"
+    assert mail["To"] == f"Welcome E2E <{account.email}>"
+    assert "Hi Welcome E2E," in mail.get_body(("plain",)).get_content()
+    [sent] = events.wait_for(lambda event: event["type"] == "notification.sent" and event["subject"] == item["id"])
+    assert sent["data"]["channels"] == ["in_app", "email"] and sent["data"]["user_id"] == account.id
+
+
+def test_mark_read_read_all_and_the_unread_filter(gateway: Client, system: System) -> None:
+    account = sign_up(gateway)
+    wait_for_inbox(gateway, account, 1)
+    change_user(system, account.id, role="admin")  # a second notification: the role change
+    welcome, role_changed = sorted(wait_for_inbox(gateway, account, 2), key=lambda item: item["kind"] != "welcome")
+    assert role_changed["kind"] == "role_changed" and role_changed["title"] == "Your role is now admin"
+    assert inbox(gateway, account, "?unread=true")["total"] == 2
+
+    response = gateway.post(f"{INBOX}/{welcome['id']}/read", headers=account.headers)
+    assert response.status_code == 204
+    unread = inbox(gateway, account, "?unread=true")
+    assert [item["id"] for item in unread["items"]] == [role_changed["id"]] and unread["total"] == 1
+
+    assert gateway.post(f"{INBOX}/read-all", headers=account.headers).status_code == 204
+    assert inbox(gateway, account, "?unread=true") == {"items": [], "total": 0, "page": 1, "limit": 20}
+    assert all(item["read_at"] for item in inbox(gateway, account)["items"])
+
+
+def test_nobody_reads_or_marks_someone_elses_notifications(gateway: Client) -> None:
+    owner, intruder = sign_up(gateway), sign_up(gateway)
+    [theirs] = wait_for_inbox(gateway, owner, 1)
+    wait_for_inbox(gateway, intruder, 1)
+    response = gateway.post(f"{INBOX}/{theirs['id']}/read", headers=intruder.headers)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert theirs["id"] not in [item["id"] for item in inbox(gateway, intruder)["items"]]
+    assert gateway.post(f"{INBOX}/read-all", headers=intruder.headers).status_code == 204
+    assert inbox(gateway, owner, "?unread=true")["total"] == 1
+    assert gateway.get(INBOX).status_code == 401
+    assert gateway.get(f"{INBOX}?limit=500", headers=owner.headers).status_code == 422
+
+
+def test_a_deactivated_user_is_refused_and_mailed_nothing_more(gateway: Client, system: System) -> None:
+    account = sign_up(gateway)
+    wait_for_inbox(gateway, account, 1)
+    wait_for(lambda: mails_to(system, account.email), timeout=30, interval=0.25, what="the welcome mail")
+    change_user(system, account.id, active=False)
+    wait_for(lambda: gateway.get(INBOX, headers=account.headers).status_code == 403, timeout=30, interval=0.25,
+             what="notify refusing the deactivated user")
+    change_user(system, account.id, role="admin")  # changed while deactivated: no notification
+    change_user(system, account.id, active=True)
+    wait_for(lambda: gateway.get(INBOX, headers=account.headers).status_code == 200, timeout=30, interval=0.25,
+             what="notify serving the reactivated user")
+    items = wait_for_inbox(gateway, account, 2)
+    assert sorted(item["kind"] for item in items) == ["reactivated", "welcome"]
+    assert len(mails_to(system, account.email)) in (1, 2)  # the reactivation mail may still be on its way
