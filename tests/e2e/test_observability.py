@@ -105,7 +105,7 @@ def test_metrics_parse_and_count_requests_across_workers(system: System, service
     assert _count(after, route) == before + 7
 
 
-@pytest.mark.parametrize("service", ["auth", "admin"])
+@pytest.mark.parametrize("service", ["auth", "admin", "notify"])
 def test_workers_serve_their_metrics(system: System, service: str) -> None:
     text = requests.get(f"http://127.0.0.1:{system.worker_metrics_ports[service]}/metrics", timeout=10).text
     families = {family.name for family in text_string_to_metric_families(text)}

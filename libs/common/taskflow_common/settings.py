@@ -41,7 +41,8 @@ class ServiceSettings(BaseSettings):
         dependency_timeout_seconds: ``DEPENDENCY_TIMEOUT_SECONDS``; bound on one database or broker check.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # URLs and keys in the environment may hold passwords: a validation error must not print them.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     service: ClassVar[str] = "service"
 

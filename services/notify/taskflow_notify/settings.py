@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
 from taskflow_common.settings import Environment, ServiceSettings
 
 from .mail import SmtpEndpoint
@@ -38,9 +37,6 @@ class NotifySettings(ServiceSettings):
             the maximum.
         mail_max_attempts: ``MAIL_MAX_ATTEMPTS``; attempts before an email is given up as failed.
     """
-
-    # SMTP_URL may hold a password: a validation error must not print it.
-    model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     service: ClassVar[str] = "notify"
 

@@ -22,6 +22,7 @@ from taskflow_common.events.consumer import Handler
 from taskflow_common.events.envelope import EXCHANGE
 from taskflow_common.events.topology import Subscription
 from taskflow_common.events.worker import Loop
+from taskflow_common.observability import setup_process
 
 from . import Notify, assemble
 from .events import inbox_subscription, reminders_subscription
@@ -71,7 +72,7 @@ def loops(notify: Notify, *, exchange: str = EXCHANGE, queue_prefix: str = "noti
 
 def main() -> int:
     settings = NotifySettings()
-    logging.basicConfig(level=settings.log_level)
+    setup_process("notify", environment=settings.taskflow_env, log_level=settings.log_level)
     return worker.run(loops(assemble(settings)))
 
 
