@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 from taskflow_common.app import create_service_app
+from taskflow_common.docs import docs_blueprint
 from taskflow_common.events.plumbing import ServiceEvents
 from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Mongo
@@ -20,6 +21,14 @@ from .internal import internal
 from .passwords import PasswordHasher
 from .settings import AuthSettings
 from .store import INDEXES, LoginFailures, RefreshTokenStore, UserStore
+
+
+API_DOCUMENTS = {
+    "auth": "/api/v1/auth/openapi.json",
+    "tasks": "/api/v1/tasks/openapi.json",
+    "admin": "/api/v1/admin/openapi.json",
+    "notify": "/api/v1/notifications/openapi.json",
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ def create_app(settings: AuthSettings | None = None) -> Flask:
         access_policy=auth.accounts,
         collectors=[auth.events.collector],
     )
+    # Auth hosts the one documentation page of the API (Kong serves no files): see taskflow_common.docs.
+    app.register_blueprint(docs_blueprint(API_DOCUMENTS))
     app.extensions["taskflow_auth.accounts"] = auth.accounts
     app.extensions["taskflow_auth.keys"] = auth.keys
     return app
