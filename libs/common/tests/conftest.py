@@ -13,6 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from flask.testing import FlaskClient
+from pymongo import MongoClient
+from pymongo.database import Database
 from taskflow_common.api import Api
 from taskflow_common.app import create_service_app
 from taskflow_common.mongo import Mongo
@@ -88,3 +90,13 @@ def make_app(infra: Infra, issuer: Issuer) -> Iterator[Callable[..., Flask]]:
 @pytest.fixture
 def client(make_app: Callable[..., Flask]) -> FlaskClient:
     return make_app().test_client()
+
+
+@pytest.fixture
+def db(infra: Infra) -> Iterator[Database]:
+    """A database of this test's own on the session's FerretDB, dropped afterwards."""
+    client = MongoClient(infra.mongodb_uri, tz_aware=True)
+    database = client[f"common_{uuid.uuid4().hex[:12]}"]
+    yield database
+    client.drop_database(database.name)
+    client.close()

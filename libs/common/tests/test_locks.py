@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pymongo import MongoClient
 from pymongo.database import Database
 from taskflow_common.locks import COLLECTION, DocumentLocks, LockTimeout
-
-from tests.support.infra import Infra
-
-
-@pytest.fixture
-def db(infra: Infra) -> Iterator[Database]:
-    client = MongoClient(infra.mongodb_uri, tz_aware=True)
-    database = client[f"locks_{uuid.uuid4().hex[:10]}"]
-    yield database
-    client.drop_database(database.name)
-    client.close()
 
 
 def increment_concurrently(db: Database, locks: DocumentLocks | None, threads: int = 4, rounds: int = 25) -> int:

@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 
-import pytest
-from pymongo import MongoClient
 from pymongo.database import Database
 from taskflow_common.deactivation import DeactivatedUsers
 from taskflow_common.events.envelope import new_event
 from taskflow_common.locks import DocumentLocks
 from taskflow_common.projections import apply_if_newer
 from taskflow_common.tokens import Principal
-
-from tests.support.infra import Infra
-
-
-@pytest.fixture
-def db(infra: Infra) -> Iterator[Database]:
-    client = MongoClient(infra.mongodb_uri, tz_aware=True)
-    database = client[f"proj_{uuid.uuid4().hex[:10]}"]
-    yield database
-    client.drop_database(database.name)
-    client.close()
 
 
 def test_an_older_snapshot_after_a_newer_one_changes_nothing(db: Database) -> None:

@@ -10,22 +10,12 @@ from dataclasses import dataclass, field
 
 import pika
 import pytest
-from pymongo import MongoClient
 from pymongo.database import Database
 from taskflow_common.events import broker
 from taskflow_common.events.consumer import Consumer, Handler
 from taskflow_common.events.topology import Subscription, declare, declare_exchange
 
 from tests.support.infra import Infra
-
-
-@pytest.fixture
-def db(infra: Infra) -> Iterator[Database]:
-    client = MongoClient(infra.mongodb_uri, tz_aware=True)
-    database = client[f"events_{uuid.uuid4().hex[:12]}"]
-    yield database
-    client.drop_database(database.name)
-    client.close()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from pymongo.database import Database
+from taskflow_common.events import broker
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.outbox import Outbox
 
@@ -30,3 +31,12 @@ def record_effect(db: Database):  # noqa: ANN201 (a handler)
 def effects(db: Database) -> list[str]:
     """Event ids of every effect applied, one entry per application."""
     return [row["event_id"] for row in db["effects"].find({}, {"event_id": 1})]
+
+
+def queue_depth(url: str, queue: str) -> int:
+    """Messages ready in ``queue`` on the broker at ``url``."""
+    connection = broker.connect(url)
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()

@@ -14,6 +14,8 @@ from taskflow_common.events.topology import Subscription, declare
 
 from tests.support.infra import Infra
 
+from .helpers import queue_depth
+
 
 @pytest.fixture
 def parked(infra: Infra, subscription) -> tuple[Subscription, list[str]]:
@@ -41,11 +43,7 @@ def run(infra: Infra, *argv: str) -> tuple[int, str]:
 
 
 def depth(infra: Infra, queue: str) -> int:
-    connection = broker.connect(infra.rabbitmq_url)
-    try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        connection.close()
+    return queue_depth(infra.rabbitmq_url, queue)
 
 
 def test_list_shows_each_parked_message_and_keeps_it(infra: Infra, parked) -> None:

@@ -23,7 +23,7 @@ from taskflow_common.events.topology import Subscription, declare
 from tests.support.infra import Infra
 from tests.support.processes import ROOT, Child, wait_for
 
-from .helpers import effects, record_effect
+from .helpers import effects, queue_depth, record_effect
 
 
 @pytest.fixture
@@ -35,14 +35,6 @@ def publisher(infra: Infra, exchange: str) -> Iterator[Publisher]:
 
 def note(subject: str = "n", type: str = "note.created") -> Event:
     return new_event(type, service="test", subject=subject, data={})
-
-
-def queue_depth(infra: Infra, queue: str) -> int:
-    connection = broker.connect(infra.rabbitmq_url)
-    try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        connection.close()
 
 
 def test_each_event_is_applied_and_recorded_once(db: Database, consume, publisher: Publisher) -> None:
@@ -87,7 +79,7 @@ def test_a_poison_event_is_retried_then_parked_while_the_others_flow_and_requeue
     healthy = [note(f"ok{i}") for i in range(5)]
     for event in healthy:
         publisher.publish(event)
-    wait_for(lambda: queue_depth(infra, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
+    wait_for(lambda: queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
     assert sorted(effects(db)) == sorted(event.id for event in healthy)
     assert attempts == [poison.id] * 3
     parked = db[PARKED].find_one({"_id": f"{consumer.subscription.queue}:{poison.id}"})
@@ -101,7 +93,7 @@ def test_a_poison_event_is_retried_then_parked_while_the_others_flow_and_requeue
     )
     assert requeue.returncode == 0, requeue.stderr
     wait_for(lambda: poison.id in effects(db), timeout=30, what="the requeued event applied")
-    assert queue_depth(infra, consumer.subscription.dead_letter_queue) == 0
+    assert queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 0
 
 
 def test_a_message_that_is_not_a_cloudevent_is_parked_at_once(db: Database, infra: Infra, consume) -> None:
@@ -109,7 +101,7 @@ def test_a_message_that_is_not_a_cloudevent_is_parked_at_once(db: Database, infr
     connection = broker.connect(infra.rabbitmq_url)
     connection.channel().basic_publish("", consumer.subscription.queue, b"{not json", pika.BasicProperties(message_id="m1"))
     connection.close()
-    wait_for(lambda: queue_depth(infra, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
+    wait_for(lambda: queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
     assert effects(db) == []
 
 
@@ -126,7 +118,7 @@ def test_types_without_a_handler_are_acknowledged_and_ignored(
     created = note()
     publisher.publish(created)
     wait_for(lambda: effects(db) == [created.id], timeout=30, what="the handled type applied")
-    wait_for(lambda: queue_depth(infra, chosen.queue) == 0, timeout=10, what="queue empty")
+    wait_for(lambda: queue_depth(infra.rabbitmq_url, chosen.queue) == 0, timeout=10, what="queue empty")
 
 
 def test_a_handler_longer_than_the_heartbeat_keeps_its_connection(db: Database, infra: Infra, consume, publisher: Publisher) -> None:
@@ -140,7 +132,7 @@ def test_a_handler_longer_than_the_heartbeat_keeps_its_connection(db: Database, 
     wait_for(lambda: effects(db) == [event.id], timeout=30, what="applied")
     time.sleep(2)
     assert effects(db) == [event.id]
-    assert queue_depth(infra, consumer.subscription.queue) == 0
+    assert queue_depth(infra.rabbitmq_url, consumer.subscription.queue) == 0
 
 
 def test_the_consumer_resumes_after_a_broker_restart(db: Database, infra: Infra, consume, publisher: Publisher) -> None:
@@ -245,4 +237,4 @@ def test_sigterm_finishes_the_event_in_hand_then_stops(
     worker.stop()
     assert worker.process.returncode == 0
     assert effects(db) == [event.id]
-    assert queue_depth(infra, queue) == 0
+    assert queue_depth(infra.rabbitmq_url, queue) == 0
