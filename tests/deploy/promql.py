@@ -61,7 +61,9 @@ def metric_names(expr: str) -> set[str]:
 
 def check_parses(exprs: list[str], workdir: Path) -> subprocess.CompletedProcess[str]:
     """Run promtool on ``exprs`` as recording rules: Prometheus's parser and type checks."""
-    rules = {"groups": [{"name": "parse", "rules": [{"record": f"check:expr_{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    rules = {
+        "groups": [{"name": "parse", "rules": [{"record": f"check:expr_{i}", "expr": e} for i, e in enumerate(exprs)]}]
+    }
     path = workdir / "exprs.rules.yml"
     path.write_text(yaml.safe_dump(rules))
     return subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)

@@ -73,7 +73,9 @@ def test_only_the_gateway_is_reachable_from_other_hosts() -> None:
     services = compose.load()["services"]
     published = {name: service["ports"] for name, service in services.items() if "ports" in service}
     assert set(published) == {"gateway", "rabbitmq", "jaeger", "mailpit"}
-    assert all(port.startswith("127.0.0.1:") for name, ports in published.items() if name != "gateway" for port in ports)
+    assert all(
+        port.startswith("127.0.0.1:") for name, ports in published.items() if name != "gateway" for port in ports
+    )
     assert [name for name in (*SERVICES, *(f"{s}-worker" for s in SERVICES)) if "ports" in services[name]] == []
 
 
@@ -81,7 +83,9 @@ def test_secrets_are_required_from_the_env_file_that_git_ignores() -> None:
     used = compose.interpolations()
     for name in SECRET_VARIABLES:
         assert used[name] == {":?"}, f"{name} must be required, never defaulted"
-    assert [name for name, operators in used.items() if "" in operators] == [], "every variable needs a default or a requirement"
+    assert [name for name, operators in used.items() if "" in operators] == [], (
+        "every variable needs a default or a requirement"
+    )
     assert set(compose.env_example()) == set(used), "the example lists exactly the variables compose reads"
     secret_file = compose.load()["secrets"]["jwt-private-key"]["file"]
     ignored = subprocess.run(
@@ -95,7 +99,9 @@ def test_auth_alone_gets_the_signing_key_and_the_admin_account() -> None:
     holders = {name for name, service in services.items() if "jwt-private-key" in service.get("secrets", [])}
     assert holders == {"auth", "auth-worker"}
     assert services["auth"]["environment"]["JWT_PRIVATE_KEY_FILE"] == "/run/secrets/jwt-private-key"
-    with_admin_password = {name for name, service in services.items() if "ADMIN_PASSWORD" in service.get("environment", {})}
+    with_admin_password = {
+        name for name, service in services.items() if "ADMIN_PASSWORD" in service.get("environment", {})
+    }
     assert with_admin_password == {"auth", "auth-worker"}
 
 

@@ -62,9 +62,15 @@ def test_dependencies_are_installed_before_the_code_is_copied(service: str) -> N
     build = dockerfiles.stages(service)[0]
     steps = [(command.cmd, " ".join(command.value)) for command in build.commands if command.cmd in ("COPY", "RUN")]
     first_code = next(index for index, (cmd, value) in enumerate(steps) if cmd == "COPY" and "taskflow_" in value)
-    dependency_install = next(index for index, (cmd, value) in enumerate(steps) if cmd == "RUN" and "-c requirements/constraints.txt" in value)
+    dependency_install = next(
+        index for index, (cmd, value) in enumerate(steps) if cmd == "RUN" and "-c requirements/constraints.txt" in value
+    )
     assert dependency_install < first_code
-    assert all("pyproject.toml" in value or "constraints.txt" in value for cmd, value in steps[:dependency_install] if cmd == "COPY")
+    assert all(
+        "pyproject.toml" in value or "constraints.txt" in value
+        for cmd, value in steps[:dependency_install]
+        if cmd == "COPY"
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -108,7 +114,9 @@ def test_gunicorn_config_binds_the_image_port_and_its_app_imports(
     assert config["bind"] == f"0.0.0.0:{env[port_variable]}"
     module_name, _, call = config["wsgi_app"].partition(":")
     assert module_name == f"taskflow_{service}"
-    assert (ROOT / "services" / service / module_name) in {Path(ROOT / source) for source in dockerfiles.context_copies(service)}
+    assert (ROOT / "services" / service / module_name) in {
+        Path(ROOT / source) for source in dockerfiles.context_copies(service)
+    }
     factory = getattr(import_module(module_name), call.removesuffix("()"))
     assert callable(factory)
 
@@ -116,7 +124,7 @@ def test_gunicorn_config_binds_the_image_port_and_its_app_imports(
 class _Health(BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         self.send_response(self.status if self.path == "/healthz" else 404)
         self.end_headers()
 
@@ -154,12 +162,18 @@ def test_healthcheck_passes_only_when_healthz_answers_2xx(
 def test_dockerfiles_differ_only_in_the_service_name_and_port() -> None:
     def normalized(service: str) -> str:
         text = dockerfiles.path(service).read_text()
-        return text.replace(service, "<name>").replace(service.upper(), "<NAME>").replace(str(design_ports()[service]), "<port>")
+        return (
+            text.replace(service, "<name>")
+            .replace(service.upper(), "<NAME>")
+            .replace(str(design_ports()[service]), "<port>")
+        )
 
     assert {normalized(service) for service in SERVICES} == {normalized("auth")}
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_hadolint_finds_nothing(service: str) -> None:
-    result = subprocess.run([tool("hadolint"), "--no-color", str(dockerfiles.path(service))], capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", str(dockerfiles.path(service))], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -55,7 +55,9 @@ def test_alerts_fire_and_stay_quiet_as_their_unit_tests_expect() -> None:
 
 def test_every_alert_has_a_unit_test() -> None:
     tested = {
-        case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]
+        case["alertname"]
+        for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for case in test["alert_rule_test"]
     }
     assert {rule["alert"] for rule in alerts()} == tested
 
@@ -125,7 +127,10 @@ def test_every_panel_query_parses_as_promql(tmp_path: Path) -> None:
 
 
 def test_parse_check_rejects_a_broken_query(tmp_path: Path) -> None:
-    assert promql.check_parses(["sum by (service) (rate(http_request_duration_seconds_count[5m])"], tmp_path).returncode != 0
+    assert (
+        promql.check_parses(["sum by (service) (rate(http_request_duration_seconds_count[5m])"], tmp_path).returncode
+        != 0
+    )
 
 
 @pytest.mark.parametrize(
