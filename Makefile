@@ -3,13 +3,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test lock
+.PHONY: help bootstrap run test lock up down
 
 help:
 	@echo "make run        the whole system on this machine (gateway on :8000); Ctrl-C stops it"
 	@echo "make test       every test, against real FerretDB, RabbitMQ, gunicorn and nginx"
 	@echo "make bootstrap  install what is missing (Debian packages, virtualenv, FerretDB)"
 	@echo "make lock       re-pin requirements/constraints.txt from a fresh resolution"
+	@echo "make up         the whole system in Docker Compose with Kong, MongoDB, RabbitMQ, Jaeger, Mailpit"
+	@echo "make down       stop and remove the Compose containers (the data volumes stay)"
 
 bootstrap:
 	scripts/bootstrap
@@ -22,3 +24,23 @@ test: bootstrap
 
 lock:
 	scripts/lock
+
+# Docker Compose reads the secrets from deploy/compose.env (not committed).
+COMPOSE := docker compose --env-file deploy/compose.env
+
+up: deploy/compose.env deploy/secrets/jwt-private-key.pem
+	$(COMPOSE) up --build
+
+down: deploy/compose.env
+	$(COMPOSE) down
+
+deploy/compose.env:
+	@echo "copy deploy/compose.env.example to deploy/compose.env and set its passwords first" >&2
+	@exit 1
+
+# A signing key of this host's own. The directory is private to you; the file must stay readable
+# by the containers' user, which sees only the file.
+deploy/secrets/jwt-private-key.pem:
+	install -d -m 700 deploy/secrets
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@
+	chmod 644 $@

@@ -26,6 +26,10 @@ export POSTGRES_PORT="${POSTGRES_PORT:-5432}"
 export FERRETDB_HANDLER="${FERRETDB_HANDLER:-sqlite}"
 export FERRETDB_VERSION="v1.24.2"
 
+# Offline validators of the deployment artifacts (tests/deploy), built into $TASKFLOW_TOOLS/bin.
+export KUSTOMIZE_VERSION="v5.8.2"     # the newest kustomize whose go.mod this machine's Go 1.26 accepts
+export PROMETHEUS_VERSION="v0.316.0"  # Prometheus 3.x's Go module version; promtool comes from it
+
 # The RabbitMQ node of this copy of the system; tests give their own.
 export TASKFLOW_RABBITMQ_NODE="${TASKFLOW_RABBITMQ_NODE:-taskflow@localhost}"
 
