@@ -212,7 +212,8 @@ def test_a_deactivated_owner_gets_no_reminder(make_notify: Callable[..., Notify]
         user_event("user.deactivated", owner, active=False, version=2, actor_id=new_id()),
         task_event("task.created", task_id, owner, due=due),
     )
-    handled(notify, 3)
+    # Four records: user.deactivated is consumed twice, by notify.inbox and notify.user-status.
+    handled(notify, 4)
     notify.reminders.send_due()
     assert reminders(notify, task_id) == []
     assert notify.mongo.db["reminders"].find_one({"_id": task_id})["reminder_outcome"] == "owner deactivated"
