@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from .events.envelope import Event
 from .events.topology import Subscription
+from .locks import DocumentLocks
 from .tokens import Principal
 
 COLLECTION = "deactivated_users"
@@ -39,6 +40,7 @@ class DeactivatedUsers:
     def __init__(self, db: Callable[[], Database], *, refresh_seconds: float = 1.0) -> None:
         self.db = db
         self.refresh_seconds = refresh_seconds
+        self.locks = DocumentLocks(db)
         self._ids: frozenset[str] = frozenset()
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
@@ -54,16 +56,19 @@ class DeactivatedUsers:
         return principal.user_id not in self._ids
 
     def _record(self, event: Event, deactivated: bool) -> None:
-        # Events of one user may arrive out of order: the snapshot's version decides.
+        # Events of one user may arrive out of order: the snapshot's version decides. Consumers
+        # in several replicas may record one user at once, and on FerretDB the version condition
+        # is no compare-and-swap (see taskflow_common.locks), hence the user's lock.
         version = int(event.data["version"])
-        try:
-            self.db()[COLLECTION].update_one(
-                {"_id": event.subject, "version": {"$lt": version}},
-                {"$set": {"deactivated": deactivated, "version": version}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # a newer (or this same) state is already recorded
+        with self.locks.hold(f"{COLLECTION}:{event.subject}"):
+            try:
+                self.db()[COLLECTION].update_one(
+                    {"_id": event.subject, "version": {"$lt": version}},
+                    {"$set": {"deactivated": deactivated, "version": version}},
+                    upsert=True,
+                )
+            except DuplicateKeyError:
+                pass  # a newer (or this same) state is already recorded
 
     def handle_user_deactivated(self, event: Event) -> None:
         self._record(event, deactivated=True)
