@@ -66,8 +66,8 @@ class System:
                 requests.get(f"{self.service_url(name)}/readyz", timeout=5).status_code == 200 for name in SERVICES
             )
             return services_ready and requests.get(f"{self.gateway_url}/", timeout=5).status_code == 404
-        except requests.ConnectionError:
-            return False
+        except (requests.ConnectionError, requests.Timeout):
+            return False  # not listening yet, or too busy starting to answer within 5 s
 
     def stop(self) -> None:
         if self.child is not None:
