@@ -17,8 +17,7 @@ from flask.testing import FlaskClient
 from taskflow_common.tokens import InvalidToken, KeysUnavailable, RemoteJWKS, StaticJWKS, TokenVerifier
 
 from tests.support.processes import free_port
-
-from .conftest import Issuer
+from tests.support.tokens import Issuer
 
 
 def _b64(data: dict) -> str:

@@ -1,22 +1,59 @@
-"""The tasks service. Each user's tasks: CRUD, filtering, search, statistics (DESIGN §4 tasks)."""
+"""The tasks service: each user's tasks, their filters, search and statistics (DESIGN §4 tasks)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Flask
 from taskflow_common.app import create_service_app
+from taskflow_common.deactivation import DeactivatedUsers
+from taskflow_common.events.plumbing import ServiceEvents
+from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Mongo
+from taskflow_common.tokens import TokenVerifier
 
 from .api import api
+from .events import TaskEvents
+from .internal import internal
 from .settings import TasksSettings
+from .store import INDEXES, CountStore, TaskStore
+from .tasks import Tasks
 
 
-def create_app(settings: TasksSettings | None = None) -> Flask:
-    """The tasks service's WSGI app; ``settings`` default to the environment's."""
-    settings = settings or TasksSettings()
-    mongo = Mongo(
-        settings.mongodb_uri,
-        settings.database_name,
-        app_name="taskflow-tasks",
-        timeout_seconds=settings.dependency_timeout_seconds,
+@dataclass(frozen=True)
+class Service:
+    """The tasks service's parts, assembled once per process from its settings."""
+
+    settings: TasksSettings
+    mongo: Mongo
+    events: ServiceEvents
+    deactivated: DeactivatedUsers
+    tasks: Tasks
+
+
+def assemble(settings: TasksSettings) -> Service:
+    """Connect the stores and create the indexes."""
+    mongo = Mongo(settings.mongodb_uri, settings.database_name, app_name="taskflow-tasks",
+                  timeout_seconds=settings.dependency_timeout_seconds)
+    events = ServiceEvents("tasks", settings.rabbitmq_url, mongo)
+    db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
+    tasks = Tasks(TaskStore(db, events.outbox), CountStore(db, DocumentLocks(db)), TaskEvents(events))
+    mongo.ensure_indexes([*INDEXES, *events.indexes])
+    return Service(settings, mongo, events, DeactivatedUsers(db), tasks)
+
+
+def create_app(settings: TasksSettings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
+    """The tasks service's WSGI app; ``settings`` default to the environment's, ``verifier`` to
+    auth's JWKS at ``JWKS_URL`` (tests give one with their own key)."""
+    service = assemble(settings or TasksSettings())
+    app = create_service_app(
+        service.settings,
+        [api, internal],
+        mongo=service.mongo,
+        verifier=verifier,
+        access_policy=service.deactivated,
+        collectors=[service.events.collector],
     )
-    return create_service_app(settings, [api], mongo=mongo)
+    app.extensions["taskflow_tasks.tasks"] = service.tasks
+    app.extensions["taskflow_tasks.deactivated"] = service.deactivated
+    return app

@@ -47,7 +47,7 @@ from pymongo.errors import PyMongoError
 from ..locks import DocumentLocks
 from ..mongo import Indexes
 from .envelope import Event
-from .publisher import PublishFailed, Publisher
+from .publisher import PublishFailed, Publisher, Unroutable
 
 log = logging.getLogger(__name__)
 
@@ -158,24 +158,37 @@ class OutboxStore:
 
 
 def publish_pending(store: OutboxStore, publisher: Publisher, collection: str, document_id: Any) -> int:
-    """Publish every pending event of one document, in order, each confirmed then pulled.
+    """Publish every pending event of one document, in write order, each confirmed then pulled.
+
+    An unroutable event (no queue bound for its type yet) stays pending without holding back the
+    document's later events: routing is per type, and order per entity is not promised (DESIGN
+    §5), so e.g. ``user.deactivated`` reaches its subscribers while nobody subscribes to the
+    ``user.registered`` written before it.
 
     Returns:
         how many events were published.
 
     Raises:
+        Unroutable: some events had no queue; they stay pending, the others were published.
         PublishFailed: the broker did not take an event; it and those after it stay pending.
     """
     events, tombstone = store.pending_events(collection, document_id)
     published = []
+    unroutable: Unroutable | None = None
     try:
         for item in events:
             body = item["body"].encode()
-            publisher.publish(Event.decode(body), body)
+            try:
+                publisher.publish(Event.decode(body), body)
+            except Unroutable as error:
+                unroutable = error
+                continue
             published.append(item)
     finally:
         if published or tombstone:
             store.mark_sent(collection, document_id, published)
+    if unroutable is not None:
+        raise unroutable
     return len(published)
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo.database import Database
+from taskflow_common.events import broker
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.outbox import POINTERS, Dispatcher, Outbox, OutboxCollector, OutboxStore
 from taskflow_common.events.publisher import Publisher
@@ -97,6 +99,24 @@ def test_an_unroutable_event_stays_pending_until_someone_subscribes(
     consume("note.unheard", handler=record_effect(db))
     background.start(relay.run)
     wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event delivered once a queue is bound")
+
+
+def test_an_unroutable_event_does_not_hold_back_later_events_of_its_document(
+    db: Database, infra: Infra, relay_of, exchange: str
+) -> None:
+    heard_only = Probe(infra.rabbitmq_url, f"probe.{uuid.uuid4().hex[:8]}")
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().queue_declare(heard_only.queue, durable=True, arguments={"x-queue-type": "quorum"})
+    connection.channel().queue_bind(heard_only.queue, exchange, routing_key="note.heard")
+    connection.close()
+    unheard = new_event("note.unheard", service="test", subject="n1", data={})
+    heard = new_event("note.heard", service="test", subject="n1", data={})
+    with Outbox(store_of(db), handoff_seconds=0).write("notes", "n1", [unheard, heard]) as pending:
+        db["notes"].insert_one({"_id": "n1", **pending.insert_fields})
+    assert relay_of(db).run_once()
+    assert [Event.decode(body).id for _, body in heard_only.messages()] == [heard.id]
+    assert [item["id"] for item in db["notes"].find_one({"_id": "n1"})["_outbox"]] == [unheard.id]
+    assert db[POINTERS].find_one({})["attempts"] == 1  # the unroutable one is retried with back-off
 
 
 def _crashing_relay(db: Database, infra: Infra, exchange: str, crash: str) -> int:

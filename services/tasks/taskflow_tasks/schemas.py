@@ -1,0 +1,194 @@
+"""Request and response bodies of the tasks service (DESIGN §4 tasks); they validate requests and
+produce the OpenAPI document. Unknown and read-only fields (``id``, ``owner_id``, ``version``,
+timestamps) are 422, never honoured."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from taskflow_common.api import RequestBody
+from taskflow_common.pagination import PageQuery
+
+Status = Literal["todo", "in_progress", "done"]
+Priority = Literal["low", "medium", "high", "urgent"]
+STATUSES: tuple[Status, ...] = ("todo", "in_progress", "done")
+PRIORITIES: tuple[Priority, ...] = ("low", "medium", "high", "urgent")
+SortKey = Literal[
+    "created_at", "-created_at", "due_date", "-due_date", "priority", "-priority",
+    "updated_at", "-updated_at", "title", "-title",
+]
+MAX_TAGS = 20
+# Text fields may hold line breaks and tabs, never other control characters (PostgreSQL's jsonb,
+# under FerretDB, cannot even store NUL).
+_TEXT_CONTROLS_ALLOWED = frozenset("\n\r\t")
+
+
+def utc_millis(moment: datetime) -> datetime:
+    """``moment`` in UTC, truncated to milliseconds as MongoDB stores it.
+
+    Raises:
+        ValueError: the moment cannot be expressed in UTC (e.g. year 9999 with a negative offset).
+    """
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def _no_controls(allowed: frozenset[str]) -> Any:
+    def check(value: str) -> str:
+        if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    return AfterValidator(check)
+
+
+def _tags(value: list[str]) -> list[str]:
+    """De-duplicated, first occurrence first (DESIGN §4: ≤20 tags)."""
+    unique = list(dict.fromkeys(value))
+    if len(unique) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} distinct tags")
+    return unique
+
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _no_controls(frozenset())
+]
+Description = Annotated[str, Field(max_length=5000), _no_controls(_TEXT_CONTROLS_ALLOWED)]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32), _no_controls(frozenset())
+]
+Tags = Annotated[list[Tag], Field(max_length=10 * MAX_TAGS), AfterValidator(_tags)]
+DueDate = Annotated[AwareDatetime, AfterValidator(utc_millis)]
+"""RFC 3339 with an offset or ``Z`` (a date-time without one is 422), kept in UTC to the millisecond."""
+QueryText = Annotated[str, Field(min_length=1, max_length=200), _no_controls(frozenset())]
+
+
+class TaskCreate(RequestBody):
+    title: Title = Field(examples=["Write the quarterly report"])
+    description: Description = ""
+    status: Status = "todo"
+    priority: Priority = "medium"
+    due_date: DueDate | None = Field(default=None, examples=["2030-01-31T17:00:00Z"])
+    tags: Tags = Field(default_factory=list, examples=[["work", "reports"]])
+
+
+def _optional() -> Any:
+    """A field that may be left out but not given as ``null``: its ``None`` default only means
+    "not given" (pydantic does not validate defaults, so an explicit null fails the type), and
+    the JSON schema shows no default."""
+    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))
+
+
+class TaskChange(RequestBody):
+    """A partial update: only the fields given change; ``due_date: null`` removes the due date."""
+
+    title: Title = _optional()
+    description: Description = _optional()
+    status: Status = _optional()
+    priority: Priority = _optional()
+    due_date: DueDate | None = None
+    tags: Tags = _optional()
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, with their new values."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class TaskListQuery(PageQuery):
+    """Filters and order of ``GET /tasks``; every filter narrows the list (they combine with AND)."""
+
+    status: Status | None = None
+    priority: Priority | None = None
+    tag: Tag | None = Field(default=None, description="Tasks carrying this tag (case-insensitive).")
+    q: QueryText | None = Field(
+        default=None, description="Case-insensitive substring of the title or description; taken literally."
+    )
+    due_before: AwareDatetime | None = Field(default=None, description="Due strictly before this moment.")
+    due_after: AwareDatetime | None = Field(default=None, description="Due strictly after this moment.")
+    overdue: bool | None = Field(
+        default=None, description="true: open (not done) and due before now; false: everything else."
+    )
+    sort: SortKey = Field(
+        default="-created_at",
+        description="Field to order by, descending with a leading '-'; ties keep creation order. "
+        "Tasks without a due date come last in ascending due_date order; priority ascends low → urgent.",
+    )
+
+
+class Task(BaseModel):
+    """A task as its owner sees it (DESIGN §4); also the snapshot in ``task.*`` events."""
+
+    id: str
+    title: str
+    description: str
+    status: Status
+    priority: Priority
+    due_date: datetime | None
+    tags: list[str]
+    owner_id: str
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    version: int
+
+    @classmethod
+    def from_document(cls, task: dict[str, Any]) -> Self:
+        """From a stored task (or tombstone); stored helper fields are left out."""
+        owner = task["owner_id"] if task.get("owner_id") is not None else task["deleted_owner_id"]
+        return cls.model_validate({**task, "id": str(task["_id"]), "owner_id": owner}, strict=False)
+
+    @property
+    def etag(self) -> str:
+        return etag(self.version)
+
+
+def etag(version: int) -> str:
+    """The strong entity tag of a task's version (RFC 9110 §8.8.3), e.g. ``"3"``."""
+    return f'"{version}"'
+
+
+class StatusCounts(BaseModel):
+    todo: int = 0
+    in_progress: int = 0
+    done: int = 0
+
+
+class PriorityCounts(BaseModel):
+    low: int = 0
+    medium: int = 0
+    high: int = 0
+    urgent: int = 0
+
+
+class TaskStats(BaseModel):
+    """The caller's tasks counted; each figure equals what ``GET /tasks`` lists at that moment."""
+
+    total: int
+    by_status: StatusCounts
+    by_priority: PriorityCounts
+    overdue: int = Field(description="Open tasks (not done) whose due date has passed.")
+    completed_last_7_days: int = Field(description="Done tasks completed within the last 7 × 24 hours.")
+
+
+class OwnerTaskCount(BaseModel):
+    """One owner's task counts, for the admin service's read model."""
+
+    owner_id: str
+    total: int
+    by_status: StatusCounts
+
+
+class OwnerCountQuery(PageQuery):
+    """Pages of every owner's counts, by owner id."""
