@@ -3,6 +3,7 @@ backed by the session's real FerretDB and RabbitMQ, with keys of a test issuer."
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
