@@ -42,6 +42,10 @@ class Issuer:
             headers={"kid": self.kid, "typ": "at+jwt", **(headers or {})},
         )
 
+    def headers(self, user_id: str, role: str = "user") -> dict[str, str]:
+        """An ``Authorization`` header with a fresh access token for ``user_id``."""
+        return {"Authorization": f"Bearer {self.token(sub=user_id, role=role)}"}
+
     def verifier(self) -> TokenVerifier:
         """A verifier that trusts exactly this issuer's key."""
         return TokenVerifier(StaticJWKS(self.jwks))

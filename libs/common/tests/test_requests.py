@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-from .conftest import Issuer
+from tests.support.tokens import Issuer
 
 PROBLEM = "application/problem+json"
 

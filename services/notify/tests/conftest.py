@@ -5,7 +5,6 @@ tokens of a test issuer, and catalog-conformant ``user.*`` / ``task.*`` events t
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,10 +14,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from aiosmtpd.controller import Controller
-from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from flask.testing import FlaskClient
 from pymongo import MongoClient
@@ -26,32 +23,15 @@ from taskflow_common.events import broker
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.publisher import Publisher
 from taskflow_common.events.topology import declare, declare_exchange
-from taskflow_common.tokens import StaticJWKS, TokenVerifier
 from taskflow_notify import Notify, assemble, create_app, worker
 from taskflow_notify.settings import NotifySettings
 
 from tests.support.catalog import validate_event
 from tests.support.infra import Infra
 from tests.support.processes import free_port, wait_for
+from tests.support.tokens import Issuer
 
 # -- tokens ------------------------------------------------------------------------------------
-
-
-class Issuer:
-    """Signs access tokens the way auth does, with a key of its own."""
-
-    def __init__(self) -> None:
-        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        public = jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
-        self.jwks = {"keys": [{**public, "kid": "notify-test", "use": "sig", "alg": "RS256"}]}
-
-    def headers(self, user_id: str, role: str = "user") -> dict[str, str]:
-        """An ``Authorization`` header for ``user_id``."""
-        moment = int(time.time())
-        claims = {"iss": "taskflow-auth", "aud": "taskflow", "sub": user_id, "role": role, "iat": moment,
-                  "exp": moment + 900, "jti": uuid.uuid4().hex}
-        token = jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": "notify-test", "typ": "at+jwt"})
-        return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +100,7 @@ def notify(make_notify: Callable[..., Notify]) -> Notify:
 
 @pytest.fixture
 def app(make_settings: Callable[..., NotifySettings], issuer: Issuer) -> Iterator[Flask]:
-    application = create_app(make_settings(), verifier=TokenVerifier(StaticJWKS(issuer.jwks)))
+    application = create_app(make_settings(), verifier=issuer.verifier())
     application.testing = True
     yield application
     application.extensions["taskflow.mongo"].close()

@@ -12,7 +12,9 @@ from taskflow_notify import Notify
 from taskflow_notify.messages import NewNotification
 from taskflow_notify.notifications import notification_id
 
-from .conftest import Issuer, new_id, user_event
+from tests.support.tokens import Issuer
+
+from .conftest import new_id, user_event
 
 INBOX = "/api/v1/notifications"
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
