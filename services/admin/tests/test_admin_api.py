@@ -7,7 +7,7 @@ from flask import Flask
 from taskflow_admin.administration import Administration
 from taskflow_common.events.envelope import new_event
 
-from .conftest import ADMIN_EMAIL, AuthServer, bearer
+from .conftest import ADMIN_EMAIL, AuthServer, Served, bearer
 
 ADMIN = "/api/v1/admin"
 ROUTES = [("GET", "/users"), ("GET", "/users/abc"), ("PATCH", "/users/abc"), ("GET", "/stats"), ("GET", "/audit")]
@@ -30,6 +30,19 @@ def test_an_empty_read_model_is_backfilled_from_auth(admin_app: Flask, auth: Aut
     assert listed["total"] == 4
     assert {user["email"] for user in listed["items"]} == {ADMIN_EMAIL, *(f"early{i}@example.com" for i in range(3))}
     assert all(user["task_count"] == 0 for user in listed["items"])
+
+
+def test_tasks_that_predate_admin_are_backfilled_from_tasks(admin_app: Flask, auth: AuthServer, tasks: Served, admin_token: str) -> None:
+    owner = auth.register("busy@example.com")
+    client = tasks.app.test_client()
+    for title, status in (("one", "todo"), ("two", "done"), ("three", "in_progress")):
+        created = client.post("/api/v1/tasks", json={"title": title, "status": status}, headers=bearer(owner["access_token"]))
+        assert created.status_code == 201
+    stats = admin_app.test_client().get(f"{ADMIN}/stats", headers=bearer(admin_token)).json
+    assert stats["tasks"]["total"] == 3
+    assert stats["tasks"]["by_status"] == {"todo": 1, "in_progress": 1, "done": 1}
+    busy = admin_app.test_client().get(f"{ADMIN}/users?q=busy", headers=bearer(admin_token)).json["items"]
+    assert busy[0]["task_count"] == 3
 
 
 def test_users_are_searched_and_filtered(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
