@@ -85,3 +85,11 @@ def test_stripping_paths_is_refused(kong: dict) -> None:
 def test_kong_file_validates_with_deck() -> None:
     result = subprocess.run(["deck", "validate", "-s", str(KONG)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_error_nginx_answers_itself_gets_a_problem_page(tmp_path: Path) -> None:
+    text = render.render(KONG, tmp_path, {})
+    for status in (400, 404, 405, 413, 414, 429, 502, 503, 504):
+        assert f"error_page {status} /_gateway_problem/{status};" in text
+        assert f'"status":{status}' in text
+    assert '"405:" "GET, POST, PATCH, DELETE, OPTIONS"' in text

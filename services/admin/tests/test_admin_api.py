@@ -117,3 +117,16 @@ def _task(task_id: str, owner: str, status: str, due: str | None, version: int =
     return {"id": task_id, "title": "T", "description": "", "status": status, "priority": "medium", "due_date": due,
             "tags": [], "owner_id": owner, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
             "completed_at": None, "version": version}
+
+
+@pytest.mark.parametrize("since", ["0.5", "1700000000", "2026-01-01", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00"])
+def test_audit_since_must_be_an_rfc3339_date_time_with_offset(admin_app: Flask, admin_token: str, since: str) -> None:
+    response = admin_app.test_client().get(f"{ADMIN}/audit", query_string={"since": since}, headers=bearer(admin_token))
+    assert response.status_code == 422
+    assert response.json["errors"][0]["field"] == "since"
+
+
+def test_audit_since_takes_an_offset_or_z(admin_app: Flask, admin_token: str) -> None:
+    for since in ("2026-01-01T00:00:00Z", "2026-01-01T09:30:00.5+09:30"):
+        response = admin_app.test_client().get(f"{ADMIN}/audit", query_string={"since": since}, headers=bearer(admin_token))
+        assert response.status_code == 200, response.json
