@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pwd
 import re
 import sys
 from dataclasses import dataclass, field
@@ -177,6 +178,13 @@ def build_model(kong: dict, env: dict[str, str]) -> dict:
     }
 
 
+def worker_user() -> str | None:
+    """The user nginx's workers run as: when started by root, root itself, like every other process
+    of ``make run``; otherwise None (nginx keeps the caller's user and ignores ``user``). nginx's
+    default for root, ``nobody``, cannot write request bodies into a private state directory."""
+    return pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
+
+
 def render(kong_path: Path, state_dir: Path, env: dict[str, str]) -> str:
     """Render kong.yml at ``kong_path`` into nginx.conf text; nginx's pid and temp files go in ``state_dir``."""
     kong = yaml.safe_load(kong_path.read_text())
@@ -188,7 +196,11 @@ def render(kong_path: Path, state_dir: Path, env: dict[str, str]) -> str:
         keep_trailing_newline=True,
     ).get_template("nginx.conf.j2")
     return template.render(
-        **build_model(kong, env), state_dir=state_dir, source=kong_path.name, problem_statuses=PROBLEM_STATUSES
+        **build_model(kong, env),
+        state_dir=state_dir,
+        source=kong_path.name,
+        problem_statuses=PROBLEM_STATUSES,
+        worker_user=worker_user(),
     )
 
 

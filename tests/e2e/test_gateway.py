@@ -75,6 +75,14 @@ def test_a_body_over_one_mebibyte_is_413_problem(gateway: Client) -> None:
     assert response.headers["Content-Type"] == "application/problem+json"
 
 
+def test_bodies_nginx_keeps_on_disk_reach_the_service(gateway: Client) -> None:
+    """A body larger than nginx's in-memory buffer goes through a temporary file; its worker
+    processes must be able to write it (a 500 from the gateway otherwise)."""
+    body = {"email": "big@example.com", "password": "p" * 500_000, "name": "Big"}
+    response = gateway.post("/api/v1/auth/register", json=body)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "password"
+
+
 def test_trace_is_a_405_problem_listing_the_methods_passed_on(gateway: Client) -> None:
     response = gateway.request("TRACE", "/api/v1/notifications")
     assert response.status_code == 405
