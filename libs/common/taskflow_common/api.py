@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, ValidationError
+from werkzeug.routing import BaseConverter
 
 from .openapi import HEADERS, JSON_MEDIA_TYPE, PATH_PARAMETER, Link, build_document
 from .problems import BadRequest, FieldError, UnsupportedMediaType, ValidationFailed
@@ -152,11 +153,23 @@ class Api:
         url_prefix: where the routes live, e.g. ``/api/v1/tasks``; the document is served at
             ``<url_prefix>/openapi.json``.
         title, version, description: the OpenAPI ``info`` object.
+        converters: URL converters the rules use by name (``<task_id:task_id>``); the app
+            registers them before the rules.
     """
 
-    def __init__(self, name: str, url_prefix: str, *, title: str, version: str = "1.0.0", description: str = ""):
+    def __init__(
+        self,
+        name: str,
+        url_prefix: str,
+        *,
+        title: str,
+        version: str = "1.0.0",
+        description: str = "",
+        converters: dict[str, type[BaseConverter]] | None = None,
+    ):
         self.name = name
         self.url_prefix = url_prefix
+        self.converters = converters or {}
         self.info = {"title": title, "version": version, "description": description}
         self.operations: list[Operation] = []
         self._document: dict[str, Any] | None = None

@@ -61,5 +61,6 @@ def create_service_app(
     tokens.install(app, verifier, access_policy)
     app.extensions["taskflow.mongo"] = mongo
     for api in apis:
+        app.url_map.converters.update(api.converters)
         app.register_blueprint(api.blueprint)
     return app

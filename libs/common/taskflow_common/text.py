@@ -31,10 +31,12 @@ def _character_class(characters: str) -> str:
     return "".join(f"\\u{low:04x}" if low == high else f"\\u{low:04x}-\\u{high:04x}" for low, high in ranges)
 
 
-_CONTROL = _character_class("".join(character for character in map(chr, range(0x100)) if _is_control(character)))
-_CONTROL_OR_SPACE = _character_class(
-    "".join(character for character in map(chr, range(0x100)) if _is_control(character)) + WHITESPACE
-)
+_CONTROLS = "".join(character for character in map(chr, range(0x100)) if _is_control(character))
+LINE_BREAKS_AND_TAB = "\t\n\r"
+"""The control characters a multi-line text may hold."""
+_CONTROL = _character_class(_CONTROLS)
+_CONTROL_OR_SPACE = _character_class(_CONTROLS + WHITESPACE)
+_CONTROL_BUT_LINE_BREAKS = _character_class("".join(c for c in _CONTROLS if c not in LINE_BREAKS_AND_TAB))
 
 NOT_BLANK = f"[^{_character_class(WHITESPACE)}]"
 """Pattern (unanchored, as JSON Schema applies it): at least one character ``strip()`` keeps."""
@@ -42,7 +44,14 @@ NOT_BLANK = f"[^{_character_class(WHITESPACE)}]"
 PRINTABLE_NOT_BLANK = f"^[^{_CONTROL}]*[^{_CONTROL_OR_SPACE}][^{_CONTROL}]*(?![\\s\\S])"
 """Pattern: no control character (Unicode category Cc) and at least one character ``strip()`` keeps."""
 
+PRINTABLE = f"^[^{_CONTROL}]*(?![\\s\\S])"
+"""Pattern: no control character (Unicode category Cc)."""
 
-def has_control_characters(value: str) -> bool:
-    """True if ``value`` contains a control character (Unicode category Cc: C0, DEL, C1)."""
-    return any(_is_control(character) for character in value)
+PRINTABLE_MULTILINE = f"^[^{_CONTROL_BUT_LINE_BREAKS}]*(?![\\s\\S])"
+"""Pattern: no control character but tab, line feed and carriage return."""
+
+
+def has_control_characters(value: str, allowed: str = "") -> bool:
+    """True if ``value`` contains a control character (Unicode category Cc: C0, DEL, C1) other
+    than those in ``allowed`` (e.g. :data:`LINE_BREAKS_AND_TAB`)."""
+    return any(_is_control(character) and character not in allowed for character in value)

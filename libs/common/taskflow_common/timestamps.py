@@ -8,6 +8,7 @@ that the OpenAPI document promises, so :data:`Timestamp` refuses them before pyd
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BeforeValidator
@@ -16,9 +17,12 @@ RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[
 
 
 def _rfc3339_text(value: Any) -> Any:
-    if isinstance(value, str) and not RFC3339.fullmatch(value):
+    """Text parsed here, so strict models (which take no text for a datetime) accept it too."""
+    if not isinstance(value, str):
+        return value
+    if not RFC3339.fullmatch(value):
         raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T09:00:00Z")
-    return value
+    return datetime.fromisoformat(value.upper())
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]

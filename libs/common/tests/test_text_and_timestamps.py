@@ -6,7 +6,15 @@ import re
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
-from taskflow_common.text import NOT_BLANK, PRINTABLE_NOT_BLANK, WHITESPACE, has_control_characters
+from taskflow_common.text import (
+    LINE_BREAKS_AND_TAB,
+    NOT_BLANK,
+    PRINTABLE,
+    PRINTABLE_MULTILINE,
+    PRINTABLE_NOT_BLANK,
+    WHITESPACE,
+    has_control_characters,
+)
 from taskflow_common.timestamps import Timestamp
 
 
@@ -23,8 +31,15 @@ def test_printable_not_blank_pattern_agrees_with_the_python_rule(value: str) -> 
     assert bool(re.search(NOT_BLANK, value)) == bool(value.strip())
 
 
+@pytest.mark.parametrize("value", ["", " ", "Ada", "a\nb", "a\tb\r\n", "\x00", "a\x7f", "\x85", "\n", "\u2028"])
+def test_printable_and_multiline_patterns_agree_with_the_python_rule(value: str) -> None:
+    assert bool(re.search(PRINTABLE, value)) == (not has_control_characters(value))
+    assert bool(re.search(PRINTABLE_MULTILINE, value)) == (not has_control_characters(value, LINE_BREAKS_AND_TAB))
+
+
 def test_a_trailing_newline_does_not_slip_past_the_end_anchor() -> None:
     assert not re.search(PRINTABLE_NOT_BLANK, "Ada\n")
+    assert not re.search(PRINTABLE, "Ada\n")
 
 
 @pytest.mark.parametrize("value", ["0.5", "1700000000", "2026-01-01", "2026-01-01 10:00:00Z", "2026-01-01T10:00Z", "2026-01-01T10:00:00"])

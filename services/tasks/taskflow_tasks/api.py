@@ -7,14 +7,24 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app, request
-from taskflow_common.api import Api
+from taskflow_common.api import Api, Link
 from taskflow_common.pagination import Page
 from taskflow_common.tokens import Principal
+from werkzeug.routing import BaseConverter
 
 from .schemas import Task, TaskChange, TaskCreate, TaskListQuery, TaskStats
 from .tasks import Tasks
 
 PREFIX = "/api/v1/tasks"
+
+
+class TaskIdConverter(BaseConverter):
+    """A task id path segment, any text but ``stats``: ``/tasks/stats`` is the statistics route
+    alone, so its ``Allow`` lists only GET and a PATCH there is 405 (RFC 9110 §15.5.6), while a
+    malformed id still reaches the route and gets the same 404 as an unknown one."""
+
+    regex = r"(?!stats$)[^/]+"
+
 
 api = Api(
     "tasks",
@@ -23,7 +33,16 @@ api = Api(
     description="Each user's tasks: CRUD, filtering, search, statistics (DESIGN §4 tasks). Responses "
     "for one task carry its version as a strong ETag; send it back in If-Match to change or delete "
     "only that version (412 otherwise).",
+    converters={"task_id": TaskIdConverter},
 )
+
+
+CREATED_TASK = {"task_id": "$response.body#/id"}
+TASK_LINKS = {
+    "GetTask": Link("get_task", CREATED_TASK, description="Read the task back."),
+    "ChangeTask": Link("update_task", CREATED_TASK, description="Change the task."),
+    "DeleteTask": Link("delete_task", CREATED_TASK, description="Delete the task."),
+}
 
 
 def tasks() -> Tasks:
@@ -36,14 +55,16 @@ def _one(task: dict[str, Any], **headers: str) -> tuple[Task, dict[str, str]]:
 
 
 @api.post("", summary="Create a task", body=TaskCreate, response=Task, status=201,
-          response_headers=("Location", "ETag"))
+          response_headers=("Location", "ETag"), links=TASK_LINKS)
 def create_task(principal: Principal, body: TaskCreate) -> tuple[Task, dict[str, str]]:
     """The signed-in user, who owns the new task."""
     task = tasks().create(principal.user_id, body)
     return _one(task, Location=f"{PREFIX}/{task['_id']}")
 
 
-@api.get("", summary="List the caller's tasks", query=TaskListQuery, response=Page[Task])
+@api.get("", summary="List the caller's tasks", query=TaskListQuery, response=Page[Task],
+         links={"GetFirstTask": Link("get_task", {"task_id": "$response.body#/items/0/id"},
+                                     description="The first task listed.")})
 def list_tasks(principal: Principal, query: TaskListQuery) -> Page[Task]:
     """The signed-in user; filters combine with AND; newest first unless ``sort`` says otherwise."""
     found, total = tasks().list(principal.user_id, query)
@@ -57,7 +78,7 @@ def task_stats(principal: Principal) -> TaskStats:
     return tasks().stats(principal.user_id)
 
 
-@api.get("/<task_id>", summary="One of the caller's tasks", response=Task, errors=(404,), response_headers=("ETag",))
+@api.get("/<task_id:task_id>", summary="One of the caller's tasks", response=Task, errors=(404,), response_headers=("ETag",))
 def get_task(principal: Principal, task_id: str) -> tuple[Task, dict[str, str]] | Response:
     """The task's owner. ``If-None-Match`` with the current ETag answers 304 without a body."""
     model, headers = _one(tasks().get(principal.user_id, task_id))
@@ -67,14 +88,14 @@ def get_task(principal: Principal, task_id: str) -> tuple[Task, dict[str, str]] 
     return model, headers
 
 
-@api.patch("/<task_id>", summary="Change a task", body=TaskChange, response=Task, errors=(404, 412),
-           response_headers=("ETag",))
+@api.patch("/<task_id:task_id>", summary="Change a task", body=TaskChange, response=Task, errors=(404, 412),
+           response_headers=("ETag",), links=TASK_LINKS)
 def update_task(principal: Principal, task_id: str, body: TaskChange) -> tuple[Task, dict[str, str]]:
     """The task's owner. Without ``If-Match`` the change applies to the latest version."""
     return _one(tasks().update(principal.user_id, task_id, body.changes(), request.headers.get("If-Match")))
 
 
-@api.delete("/<task_id>", summary="Delete a task", status=204, errors=(404, 412))
+@api.delete("/<task_id:task_id>", summary="Delete a task", status=204, errors=(404, 412))
 def delete_task(principal: Principal, task_id: str) -> None:
     """The task's owner; ``If-Match`` is honoured as for a change."""
     tasks().delete(principal.user_id, task_id, request.headers.get("If-Match"))

@@ -4,13 +4,20 @@ timestamps) are 422, never honoured."""
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from taskflow_common.api import RequestBody
 from taskflow_common.pagination import PageQuery
+from taskflow_common.text import (
+    LINE_BREAKS_AND_TAB,
+    PRINTABLE,
+    PRINTABLE_MULTILINE,
+    PRINTABLE_NOT_BLANK,
+    has_control_characters,
+)
+from taskflow_common.timestamps import Timestamp
 
 Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["low", "medium", "high", "urgent"]
@@ -21,9 +28,6 @@ SortKey = Literal[
     "updated_at", "-updated_at", "title", "-title",
 ]
 MAX_TAGS = 20
-# Text fields may hold line breaks and tabs, never other control characters (PostgreSQL's jsonb,
-# under FerretDB, cannot even store NUL).
-_TEXT_CONTROLS_ALLOWED = frozenset("\n\r\t")
 
 
 def utc_millis(moment: datetime) -> datetime:
@@ -39,34 +43,53 @@ def utc_millis(moment: datetime) -> datetime:
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
-def _no_controls(allowed: frozenset[str]) -> Any:
+def _without_controls(allowed: str = "") -> Any:
+    """Refuses control characters but ``allowed`` (PostgreSQL's jsonb, under FerretDB, cannot
+    even store NUL); the schema states the same rule as a ``pattern`` (:mod:`taskflow_common.text`)."""
+
     def check(value: str) -> str:
-        if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in value):
+        if has_control_characters(value, allowed):
             raise ValueError("must not contain control characters")
         return value
 
     return AfterValidator(check)
 
 
-def _tags(value: list[str]) -> list[str]:
-    """De-duplicated, first occurrence first (DESIGN §4: ≤20 tags)."""
-    unique = list(dict.fromkeys(value))
-    if len(unique) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} distinct tags")
-    return unique
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+def _distinct(value: list[str]) -> list[str]:
+    """De-duplicated, first occurrence first."""
+    return list(dict.fromkeys(value))
 
 
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _no_controls(frozenset())
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra={"pattern": PRINTABLE_NOT_BLANK}),
+    _without_controls(),
+    AfterValidator(_not_blank),
 ]
-Description = Annotated[str, Field(max_length=5000), _no_controls(_TEXT_CONTROLS_ALLOWED)]
+"""1..200 characters as sent, no control characters, not blank; stored without surrounding spaces."""
+Description = Annotated[
+    str, Field(max_length=5000, json_schema_extra={"pattern": PRINTABLE_MULTILINE}), _without_controls(LINE_BREAKS_AND_TAB)
+]
+"""Up to 5000 characters; line breaks and tabs are the only control characters allowed."""
 Tag = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=32), _no_controls(frozenset())
+    str,
+    Field(min_length=1, max_length=32, json_schema_extra={"pattern": PRINTABLE_NOT_BLANK}),
+    _without_controls(),
+    AfterValidator(_not_blank),
+    AfterValidator(str.lower),
 ]
-Tags = Annotated[list[Tag], Field(max_length=10 * MAX_TAGS), AfterValidator(_tags)]
-DueDate = Annotated[AwareDatetime, AfterValidator(utc_millis)]
+"""1..32 characters as sent, not blank; stored trimmed and lower-cased."""
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_distinct)]
+"""At most 20 tags (DESIGN §4), stored lower-cased and de-duplicated."""
+DueDate = Annotated[Timestamp, AfterValidator(utc_millis)]
 """RFC 3339 with an offset or ``Z`` (a date-time without one is 422), kept in UTC to the millisecond."""
-QueryText = Annotated[str, Field(min_length=1, max_length=200), _no_controls(frozenset())]
+QueryText = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": PRINTABLE}), _without_controls()]
 
 
 class TaskCreate(RequestBody):
@@ -80,13 +103,22 @@ class TaskCreate(RequestBody):
 
 def _optional() -> Any:
     """A field that may be left out but not given as ``null``: its ``None`` default only means
-    "not given" (pydantic does not validate defaults, so an explicit null fails the type), and
-    the JSON schema shows no default."""
-    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))
+    "not given" (pydantic does not validate defaults, so an explicit null fails the type)."""
+    return Field(default=None)
+
+
+def _partial_update_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of a partial update: at least one field, and no defaults (a field left out
+    stays as it is)."""
+    schema["minProperties"] = 1
+    for field in schema["properties"].values():
+        field.pop("default", None)
 
 
 class TaskChange(RequestBody):
     """A partial update: only the fields given change; ``due_date: null`` removes the due date."""
+
+    model_config = ConfigDict(json_schema_extra=_partial_update_schema)
 
     title: Title = _optional()
     description: Description = _optional()
@@ -115,8 +147,8 @@ class TaskListQuery(PageQuery):
     q: QueryText | None = Field(
         default=None, description="Case-insensitive substring of the title or description; taken literally."
     )
-    due_before: AwareDatetime | None = Field(default=None, description="Due strictly before this moment.")
-    due_after: AwareDatetime | None = Field(default=None, description="Due strictly after this moment.")
+    due_before: Timestamp | None = Field(default=None, description="Due strictly before this moment.")
+    due_after: Timestamp | None = Field(default=None, description="Due strictly after this moment.")
     overdue: bool | None = Field(
         default=None, description="true: open (not done) and due before now; false: everything else."
     )

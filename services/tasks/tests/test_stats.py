@@ -77,6 +77,15 @@ def assert_consistent(client: FlaskClient, user: User, now: datetime) -> dict[st
     return stats
 
 
+@pytest.mark.parametrize("method", ["PATCH", "DELETE", "POST"])
+def test_stats_is_not_a_task_id(client: FlaskClient, alice: User, method: str) -> None:
+    """``/tasks/stats`` answers GET only: other methods are 405 and ``Allow`` says so (RFC 9110 §15.5.6)."""
+    response = client.open(f"{TASKS}/stats", method=method, json={"title": "t"}, headers=alice.headers)
+    assert response.status_code == 405 and response.mimetype == "application/problem+json"
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert set(client.options(f"{TASKS}/stats").headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+
 def test_stats_of_a_user_without_tasks_are_zero(client: FlaskClient, alice: User) -> None:
     assert client.get(f"{TASKS}/stats", headers=alice.headers).json == {
         "total": 0,
