@@ -245,8 +245,10 @@ class Consumer:
         channel.basic_publish("", queue, delivery.body, properties, mandatory=True)
 
     def _park(self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None) -> None:
+        """Record why the message is parked, then move it to the parking queue: whoever finds it
+        there also finds the record (a failure in between leaves the delivery unacked, so the
+        same parking is done again, and the upsert keeps one record)."""
         log.error("consumer %s: parking a message after %d attempt(s): %s", self.subscription.queue, attempt, error)
-        self._republish(channel, self.subscription.dead_letter_queue, delivery, attempt, error)
         key = event.id if event is not None else (delivery.properties.message_id or str(delivery.tag))
         record = {
             "queue": self.subscription.queue,
@@ -255,6 +257,7 @@ class Consumer:
             "parked_at": datetime.now(UTC),
         }
         self.db()[PARKED].update_one({"_id": f"{self.subscription.queue}:{key}"}, {"$set": record}, upsert=True)
+        self._republish(channel, self.subscription.dead_letter_queue, delivery, attempt, error)
 
     # -- de-duplication ----------------------------------------------------------------------
 
