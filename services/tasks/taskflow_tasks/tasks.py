@@ -8,7 +8,8 @@ its ``task.*`` events and keeps the owner's counters exact (the protocol is desc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,11 +106,8 @@ class Tasks:
             TaskNotFound: no such task of this owner.
             TaskVersionMismatch: ``if_match`` does not name the current version.
         """
-        key = self.get(owner_id, task_id)["_id"]
-        with self.counts.lock(owner_id), self.tasks.lock(key):
-            before = self.get(owner_id, task_id)
-            if not if_match_allows(if_match, before["version"]):
-                raise TaskVersionMismatch(etag(before["version"]))
+        with self._current(owner_id, task_id, if_match) as before:
+            key = before["_id"]
             after = {**before, **changes}
             changed = [field for field in CHANGEABLE if after[field] != before[field]]
             if not changed:
@@ -134,16 +132,28 @@ class Tasks:
             TaskNotFound: no such task of this owner.
             TaskVersionMismatch: ``if_match`` does not name the current version.
         """
-        key = self.get(owner_id, task_id)["_id"]
-        with self.counts.lock(owner_id), self.tasks.lock(key):
-            before = self.get(owner_id, task_id)
-            if not if_match_allows(if_match, before["version"]):
-                raise TaskVersionMismatch(etag(before["version"]))
+        with self._current(owner_id, task_id, if_match) as before:
+            key = before["_id"]
             version = before["version"] + 1
             event = self.events.deleted({**before, "version": version}, owner_id)
             counters = self._settled(owner_id)
             self._write(owner_id, counters, key, version, before, None,
                         lambda: self.tasks.tombstone(before, version, [event]), deleting=True)
+
+    @contextmanager
+    def _current(self, owner_id: str, task_id: str, if_match: str | None) -> Iterator[dict[str, Any]]:
+        """The task's latest state, held under the owner's and the task's locks for a change.
+
+        Raises:
+            TaskNotFound: no such task of this owner.
+            TaskVersionMismatch: ``if_match`` does not name the current version.
+        """
+        key = self.get(owner_id, task_id)["_id"]
+        with self.counts.lock(owner_id), self.tasks.lock(key):
+            current = self.get(owner_id, task_id)
+            if not if_match_allows(if_match, current["version"]):
+                raise TaskVersionMismatch(etag(current["version"]))
+            yield current
 
     # -- the owner's counters ----------------------------------------------------------------
 
