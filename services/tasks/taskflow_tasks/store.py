@@ -121,6 +121,12 @@ def helper_fields(task: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def stored_document(task: Mapping[str, Any], outbox_fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The document written for a new task: its fields, its helper fields and ``outbox_fields``
+    (its pending events; ``{"_outbox": []}`` once they are all published)."""
+    return {**task, **helper_fields(task), **outbox_fields}
+
+
 def sort_spec(sort: str) -> list[tuple[str, int]]:
     """A public sort (``title``, ``-due_date``…) as a MongoDB sort; one direction for every field."""
     direction = DESCENDING if sort.startswith("-") else ASCENDING
@@ -196,7 +202,7 @@ class TaskStore:
 
     def insert(self, task: dict[str, Any], events: Sequence[Event]) -> None:
         with self.outbox.write(TASKS, task["_id"], events) as pending:
-            self._tasks.insert_one({**task, **helper_fields(task), **pending.insert_fields})
+            self._tasks.insert_one(stored_document(task, pending.insert_fields))
 
     def update(self, before: Mapping[str, Any], after: Mapping[str, Any], events: Sequence[Event]) -> None:
         """Replace ``before`` (as read under its lock) by ``after``'s public fields.
