@@ -1,6 +1,6 @@
 """Fixtures every test of the repository may use: real FerretDB, RabbitMQ and the whole system."""
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.contract"]
 
 
 def pytest_configure(config) -> None:  # noqa: ANN001 (pytest's hook)

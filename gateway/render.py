@@ -31,6 +31,10 @@ NGINX_ONLY_IN_PRODUCTION = frozenset({"prometheus", "opentelemetry"})
 RENDERED_PLUGINS = frozenset({"correlation-id", "cors", "rate-limiting", "request-size-limiting"})
 SIZE_UNITS = {"megabytes": "m", "kilobytes": "k", "bytes": ""}
 PERIOD_SECONDS = {"second": 1, "minute": 60}
+# What the gateway's own 405 lists in Allow when kong.yml's cors plugin names no methods.
+DEFAULT_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
+# Statuses nginx itself may answer, each rendered as a problem details page.
+PROBLEM_STATUSES = (400, 404, 405, 413, 414, 429, 502, 503, 504)
 
 
 class KongConfigError(ValueError):
@@ -116,7 +120,9 @@ def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) 
         rate_limiting: False renders no ``rate-limiting`` plugin (benchmarks only).
 
     Returns:
-        ``{"listen_port", "upstreams", "locations", "zones", "max_body", "cors", "skipped", "rate_limiting"}``.
+        ``{"listen_port", "upstreams", "locations", "zones", "max_body", "correlation", "cors",
+        "allowed_methods", "skipped", "rate_limiting"}``; ``allowed_methods`` are the methods the
+        gateway passes on (the cors plugin's), listed in ``Allow`` when nginx itself answers 405.
 
     Raises:
         KongConfigError: a plugin or option that has no faithful nginx rendering.
@@ -169,6 +175,7 @@ def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) 
         "max_body": f"{size['allowed_payload_size']}{SIZE_UNITS[size.get('size_unit', 'megabytes')]}",
         "correlation": global_plugins.get("correlation-id", (None, None))[1],
         "cors": global_plugins.get("cors", (None, None))[1],
+        "allowed_methods": global_plugins.get("cors", (None, {}))[1].get("methods", DEFAULT_METHODS),
         "skipped": sorted(every_plugin & NGINX_ONLY_IN_PRODUCTION),
         "rate_limiting": rate_limiting,
     }
@@ -184,8 +191,12 @@ def render(kong_path: Path, state_dir: Path, env: dict[str, str], *, rate_limiti
         lstrip_blocks=True,
         keep_trailing_newline=True,
     ).get_template("nginx.conf.j2")
-    model = build_model(kong, env, rate_limiting=rate_limiting)
-    return template.render(**model, state_dir=state_dir, source=kong_path.name)
+    return template.render(
+        **build_model(kong, env, rate_limiting=rate_limiting),
+        state_dir=state_dir,
+        source=kong_path.name,
+        problem_statuses=PROBLEM_STATUSES,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ export MONGODB_URI="${MONGODB_URI:-mongodb://127.0.0.1:$MONGODB_PORT/}"
 export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2F}"
 export JWKS_URL="${JWKS_URL:-http://127.0.0.1:$AUTH_PORT/api/v1/auth/jwks.json}"
 export AUTH_URL="${AUTH_URL:-http://127.0.0.1:$AUTH_PORT}"
+export TASKS_URL="${TASKS_URL:-http://127.0.0.1:$TASKS_PORT}"
 
 export PATH="$TASKFLOW_VENV/bin:$TASKFLOW_TOOLS/bin:$PATH"
 

@@ -95,3 +95,11 @@ def test_benchmark_rendering_leaves_out_only_the_rate_limits(kong: dict, tmp_pat
     assert render.main(["--out", str(tmp_path / "nginx.conf"), "--without-rate-limits"]) == 0
     text = (tmp_path / "nginx.conf").read_text()
     assert "limit_req " not in text and "rate-limiting left out" in text
+
+
+def test_every_error_nginx_answers_itself_gets_a_problem_page(tmp_path: Path) -> None:
+    text = render.render(KONG, tmp_path, {})
+    for status in (400, 404, 405, 413, 414, 429, 502, 503, 504):
+        assert f"error_page {status} /_gateway_problem/{status};" in text
+        assert f'"status":{status}' in text
+    assert '"405:" "GET, POST, PATCH, DELETE, OPTIONS"' in text

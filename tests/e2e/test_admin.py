@@ -117,3 +117,16 @@ def test_each_action_is_audited_once_newest_first(gateway: Client, root: Account
     assert [entry["type"] for entry in entries] == ["user.updated", "user.registered"]
     assert entries[0]["actor_id"] == user.id and entries[0]["summary"] == "changed name"
     assert [entry["time"] for entry in entries] == sorted((entry["time"] for entry in entries), reverse=True)
+
+
+def test_task_counts_and_statistics_follow_the_tasks_created(gateway: Client, root: Account) -> None:
+    owner = sign_up(gateway)
+    before = gateway.get(f"{ADMIN}/stats", headers=root.headers).json()["tasks"]
+    for status in ("todo", "todo", "in_progress", "done"):
+        assert gateway.post("/api/v1/tasks", json={"title": "Counted", "status": status}, headers=owner.headers).status_code == 201
+    found, _ = eventually(lambda: find_user(gateway, root, owner.email), lambda user: user is not None and user["task_count"] == 4)
+    after = gateway.get(f"{ADMIN}/stats", headers=root.headers).json()["tasks"]
+    assert after["total"] - before["total"] >= 4
+    for status, created in (("todo", 2), ("in_progress", 1), ("done", 1)):
+        assert after["by_status"][status] - before["by_status"][status] >= created
+    assert found["task_count"] == 4

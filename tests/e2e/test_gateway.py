@@ -75,6 +75,31 @@ def test_a_body_over_one_mebibyte_is_413_problem(gateway: Client) -> None:
     assert response.headers["Content-Type"] == "application/problem+json"
 
 
+def test_trace_is_a_405_problem_listing_the_methods_passed_on(gateway: Client) -> None:
+    response = gateway.request("TRACE", "/api/v1/notifications")
+    assert response.status_code == 405
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 405
+    assert "GET" in response.headers["Allow"] and "TRACE" not in response.headers["Allow"]
+    assert response.headers["X-Request-ID"]
+
+
+def test_a_service_405_keeps_its_own_allow_header(gateway: Client) -> None:
+    response = gateway.put("/api/v1/notifications/read-all")
+    assert response.status_code == 405
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert list(response.raw.headers.getlist("Allow")) == [response.headers["Allow"]]
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("length", [5_000, 9_000])
+def test_a_long_request_line_is_refused_as_a_problem_never_html(gateway: Client, length: int) -> None:
+    response = gateway.get("/api/v1/admin/users", params={"q": "x" * length})
+    assert response.status_code in {401, 414}  # reached the service (no token) or refused by the gateway
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert (response.status_code == 414) == (length > 8192)
+
+
 def test_cors_preflight_is_answered_by_the_gateway(gateway: Client) -> None:
     response = gateway.options(
         "/api/v1/tasks",

@@ -1,12 +1,13 @@
 """The notify contract through the gateway (DESIGN §4 notify, issue 7): auth's real events reach
 the notify worker, which fills the inbox and writes the mail to the system's Maildir (no
-``SMTP_URL`` in the test system). Task reminders through the gateway come with the tasks service."""
+``SMTP_URL`` in the test system); tasks created through the gateway get their reminders."""
 
 from __future__ import annotations
 
 import mailbox
 from email import policy
 from email.parser import BytesParser
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,31 @@ def test_a_deactivated_user_is_refused_and_mailed_nothing_more(gateway: Client, 
     items = wait_for_inbox(gateway, account, 2)
     assert sorted(item["kind"] for item in items) == ["reactivated", "welcome"]
     assert len(mails_to(system, account.email)) in (1, 2)  # the reactivation mail may still be on its way
+
+
+def test_a_task_due_soon_gets_one_reminder_in_the_inbox_and_the_mail(gateway: Client, system: System) -> None:
+    owner = sign_up(gateway)
+    due = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    task = gateway.post("/api/v1/tasks", json={"title": "Ship the release", "due_date": due}, headers=owner.headers).json()
+    wait_for(
+        lambda: any(item["kind"] == "reminder" for item in inbox(gateway, owner)["items"]),
+        timeout=60, interval=0.5, what="the reminder",
+    )
+    wait_for(lambda: any("Reminder" in mail["Subject"] for mail in mails_to(system, owner.email)), timeout=30,
+             what="the reminder mail")
+    reminders = [item for item in inbox(gateway, owner)["items"] if item["kind"] == "reminder"]
+    assert [item["subject_id"] for item in reminders] == [task["id"]]
+    assert "Ship the release" in reminders[0]["title"] + reminders[0]["body"]
+
+
+def test_a_completed_task_gets_no_reminder(gateway: Client, system: System) -> None:
+    owner = sign_up(gateway)
+    far = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    task = gateway.post("/api/v1/tasks", json={"title": "Later", "due_date": far}, headers=owner.headers).json()
+    soon = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    done = gateway.patch(f"/api/v1/tasks/{task['id']}", json={"status": "done", "due_date": soon}, headers=owner.headers)
+    assert done.status_code == 200
+    other = gateway.post("/api/v1/tasks", json={"title": "Sooner", "due_date": soon}, headers=owner.headers).json()
+    wait_for(lambda: any(item["subject_id"] == other["id"] for item in inbox(gateway, owner)["items"]), timeout=60,
+             interval=0.5, what="the open task's reminder")
+    assert all(item["subject_id"] != task["id"] for item in inbox(gateway, owner)["items"])

@@ -49,6 +49,21 @@ def test_one_registration_is_one_trace_across_http_mongodb_and_rabbitmq(gateway:
     assert any(span.kind == CONSUMER and span.service == "taskflow-admin" for span in spans)
 
 
+def test_one_task_write_is_one_trace_through_tasks_the_publish_and_notify(gateway: Client, otlp: OtlpReceiver) -> None:
+    owner = sign_up(gateway)
+    trace_id, header = traceparent()
+    created = gateway.post("/api/v1/tasks", json={"title": "Traced"}, headers={**owner.headers, "traceparent": header})
+    assert created.status_code == 201
+    for expected in (
+        lambda span: span.kind == SERVER and span.service == "taskflow-tasks" and span.name == "POST /api/v1/tasks",
+        lambda span: span.service == "taskflow-tasks" and span.attributes.get("db.system") == "mongodb",
+        lambda span: span.kind == PRODUCER and span.name == "task.created publish",
+        lambda span: span.kind == CONSUMER and span.service == "taskflow-notify",
+        lambda span: span.kind == CONSUMER and span.service == "taskflow-admin",
+    ):
+        otlp.wait_for(lambda span, e=expected: span.trace_id == trace_id and e(span))
+
+
 def test_admin_calls_to_auth_share_the_callers_trace(gateway: Client, otlp: OtlpReceiver) -> None:
     root = sign_in(gateway, ADMIN_EMAIL, ADMIN_PASSWORD)
     user = sign_up(gateway)
@@ -105,7 +120,7 @@ def test_metrics_parse_and_count_requests_across_workers(system: System, service
     assert _count(after, route) == before + 7
 
 
-@pytest.mark.parametrize("service", ["auth", "admin", "notify"])
+@pytest.mark.parametrize("service", ["auth", "tasks", "admin", "notify"])
 def test_workers_serve_their_metrics(system: System, service: str) -> None:
     text = requests.get(f"http://127.0.0.1:{system.worker_metrics_ports[service]}/metrics", timeout=10).text
     families = {family.name for family in text_string_to_metric_families(text)}

@@ -52,6 +52,7 @@ def system(infra: Infra, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFa
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="200",
+        REMINDER_SCAN_SECONDS="1",
     ).start()
     yield running
     running.stop()

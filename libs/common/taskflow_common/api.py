@@ -18,30 +18,31 @@ and flask-openapi3 rebuilds the query model's JSON schema on every request.
 from __future__ import annotations
 
 import inspect
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import wraps
-from http import HTTPStatus
 from typing import Any, Literal
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.json_schema import models_json_schema
 
-from .problems import PROBLEM_MEDIA_TYPE, BadRequest, FieldError, ProblemDetails, UnsupportedMediaType, ValidationFailed
+from .openapi import HEADERS, JSON_MEDIA_TYPE, PATH_PARAMETER, Link, build_document
+from .problems import BadRequest, FieldError, UnsupportedMediaType, ValidationFailed
 from .tokens import authenticate
 
 Access = Literal["public", "user", "admin"]
-JSON_MEDIA_TYPE = "application/json"
-_PATH_PARAMETER = re.compile(r"<(?:[a-z_]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
-_SCHEMA_REF = "#/components/schemas/{model}"
 
 
 class RequestBody(BaseModel):
     """Base of request bodies: unknown fields are errors, JSON types are not coerced."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def requires_one_of(*names: str) -> dict[str, Any]:
+    """JSON Schema (a model's ``json_schema_extra``): at least one of the fields ``names`` is
+    given and not null, as a model validator that refuses "nothing to change" enforces."""
+    return {"anyOf": [{"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names]}
 
 
 class QueryParameters(BaseModel):
@@ -66,17 +67,24 @@ class Operation:
     access: Access
     errors: tuple[int, ...]
     response_headers: tuple[str, ...]
+    links: Mapping[str, Link] = field(default_factory=dict)
 
     @property
     def error_statuses(self) -> list[int]:
-        """Every problem status this operation can answer, derived from what it declares."""
-        statuses = set(self.errors) | {429}
+        """Every problem status this operation can answer, derived from what it declares.
+
+        Any operation may be rate limited (429) or find a dependency down (503); one whose URL
+        carries client data may be refused by the gateway as too long (414).
+        """
+        statuses = set(self.errors) | {429, 503}
         if self.body is not None:
             statuses |= {400, 413, 415, 422}
         if self.query is not None:
             statuses |= {400, 422}
+        if self.query is not None or PATH_PARAMETER.search(self.rule):
+            statuses.add(414)
         if self.access != "public":
-            statuses |= {401, 403, 503}
+            statuses |= {401, 403}
         return sorted(statuses)
 
 
@@ -168,13 +176,24 @@ class Api:
         access: Access = "user",
         errors: Iterable[int] = (),
         response_headers: Iterable[str] = (),
+        links: Mapping[str, Link] | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
         """Register a view for ``method`` ``rule`` (a Flask rule relative to the prefix).
 
         The view receives its path parameters plus ``body`` / ``query`` (validated models) and
         ``principal`` (unless ``access`` is ``public``). It returns a model (sent with
         ``status``), ``(model, headers)``, ``None`` (an empty body, e.g. 204) or a Response.
+        ``response_headers`` names the headers every success response carries (each one of
+        :data:`~taskflow_common.openapi.HEADERS`); ``links`` leads from the success response to
+        other operations of this API (documentation only).
+
+        Raises:
+            ValueError: a response header TaskFlow does not describe.
         """
+        response_headers = tuple(response_headers)
+        unknown = set(response_headers) - set(HEADERS)
+        if unknown:
+            raise ValueError(f"undescribed response headers: {sorted(unknown)}")
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Response]:
             operation = Operation(
@@ -189,7 +208,8 @@ class Api:
                 status=status,
                 access=access,
                 errors=tuple(errors),
-                response_headers=tuple(response_headers),
+                response_headers=response_headers,
+                links=dict(links or {}),
             )
             wants_principal = "principal" in inspect.signature(view).parameters
 
@@ -228,67 +248,5 @@ class Api:
     def openapi_document(self) -> dict[str, Any]:
         """The OpenAPI 3.1 document of every declared operation, schemas from the same models."""
         if self._document is None:
-            self._document = self._build_document()
+            self._document = build_document(self.operations, name=self.name, url_prefix=self.url_prefix, info=self.info)
         return self._document
-
-    def _build_document(self) -> dict[str, Any]:
-        wanted: set[tuple[type[BaseModel], Literal["validation", "serialization"]]] = {(ProblemDetails, "serialization")}
-        for operation in self.operations:
-            wanted |= {(model, "validation") for model in (operation.body, operation.query) if model}
-            if operation.response:
-                wanted.add((operation.response, "serialization"))
-        ordered = sorted(wanted, key=lambda item: (item[0].__name__, item[1]))
-        refs, definitions = models_json_schema(ordered, ref_template=_SCHEMA_REF)
-        paths: dict[str, dict[str, Any]] = {}
-        for operation in self.operations:
-            path = _PATH_PARAMETER.sub(r"{\1}", self.url_prefix + operation.rule)
-            paths.setdefault(path, {})[operation.method.lower()] = self._operation_object(operation, refs)
-        return {
-            "openapi": "3.1.0",
-            "info": self.info,
-            "tags": [{"name": self.name}],
-            "paths": paths,
-            "components": {
-                "schemas": definitions.get("$defs", {}),
-                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            },
-        }
-
-    def _operation_object(self, operation: Operation, refs: dict) -> dict[str, Any]:
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in _PATH_PARAMETER.findall(operation.rule)
-        ]
-        if operation.query is not None:
-            query_schema = operation.query.model_json_schema(ref_template=_SCHEMA_REF)
-            required = set(query_schema.get("required", []))
-            parameters += [
-                {"name": name, "in": "query", "required": name in required, "schema": property_schema}
-                for name, property_schema in query_schema["properties"].items()
-            ]
-        problem = {PROBLEM_MEDIA_TYPE: {"schema": refs[(ProblemDetails, "serialization")]}}
-        success: dict[str, Any] = {"description": HTTPStatus(operation.status).phrase}
-        if operation.response is not None:
-            success["content"] = {JSON_MEDIA_TYPE: {"schema": refs[(operation.response, "serialization")]}}
-        if operation.response_headers:
-            success["headers"] = {name: {"schema": {"type": "string"}} for name in operation.response_headers}
-        responses: dict[str, Any] = {str(operation.status): success}
-        for status in operation.error_statuses:
-            responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": problem}
-        result: dict[str, Any] = {
-            "operationId": f"{self.name}_{operation.name}",
-            "summary": operation.summary,
-            "tags": [self.name],
-            "parameters": parameters,
-            "responses": responses,
-        }
-        if operation.description:
-            result["description"] = operation.description
-        if operation.body is not None:
-            result["requestBody"] = {
-                "required": True,
-                "content": {JSON_MEDIA_TYPE: {"schema": refs[(operation.body, "validation")]}},
-            }
-        if operation.access != "public":
-            result["security"] = [{"bearerAuth": []}]
-        return result

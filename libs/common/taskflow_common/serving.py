@@ -66,6 +66,9 @@ def gunicorn_settings(*, service: str, app: str, default_port: int) -> dict[str,
         "timeout": 30,
         "graceful_timeout": 20,
         "keepalive": 5,
+        # The gateway bounds the request line (414 as problem details); gunicorn's own 4094-byte
+        # limit would answer a longer line the gateway admitted with an HTML 414 (0: up to 1 MiB).
+        "limit_request_line": 0,
         # gunicorn's control socket lives at one path per user; four services would fight over it.
         "control_socket_disable": True,
         # The app writes the access log itself, as JSON with the route template and ids.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from taskflow_common.api import Api, QueryParameters, RequestBody
+from taskflow_common.api import Api, Link, QueryParameters, RequestBody
 from taskflow_common.tokens import Principal
 
 sample_api = Api("sample", "/api/v1/sample", title="Sample", description="Exercises the shared library.")
@@ -32,7 +32,8 @@ class Echo(BaseModel):
     limit: int
 
 
-@sample_api.post("/items", summary="Create an item", body=ItemIn, response=ItemOut, status=201)
+@sample_api.post("/items", summary="Create an item", body=ItemIn, response=ItemOut, status=201,
+                 response_headers=("Location",), links={"GetItem": Link("get_item", {"item_id": "$response.body#/title"})})
 def create_item(body: ItemIn, principal: Principal) -> tuple[ItemOut, dict[str, str]]:
     """Echo the validated body back as the caller's item."""
     item = ItemOut(title=body.title, size=body.size, owner=principal.user_id)
@@ -43,6 +44,12 @@ def create_item(body: ItemIn, principal: Principal) -> tuple[ItemOut, dict[str, 
 def list_items(query: Filters) -> Echo:
     """Echo the validated query back."""
     return Echo(status=query.status, limit=query.limit)
+
+
+@sample_api.get("/items/<item_id>", summary="One item", response=ItemOut, errors=(404,))
+def get_item(item_id: str, principal: Principal) -> ItemOut:
+    """The item named ``item_id``, owned by the caller."""
+    return ItemOut(title=item_id, size=1, owner=principal.user_id)
 
 
 @sample_api.get("/admin-only", summary="Admins only", access="admin", status=204)

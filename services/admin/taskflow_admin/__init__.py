@@ -14,10 +14,10 @@ from taskflow_common.mongo import Mongo
 
 from .administration import Administration
 from .api import api
-from .auth_client import AuthClient
 from .events import Projections
 from .settings import AdminSettings
 from .store import INDEXES, ReadModels
+from .upstream import ServiceClient, Upstreams
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,10 @@ def assemble(settings: AdminSettings) -> Admin:
     administration = Administration(
         read_models,
         Projections(read_models),
-        AuthClient(settings.auth_url, timeout_seconds=settings.upstream_timeout_seconds),
+        Upstreams(
+            ServiceClient("auth", settings.auth_url, timeout_seconds=settings.upstream_timeout_seconds),
+            ServiceClient("tasks", settings.tasks_url, timeout_seconds=settings.upstream_timeout_seconds),
+        ),
     )
     mongo.ensure_indexes([*INDEXES, *event_consumer.INDEXES])
     return Admin(settings, mongo, events, administration, deactivation.DeactivatedUsers(lambda: mongo.db))

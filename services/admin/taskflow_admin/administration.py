@@ -9,9 +9,9 @@ from typing import Any
 
 from taskflow_common.problems import NotFound
 
-from .auth_client import AuthClient
-from .events import Projections, UserSnapshot
+from .events import Projections, TaskSnapshot, UserSnapshot
 from .store import ReadModels
+from .upstream import Upstreams
 
 log = logging.getLogger(__name__)
 
@@ -19,27 +19,29 @@ log = logging.getLogger(__name__)
 class Administration:
     """Operators' view of the system over admin's read models, and changes through auth."""
 
-    def __init__(self, read_models: ReadModels, projections: Projections, auth: AuthClient) -> None:
+    def __init__(self, read_models: ReadModels, projections: Projections, upstreams: Upstreams) -> None:
         self.read_models = read_models
         self.projections = projections
-        self.auth = auth
+        self.upstreams = upstreams
 
     def backfill(self, authorization: str) -> None:
-        """Fill an empty users read model from auth's listing, once (with the caller's admin token).
+        """Fill empty read models from auth's users and tasks' tasks, once (with the caller's token).
 
-        Users that registered before admin was running have no events here; their snapshots come
-        from auth. Snapshots are version-guarded, so events arriving meanwhile are never undone
-        and never counted twice.
+        Users and tasks that existed before admin was running have no events here; their snapshots
+        come from the services that own them. Snapshots are version-guarded, so events arriving
+        meanwhile are never undone and never counted twice.
         """
         if self.read_models.backfilled():
             return
-        with self.read_models.locks.hold("users-backfill"):
+        with self.read_models.locks.hold("backfill"):
             if self.read_models.backfilled():
                 return
-            for user in self.auth.users(authorization):
+            for user in self.upstreams.users(authorization):
                 self.read_models.apply_user(UserSnapshot.model_validate(user).model_dump())
+            for task in self.upstreams.tasks_snapshots(authorization):
+                self.read_models.apply_task(TaskSnapshot.model_validate(task).model_dump(), deleted=False)
             self.read_models.mark_backfilled()
-            log.info("users read model backfilled from auth")
+            log.info("read models backfilled from auth and tasks")
 
     def with_task_counts(self, users: list[dict[str, Any]]) -> list[dict[str, Any]]:
         counts = self.read_models.task_counts([user["_id"] for user in users])
@@ -61,7 +63,7 @@ class Administration:
     def change_user(self, user_id: str, change: dict[str, Any], authorization: str) -> dict[str, Any]:
         """Have auth apply ``change``; the read model takes auth's answer at once (the events
         that follow carry the same version and change nothing more)."""
-        record = self.auth.change_user(user_id, change, authorization)
+        record = self.upstreams.change_user(user_id, change, authorization)
         self.read_models.apply_user(UserSnapshot.model_validate(record).model_dump())
         return self.user(record["id"])
 
@@ -82,7 +84,7 @@ class Administration:
     def rebuild(self) -> int:
         """Drop the read models and replay every recorded event into them; returns how many.
 
-        The next admin request backfills users that predate the audit log from auth.
+        The next admin request backfills users and tasks that predate the audit log.
         """
         self.read_models.clear()
         replayed = 0

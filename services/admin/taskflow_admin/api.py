@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from flask import current_app, request
-from taskflow_common.api import Api
+from taskflow_common.api import Api, Link
 from taskflow_common.pagination import Page
 
 from .administration import Administration
@@ -24,7 +24,8 @@ def administration() -> Administration:
     return admin
 
 
-@api.get("/users", summary="Users, newest first", query=UserQuery, response=Page[AdminUser], access="admin")
+@api.get("/users", summary="Users, newest first", query=UserQuery, response=Page[AdminUser], access="admin",
+         links={"GetFirstUser": Link("get_user", {"user_id": "$response.body#/items/0/id"}, description="The first user listed.")})
 def list_users(query: UserQuery) -> Page[AdminUser]:
     """Admins. ``q`` searches email and name; ``role`` and ``active`` filter."""
     users, total = administration().users(q=query.q, role=query.role, active=query.active, skip=query.skip, limit=query.limit)

@@ -4,7 +4,7 @@
 
 The audit log keeps every event admin received with its data; replaying it in time order through
 the same version-guarded projections gives the same read models. Users that predate the audit
-log come back from auth on the next admin request (the backfill).
+log come back from auth and tasks on the next admin request (the backfill).
 """
 
 from __future__ import annotations

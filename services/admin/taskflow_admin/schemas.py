@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
-from taskflow_common.api import RequestBody
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from taskflow_common.api import RequestBody, requires_one_of
 from taskflow_common.pagination import PageQuery
+from taskflow_common.timestamps import Timestamp
 
 Role = Literal["user", "admin"]
 
@@ -36,8 +37,10 @@ class UserQuery(PageQuery):
 class UserChange(RequestBody):
     """What an operator may change; auth applies it."""
 
-    role: Role | None = None
-    active: bool | None = None
+    model_config = ConfigDict(json_schema_extra=requires_one_of("role", "active"))
+
+    role: Role | None = Field(default=None, examples=["admin"])
+    active: bool | None = Field(default=None, examples=[False])
 
     @model_validator(mode="after")
     def _something(self) -> UserChange:
@@ -95,4 +98,4 @@ class AuditQuery(PageQuery):
     type: str | None = Field(default=None, min_length=1, max_length=100)
     actor_id: str | None = Field(default=None, min_length=1, max_length=100)
     subject_id: str | None = Field(default=None, min_length=1, max_length=100)
-    since: AwareDatetime | None = None
+    since: Timestamp | None = Field(default=None, examples=["2026-01-01T00:00:00Z"])

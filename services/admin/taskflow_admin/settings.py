@@ -9,14 +9,16 @@ from taskflow_common.settings import ServiceSettings
 
 
 class AdminSettings(ServiceSettings):
-    """The shared settings plus where admin reaches auth's internal API.
+    """The shared settings plus where admin reaches the internal APIs of auth and tasks.
 
     Attributes:
         auth_url: ``AUTH_URL``; auth's own address (not the gateway: /internal is not routed there).
-        upstream_timeout_seconds: ``UPSTREAM_TIMEOUT_SECONDS``; bound on one call to auth.
+        tasks_url: ``TASKS_URL``; tasks' own address, for the task snapshots of the backfill.
+        upstream_timeout_seconds: ``UPSTREAM_TIMEOUT_SECONDS``; bound on one call to either.
     """
 
     service: ClassVar[str] = "admin"
 
     auth_url: str = "http://127.0.0.1:5001"
+    tasks_url: str = "http://127.0.0.1:5002"
     upstream_timeout_seconds: float = Field(default=5.0, gt=0)

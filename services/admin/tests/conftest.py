@@ -16,6 +16,8 @@ from taskflow_admin import create_app
 from taskflow_admin.settings import AdminSettings
 from taskflow_auth import create_app as create_auth_app
 from taskflow_auth.settings import AuthSettings
+from taskflow_tasks import create_app as create_tasks_app
+from taskflow_tasks.settings import TasksSettings
 from werkzeug.serving import make_server
 
 from tests.support.infra import Infra
@@ -25,8 +27,8 @@ ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "the admin passphrase"
 
 
-class AuthServer:
-    """The real auth app served over HTTP on a free port, in a thread."""
+class Served:
+    """A real service app served over HTTP on a free port, in a thread."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -34,6 +36,15 @@ class AuthServer:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.app.extensions["taskflow.mongo"].close()
+
+
+class AuthServer(Served):
+    """The real auth service, which admin reaches only over HTTP."""
 
     def login(self, email: str, password: str) -> str:
         response = self.app.test_client().post("/api/v1/auth/login", json={"email": email, "password": password})
@@ -47,11 +58,6 @@ class AuthServer:
         assert response.status_code == 201, response.json
         return response.json
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.app.extensions["taskflow.mongo"].close()
-
 
 @pytest.fixture
 def prefix(infra: Infra) -> Iterator[str]:
@@ -59,7 +65,7 @@ def prefix(infra: Infra) -> Iterator[str]:
     value = f"t{uuid.uuid4().hex[:10]}_"
     yield value
     client = MongoClient(infra.mongodb_uri)
-    for service in ("auth", "admin"):
+    for service in ("auth", "tasks", "admin"):
         client.drop_database(f"{value}{service}")
     client.close()
 
@@ -77,13 +83,26 @@ def auth(infra: Infra, prefix: str, tmp_path: Path) -> Iterator[AuthServer]:
 
 
 @pytest.fixture
-def make_admin_app(infra: Infra, prefix: str, auth: AuthServer) -> Iterator[Callable[..., Flask]]:
+def tasks(infra: Infra, prefix: str, auth: AuthServer) -> Iterator[Served]:
+    """The real tasks service (admin's backfill reads its task snapshots over HTTP)."""
+    settings = TasksSettings(
+        mongodb_uri=infra.mongodb_uri, rabbitmq_url=infra.rabbitmq_url, mongodb_db_prefix=prefix, taskflow_env="test",
+        jwks_url=f"{auth.url}/api/v1/auth/jwks.json", trusted_proxy_hops=0,
+    )
+    server = Served(create_tasks_app(settings))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_admin_app(infra: Infra, prefix: str, auth: AuthServer, tasks: Served) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
         values = {
             "mongodb_uri": infra.mongodb_uri, "rabbitmq_url": infra.rabbitmq_url, "mongodb_db_prefix": prefix,
-            "auth_url": auth.url, "jwks_url": f"{auth.url}/api/v1/auth/jwks.json", "taskflow_env": "test",
+            "auth_url": auth.url, "tasks_url": tasks.url, "jwks_url": f"{auth.url}/api/v1/auth/jwks.json",
+            "taskflow_env": "test",
             "trusted_proxy_hops": 0, **overrides,
         }
         settings = AdminSettings(**values)

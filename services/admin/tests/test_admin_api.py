@@ -7,7 +7,7 @@ from flask import Flask
 from taskflow_admin.administration import Administration
 from taskflow_common.events.envelope import new_event
 
-from .conftest import ADMIN_EMAIL, AuthServer, bearer
+from .conftest import ADMIN_EMAIL, AuthServer, Served, bearer
 
 ADMIN = "/api/v1/admin"
 ROUTES = [("GET", "/users"), ("GET", "/users/abc"), ("PATCH", "/users/abc"), ("GET", "/stats"), ("GET", "/audit")]
@@ -30,6 +30,19 @@ def test_an_empty_read_model_is_backfilled_from_auth(admin_app: Flask, auth: Aut
     assert listed["total"] == 4
     assert {user["email"] for user in listed["items"]} == {ADMIN_EMAIL, *(f"early{i}@example.com" for i in range(3))}
     assert all(user["task_count"] == 0 for user in listed["items"])
+
+
+def test_tasks_that_predate_admin_are_backfilled_from_tasks(admin_app: Flask, auth: AuthServer, tasks: Served, admin_token: str) -> None:
+    owner = auth.register("busy@example.com")
+    client = tasks.app.test_client()
+    for title, status in (("one", "todo"), ("two", "done"), ("three", "in_progress")):
+        created = client.post("/api/v1/tasks", json={"title": title, "status": status}, headers=bearer(owner["access_token"]))
+        assert created.status_code == 201
+    stats = admin_app.test_client().get(f"{ADMIN}/stats", headers=bearer(admin_token)).json
+    assert stats["tasks"]["total"] == 3
+    assert stats["tasks"]["by_status"] == {"todo": 1, "in_progress": 1, "done": 1}
+    busy = admin_app.test_client().get(f"{ADMIN}/users?q=busy", headers=bearer(admin_token)).json["items"]
+    assert busy[0]["task_count"] == 3
 
 
 def test_users_are_searched_and_filtered(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
@@ -104,3 +117,16 @@ def _task(task_id: str, owner: str, status: str, due: str | None, version: int =
     return {"id": task_id, "title": "T", "description": "", "status": status, "priority": "medium", "due_date": due,
             "tags": [], "owner_id": owner, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
             "completed_at": None, "version": version}
+
+
+@pytest.mark.parametrize("since", ["0.5", "1700000000", "2026-01-01", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00"])
+def test_audit_since_must_be_an_rfc3339_date_time_with_offset(admin_app: Flask, admin_token: str, since: str) -> None:
+    response = admin_app.test_client().get(f"{ADMIN}/audit", query_string={"since": since}, headers=bearer(admin_token))
+    assert response.status_code == 422
+    assert response.json["errors"][0]["field"] == "since"
+
+
+def test_audit_since_takes_an_offset_or_z(admin_app: Flask, admin_token: str) -> None:
+    for since in ("2026-01-01T00:00:00Z", "2026-01-01T09:30:00.5+09:30"):
+        response = admin_app.test_client().get(f"{ADMIN}/audit", query_string={"since": since}, headers=bearer(admin_token))
+        assert response.status_code == 200, response.json

@@ -4,7 +4,7 @@ the gateway: parse → authorize → call :class:`~.accounts.Accounts` → respo
 from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
-from taskflow_common.api import Api
+from taskflow_common.api import Api, Link
 from taskflow_common.tokens import Principal
 
 from .accounts import Accounts, Session
@@ -41,17 +41,23 @@ def token_response(session: Session) -> TokenResponse:
 
 
 NO_STORE = {"Cache-Control": "no-store"}  # RFC 6749 §5.1: token responses must not be cached
+REFRESH_TOKEN = {"refresh_token": "$response.body#/refresh_token"}
+TOKEN_LINKS = {
+    "Refresh": Link("refresh", request_body=REFRESH_TOKEN, description="Rotate the refresh token just issued."),
+    "Logout": Link("logout", request_body=REFRESH_TOKEN, description="Revoke the refresh token just issued."),
+}
 
 
 @api.post("/register", summary="Create an account", body=RegisterRequest, response=TokenResponse, status=201,
-          access="public", errors=(409,))
+          access="public", errors=(409,), response_headers=("Cache-Control",), links=TOKEN_LINKS)
 def register(body: RegisterRequest) -> tuple[TokenResponse, dict[str, str]]:
     """Anyone. Creates a ``user`` account (never an admin) and signs it in."""
     session = accounts().register(body.email, body.password, body.name)
     return token_response(session), NO_STORE
 
 
-@api.post("/login", summary="Sign in", body=LoginRequest, response=TokenResponse, access="public", errors=(401, 403))
+@api.post("/login", summary="Sign in", body=LoginRequest, response=TokenResponse, access="public", errors=(401, 403),
+          response_headers=("Cache-Control",), links=TOKEN_LINKS)
 def login(body: LoginRequest) -> tuple[TokenResponse, dict[str, str]]:
     """Anyone. One answer for a wrong email or password (401); 429 after repeated failures."""
     session = accounts().login(body.email, body.password, request.remote_addr or "unknown")
@@ -59,7 +65,7 @@ def login(body: LoginRequest) -> tuple[TokenResponse, dict[str, str]]:
 
 
 @api.post("/refresh", summary="Rotate a refresh token", body=RefreshRequest, response=TokenResponse, access="public",
-          errors=(401,))
+          errors=(401,), response_headers=("Cache-Control",), links=TOKEN_LINKS)
 def refresh(body: RefreshRequest) -> tuple[TokenResponse, dict[str, str]]:
     """Holder of a refresh token. The token is spent; reusing it revokes its whole login family."""
     return token_response(accounts().refresh(body.refresh_token)), NO_STORE
@@ -95,7 +101,8 @@ def change_password(principal: Principal, body: ChangePasswordRequest) -> None:
     accounts().change_password(principal.user_id, body.current_password, body.new_password)
 
 
-@api.get("/jwks.json", summary="Public keys that verify access tokens", response=JsonWebKeySet, access="public")
+@api.get("/jwks.json", summary="Public keys that verify access tokens", response=JsonWebKeySet, access="public",
+         response_headers=("Cache-Control",))
 def jwks() -> Response:
     """Anyone (RFC 7517). Cacheable for five minutes; keys are added before they are used."""
     response = jsonify(current_app.extensions["taskflow_auth.keys"].jwks)

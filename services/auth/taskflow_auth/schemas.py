@@ -3,14 +3,14 @@ OpenAPI document. Unknown fields (``role``, ``id``, ``active``…) are 422 and n
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
-from taskflow_common.api import RequestBody
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from taskflow_common.api import RequestBody, requires_one_of
 from taskflow_common.pagination import PageQuery
+from taskflow_common.text import NOT_BLANK, PRINTABLE_NOT_BLANK, has_control_characters
 
 from .passwords import MAX_LENGTH, MIN_LENGTH, normalized
 
@@ -36,19 +36,48 @@ def _password_length(value: str) -> str:
     return value
 
 
-def _printable(value: str) -> str:
-    if any(unicodedata.category(character).startswith("C") for character in value):
+def _printable_name(value: str) -> str:
+    if has_control_characters(value):
         raise ValueError("must not contain control characters")
-    return value
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
 
 
-Email = Annotated[str, BeforeValidator(_trimmed_lower), Field(max_length=254), AfterValidator(_deliverable_shape)]
-"""An email address, trimmed and lower-cased before it is checked or stored (DESIGN §4)."""
-LoginEmail = Annotated[str, BeforeValidator(_trimmed_lower), Field(min_length=1, max_length=254)]
-NewPassword = Annotated[str, Field(max_length=4 * MAX_LENGTH), AfterValidator(_password_length)]
+def _case_insensitive(word: str) -> str:
+    return "".join(f"[{letter.upper()}{letter.lower()}]" if letter.isalpha() else letter for letter in word)
+
+
+_SPECIAL_USE_DOMAIN = "[.@](?:" + "|".join(map(_case_insensitive, SPECIAL_USE_DOMAIN_NAMES)) + ")$"
+
+Email = Annotated[
+    str,
+    BeforeValidator(_trimmed_lower),
+    Field(max_length=254, json_schema_extra={"format": "email", "not": {"pattern": _SPECIAL_USE_DOMAIN}}),
+    AfterValidator(_deliverable_shape),
+]
+"""An email address, trimmed and lower-cased before it is checked or stored (DESIGN §4); the
+special-use domains of RFC 6761 (``.test``, ``.localhost``…) can never receive mail and are refused."""
+LoginEmail = Annotated[
+    str, BeforeValidator(_trimmed_lower), Field(min_length=1, max_length=254, json_schema_extra={"pattern": NOT_BLANK})
+]
+NewPassword = Annotated[
+    str,
+    Field(
+        max_length=4 * MAX_LENGTH,
+        description=f"{MIN_LENGTH} to {MAX_LENGTH} characters of any script, counted in Unicode NFC.",
+        json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH},
+    ),
+    AfterValidator(_password_length),
+]
 """8..128 characters, any Unicode; the whole password counts (see :mod:`.passwords`)."""
 GivenPassword = Annotated[str, Field(min_length=1, max_length=4 * MAX_LENGTH)]
-Name = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v), Field(min_length=1, max_length=100), AfterValidator(_printable)]
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={"pattern": PRINTABLE_NOT_BLANK}),
+    AfterValidator(_printable_name),
+]
+"""1..100 characters as sent, no control characters, not blank; stored without surrounding spaces."""
 
 
 class RegisterRequest(RequestBody):
@@ -63,16 +92,16 @@ class LoginRequest(RequestBody):
 
 
 class RefreshRequest(RequestBody):
-    refresh_token: str = Field(min_length=1, max_length=512)
+    refresh_token: str = Field(min_length=1, max_length=512, examples=["ZFo2ZWJ0a1ZrUXhqT0JxV0hLd3N4dw"])
 
 
 class UpdateMeRequest(RequestBody):
-    name: Name
+    name: Name = Field(examples=["Ada King"])
 
 
 class ChangePasswordRequest(RequestBody):
-    current_password: GivenPassword
-    new_password: NewPassword
+    current_password: GivenPassword = Field(examples=["correct horse battery staple"])
+    new_password: NewPassword = Field(examples=["a longer passphrase of 2026"])
 
 
 class User(BaseModel):
@@ -121,6 +150,8 @@ class UserListQuery(PageQuery):
 
 class UserChange(RequestBody):
     """What an admin may change on a user, through the admin service."""
+
+    model_config = ConfigDict(json_schema_extra=requires_one_of("role", "active"))
 
     role: Role | None = None
     active: bool | None = None

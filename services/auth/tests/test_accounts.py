@@ -270,3 +270,23 @@ def test_jwks_is_public_and_cacheable(client: FlaskClient) -> None:
     [key] = response.json["keys"]
     assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig" and key["kid"]
     assert "d" not in key and "p" not in key
+
+
+@pytest.mark.parametrize("name", ["Ada\u200cKing", "مریم\u200cمیرزاخانی", "Ada 👩\u200d💻", "Ada \U0002ebf0"])
+def test_names_may_hold_any_printable_character(client: FlaskClient, register, name: str) -> None:
+    # Joiners (Cf) are part of Persian and emoji names; code points newer than the server's Unicode
+    # tables (Cn) are still text. Only control characters (Cc) are refused.
+    response = client.patch(f"{AUTH}/me", json={"name": name}, headers=bearer(register()["access_token"]))
+    assert response.status_code == 200, response.json
+    assert response.json["name"] == name
+
+
+@pytest.mark.parametrize("name", ["Ada\nKing", "Ada\x00", "\x85Ada", "   ", "\u3000", " " + "x" * 100])
+def test_names_with_control_characters_blank_or_over_100_as_sent_are_422(client: FlaskClient, register, name: str) -> None:
+    response = client.patch(f"{AUTH}/me", json={"name": name}, headers=bearer(register()["access_token"]))
+    assert response.status_code == 422
+
+
+def test_names_are_stored_without_surrounding_spaces(client: FlaskClient, register) -> None:
+    response = client.patch(f"{AUTH}/me", json={"name": "  Ada King \u3000"}, headers=bearer(register()["access_token"]))
+    assert response.json["name"] == "Ada King"

@@ -8,7 +8,7 @@ is the same 404 as an unknown or malformed one.
 from __future__ import annotations
 
 from flask import current_app
-from taskflow_common.api import Api
+from taskflow_common.api import Api, Link
 from taskflow_common.pagination import Page
 from taskflow_common.tokens import Principal
 
@@ -27,7 +27,9 @@ def notifications() -> Notifications:
     return current_app.extensions["taskflow_notify.notifications"]
 
 
-@api.get("", summary="The caller's notifications, newest first", query=NotificationQuery, response=Page[Notification])
+@api.get("", summary="The caller's notifications, newest first", query=NotificationQuery, response=Page[Notification],
+         links={"ReadFirst": Link("read", {"notification_id": "$response.body#/items/0/id"},
+                                  description="Mark the newest notification listed read.")})
 def list_notifications(principal: Principal, query: NotificationQuery) -> Page[Notification]:
     """The signed-in user; ``unread=true`` lists only unread ones."""
     items, total = notifications().page(principal.user_id, unread_only=query.unread, skip=query.skip, limit=query.limit)

@@ -14,7 +14,7 @@ from taskflow_common.tokens import TokenVerifier
 
 from .api import api
 from .events import TaskEvents
-from .internal import internal
+from .internal import internal, internal_tasks
 from .settings import TasksSettings
 from .store import INDEXES, CountStore, TaskStore
 from .tasks import Tasks
@@ -48,7 +48,7 @@ def create_app(settings: TasksSettings | None = None, *, verifier: TokenVerifier
     service = assemble(settings or TasksSettings())
     app = create_service_app(
         service.settings,
-        [api, internal],
+        [api, internal, internal_tasks],
         mongo=service.mongo,
         verifier=verifier,
         access_policy=service.deactivated,

@@ -1,7 +1,7 @@
-"""Internal routes of the tasks service under ``/internal/owners``, never routed by the gateway.
+"""Internal routes of the tasks service under ``/internal``, never routed by the gateway.
 
-The admin service calls them with an admin's bearer token to build its users view with each
-user's task count (read-model backfill), so every route requires the ``admin`` role.
+The admin service calls them with an admin's bearer token to fill its read models (backfill):
+each owner's task counts, and every task's snapshot. Every route requires the ``admin`` role.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from taskflow_common.api import Api
 from taskflow_common.pagination import Page
 
 from .api import tasks
-from .schemas import STATUSES, OwnerCountQuery, OwnerTaskCount, StatusCounts
+from .schemas import STATUSES, OwnerCountQuery, OwnerTaskCount, StatusCounts, Task, TaskSnapshotQuery
 
 internal = Api(
     "tasks-internal",
@@ -34,3 +34,18 @@ def owner_task_counts(query: OwnerCountQuery) -> Page[OwnerTaskCount]:
         for counters in found
     ]
     return Page[OwnerTaskCount](items=items, total=total, page=query.page, limit=query.limit)
+
+
+internal_tasks = Api(
+    "tasks-internal-snapshots",
+    "/internal/tasks",
+    title="TaskFlow tasks (internal snapshots)",
+    description="Every task's snapshot for other TaskFlow services; not exposed by the gateway.",
+)
+
+
+@internal_tasks.get("", summary="Every live task, by id", query=TaskSnapshotQuery, response=Page[Task], access="admin")
+def every_task(query: TaskSnapshotQuery) -> Page[Task]:
+    """Admins, through the admin service: the same snapshots ``task.*`` events carry."""
+    found, total = tasks().every_task(query.skip, query.limit)
+    return Page[Task](items=[Task.from_document(task) for task in found], total=total, page=query.page, limit=query.limit)

@@ -190,5 +190,9 @@ class OwnerTaskCount(BaseModel):
     by_status: StatusCounts
 
 
+class TaskSnapshotQuery(PageQuery):
+    """Pages of every live task, in id order."""
+
+
 class OwnerCountQuery(PageQuery):
     """Pages of every owner's counts, by owner id."""

@@ -241,6 +241,12 @@ class TaskStore:
     def count(self, query: Mapping[str, Any]) -> int:
         return self._tasks.count_documents(query)
 
+    def every(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Every live task of every owner in id order (the ``_id`` index), and how many there are."""
+        live = {"owner_id": {"$ne": None}}
+        found = self._tasks.find(live, LIST_PROJECTION).sort("_id", ASCENDING).skip(skip).limit(limit)
+        return list(found), self._tasks.count_documents(live)
+
     def bucket(self, owner_id: str, bucketing: str, bucket: int, descending: bool) -> list[dict[str, Any]]:
         """Every task of one creation-order bucket, in creation order (or reversed)."""
         direction = DESCENDING if descending else ASCENDING

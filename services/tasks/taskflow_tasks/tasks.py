@@ -256,6 +256,10 @@ class Tasks:
             self.tasks.completed_on(owner_id, counts.day(moment - counts.COMPLETED_WINDOW)),
         )
 
+    def every_task(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Every live task of every owner, in id order, for the admin service's backfill."""
+        return self.tasks.every(skip, limit)
+
     def owner_counts(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Every owner's counters (settled), in owner id order, for the admin service's backfill."""
         found, total = self.counts.page(skip, limit)

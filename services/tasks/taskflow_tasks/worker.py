@@ -3,19 +3,20 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from taskflow_common import deactivation
 from taskflow_common.events import worker
+from taskflow_common.observability import setup_process
 
 from . import assemble
 from .settings import TasksSettings
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO)
-    service = assemble(TasksSettings())
+    settings = TasksSettings()
+    setup_process("tasks", environment=settings.taskflow_env, log_level=settings.log_level)
+    service = assemble(settings)
     return worker.run([
         service.events.relay_loop(),
         service.events.consumer_loop(deactivation.subscription("tasks"), service.deactivated.handlers),

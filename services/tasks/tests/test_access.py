@@ -91,6 +91,27 @@ def test_owner_task_counts_page_through_every_owner(client: FlaskClient, new_use
     assert client.get(COUNTS, query_string={"limit": 0}, headers=admin.headers).status_code == 422
 
 
+SNAPSHOTS = "/internal/tasks"
+
+
+def test_task_snapshots_are_for_admins_only(client: FlaskClient, alice: User) -> None:
+    assert client.get(SNAPSHOTS).status_code == 401
+    assert client.get(SNAPSHOTS, headers=alice.headers).status_code == 403
+
+
+def test_task_snapshots_page_through_every_live_task_of_every_owner(client: FlaskClient, new_user, create_task) -> None:
+    owners = [new_user() for _ in range(2)]
+    kept = [create_task(owners[0]), create_task(owners[1], status="done"), create_task(owners[1])]
+    gone = create_task(owners[0])
+    client.delete(f"{TASKS}/{gone['id']}", headers=owners[0].headers)
+    admin = new_user(role="admin")
+    pages = [client.get(SNAPSHOTS, query_string={"limit": 2, "page": page}, headers=admin.headers).json for page in (1, 2)]
+    assert pages[0]["total"] == 3
+    listed = pages[0]["items"] + pages[1]["items"]
+    assert sorted(listed, key=lambda task: task["id"]) == sorted(kept, key=lambda task: task["id"])
+    assert [task["id"] for task in listed] == sorted(task["id"] for task in listed)
+
+
 def test_the_openapi_documents_are_valid_and_describe_the_routes(client: FlaskClient) -> None:
     public = client.get(f"{TASKS}/openapi.json").json
     validate(public)
@@ -99,3 +120,4 @@ def test_the_openapi_documents_are_valid_and_describe_the_routes(client: FlaskCl
     assert set(public["paths"][f"{TASKS}/{{task_id}}"]) == {"get", "patch", "delete"}
     assert "412" in public["paths"][f"{TASKS}/{{task_id}}"]["patch"]["responses"]
     assert set(client.get("/internal/owners/openapi.json").json["paths"]) == {COUNTS}
+    validate(client.get(f"{SNAPSHOTS}/openapi.json").json)

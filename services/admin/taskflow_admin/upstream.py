@@ -1,0 +1,103 @@
+"""Calls to the internal APIs of auth (``/internal/users``) and tasks (``/internal/tasks``),
+with the admin's bearer token forwarded.
+
+Timeouts bound every call; only connection failures are retried (a read that timed out may
+have been applied, so it is not repeated); the W3C trace context rides along (the requests
+instrumentation adds it), so the called service's spans join the admin request's trace. A
+4xx problem the called service answers (auth's 404, 409, 422…) comes back to the client as the
+very problem details it sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from flask import Response
+from requests.adapters import HTTPAdapter
+from taskflow_common.problems import PROBLEM_MEDIA_TYPE, Problem, ServiceUnavailable
+from urllib3.util.retry import Retry
+
+PASSED_THROUGH = (400, 401, 403, 404, 409, 422)
+
+
+class UpstreamRefused(Problem):
+    """The called service answered with a problem the client should see as is."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(status=response.status_code)
+        self.response = response
+
+    def to_response(self) -> Response:
+        return Response(self.response.content, status=self.response.status_code, mimetype=PROBLEM_MEDIA_TYPE)
+
+
+class ServiceClient:
+    """Another TaskFlow service's internal API at ``base_url``.
+
+    Args:
+        name: the service, for error messages.
+        base_url: its own address (``AUTH_URL``, ``TASKS_URL``), not the gateway's.
+        timeout_seconds: per call, for connecting and for the answer.
+    """
+
+    def __init__(self, name: str, base_url: str, *, timeout_seconds: float) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout_seconds
+        self.session = requests.Session()
+        retries = Retry(total=2, connect=2, read=0, status=0, other=0, allowed_methods=None, backoff_factor=0.1)
+        self.session.mount("http://", HTTPAdapter(max_retries=retries))
+        self.session.mount("https://", HTTPAdapter(max_retries=retries))
+
+    def call(self, method: str, path: str, authorization: str, **kwargs: Any) -> dict[str, Any]:
+        """One call; its JSON body.
+
+        Raises:
+            UpstreamRefused: a 4xx problem the client should see unchanged.
+            ServiceUnavailable: unreachable, timed out, or a 5xx.
+        """
+        try:
+            response = self.session.request(
+                method, f"{self.base_url}{path}", headers={"Authorization": authorization}, timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as error:
+            raise ServiceUnavailable(
+                f"The {self.name} service is unreachable ({type(error).__name__}).", headers={"Retry-After": "1"}
+            ) from None
+        if response.status_code in PASSED_THROUGH:
+            raise UpstreamRefused(response)
+        if not response.ok:
+            raise ServiceUnavailable(f"The {self.name} service answered {response.status_code}.", headers={"Retry-After": "1"})
+        return response.json()
+
+    def pages(self, path: str, authorization: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list (DESIGN §3), page by page."""
+        page = 1
+        while True:
+            body = self.call("GET", path, authorization, params={"page": page, "limit": page_size})
+            yield from body["items"]
+            if page * page_size >= body["total"] or not body["items"]:
+                return
+            page += 1
+
+
+class Upstreams:
+    """The internal APIs admin uses: auth's users and tasks' task snapshots."""
+
+    def __init__(self, auth: ServiceClient, tasks: ServiceClient) -> None:
+        self.auth = auth
+        self.tasks = tasks
+
+    def change_user(self, user_id: str, change: dict[str, Any], authorization: str) -> dict[str, Any]:
+        """PATCH a user's role/activation at auth; returns auth's record of the user after it."""
+        return self.auth.call("PATCH", f"/internal/users/{user_id}", authorization, json=change)
+
+    def users(self, authorization: str) -> Iterator[dict[str, Any]]:
+        """Every user, oldest first."""
+        return self.auth.pages("/internal/users", authorization)
+
+    def tasks_snapshots(self, authorization: str) -> Iterator[dict[str, Any]]:
+        """Every live task's snapshot, by id."""
+        return self.tasks.pages("/internal/tasks", authorization)
