@@ -35,4 +35,7 @@ def run(base: Path, label: str, plan: dict[str, Any], user_classes: list[str], *
     (base / f"{label}-locust.log").write_text(completed.stdout + completed.stderr)
     if completed.returncode != 0 or not record_path.exists():
         raise LocustFailed(f"locust {label} exited {completed.returncode}:\n{completed.stderr[-2000:]}")
-    return [json.loads(line) for line in record_path.read_text().splitlines()]
+    recorded = [json.loads(line) for line in record_path.read_text().splitlines()]
+    if not recorded:
+        raise LocustFailed(f"locust {label} made no request:\n{completed.stderr[-2000:]}")
+    return recorded

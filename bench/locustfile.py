@@ -40,12 +40,13 @@ def write_record(environment, **_kwargs):  # noqa: ANN001, ANN201
 class TaskReader(HttpUser):
     """Reads the first page of its tasks at a fixed rate (``reader_rate`` per second per user)."""
 
+    host = PLAN.get("tasks_url")
     fixed_count = PLAN.get("readers", 0)
     wait_time = constant_throughput(PLAN.get("reader_rate", 1))
 
     @task
     def first_page(self) -> None:
-        self.client.get(PLAN["tasks_url"] + "/api/v1/tasks?page=1&limit=20", name="list",
+        self.client.get("/api/v1/tasks?page=1&limit=20", name="list",
                         headers={"Authorization": f"Bearer {PLAN.get('reader_token')}"})
 
 
@@ -53,6 +54,7 @@ class LoginStorm(HttpUser):
     """Logs in as fast as it can, each user with an account of its own (logins of one account
     serialize on its lock)."""
 
+    host = PLAN.get("auth_url")
     fixed_count = PLAN.get("stormers", 0)
     wait_time = constant(0)
 
@@ -61,18 +63,19 @@ class LoginStorm(HttpUser):
 
     @task
     def login(self) -> None:
-        self.client.post(PLAN["auth_url"] + "/api/v1/auth/login", name="login",
+        self.client.post("/api/v1/auth/login", name="login",
                          json={"email": self.email, "password": PLAN["password"]})
 
 
 class TaskCreator(HttpUser):
     """Creates tasks at a fixed rate (``creator_rate`` per second per user)."""
 
+    host = PLAN.get("tasks_url")
     fixed_count = PLAN.get("creators", 0)
     wait_time = constant_throughput(PLAN.get("creator_rate", 1))
 
     @task
     def create(self) -> None:
-        self.client.post(PLAN["tasks_url"] + "/api/v1/tasks", name="create",
+        self.client.post("/api/v1/tasks", name="create",
                          headers={"Authorization": f"Bearer {PLAN.get('creator_token')}"},
                          json={"title": "Measure the event latency"})
