@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [arm.strip().upper() for arm in args.arms.split(",")]
     started, began = datetime.now(UTC), time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="taskflow-bench-"))
+    base.chmod(0o711)  # B7's PostgreSQL runs as the postgres user and must reach its data directory
     results: dict[str, Any] = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "load_average_before": load_average(),
         "machine": machine(), "versions": versions(), "seconds": args.seconds, "arms": [],

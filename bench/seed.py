@@ -74,13 +74,27 @@ def seed_owner(db: Any, count_store: CountStore, owner_id: str, count: int, now:
     count_store.finish(owner_id, operators)
 
 
-def replicate_owner(psql: list[str], database: str, owner_id: str, copies: int) -> None:
-    """``copies`` more owners with exactly ``owner_id``'s tasks and counters, made in PostgreSQL:
-    owner ``md5('owner' || n)[:24]``, task ``_id`` ``md5(n || _id)[:24]`` (24 hex digits, an ObjectId)."""
+def _tables(psql: list[str], database: str) -> dict[str, str]:
+    """FerretDB's PostgreSQL table of each collection of ``database``."""
     tables = subprocess.run(
         [*psql, "-c", f"SELECT _jsonb->>'_id', _jsonb->>'table' FROM {database}._ferretdb_database_metadata"],
         check=True, capture_output=True, text=True).stdout
-    table = dict(line.split("|") for line in tables.split())
+    return dict(line.split("|") for line in tables.split())
+
+
+def count_rows(psql: list[str], database: str, collection: str) -> int:
+    """The documents of ``collection``, counted by PostgreSQL (FerretDB 1.24 answers ``count``
+    without a filter by reading every document: minutes for a million)."""
+    table = _tables(psql, database)[collection]
+    counted = subprocess.run([*psql, "-c", f'SELECT count(*) FROM {database}."{table}"'],
+                             check=True, capture_output=True, text=True).stdout
+    return int(counted)
+
+
+def replicate_owner(psql: list[str], database: str, owner_id: str, copies: int) -> None:
+    """``copies`` more owners with exactly ``owner_id``'s tasks and counters, made in PostgreSQL:
+    owner ``md5('owner' || n)[:24]``, task ``_id`` ``md5(n || _id)[:24]`` (24 hex digits, an ObjectId)."""
+    table = _tables(psql, database)
     new_owner = "to_jsonb(substr(md5('owner' || g::text), 1, 24))"
     script = f"""
         INSERT INTO {database}."{table[TASKS]}" (_jsonb)
