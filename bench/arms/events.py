@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import pika
@@ -33,10 +33,12 @@ QUEUE = "notify.reminders"
 
 
 class EventObserver:
-    """Copies of every ``task.created`` on a queue of its own: task id → (event id, event time)."""
+    """Copies of every ``task.created`` on a queue of its own: task id → (event id, the event's
+    ``time``, when the copy arrived), times in epoch seconds. They split the path: the request
+    until the event is made, the write and the publish until the copy arrives, the consumer."""
 
     def __init__(self, amqp_url: str) -> None:
-        self.events: dict[str, tuple[str, str]] = {}
+        self.events: dict[str, tuple[str, float, float]] = {}
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(amqp_url,), daemon=True)
@@ -55,7 +57,8 @@ class EventObserver:
                 if method is None:
                     break
                 event = json.loads(body)
-                self.events[event["subject"]] = (event["id"], event["time"])
+                made = datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
+                self.events[event["subject"]] = (event["id"], made, time.time())
                 channel.basic_ack(method.delivery_tag)
         connection.close()
 
@@ -96,8 +99,14 @@ def run(bench: Bench, user: User) -> dict[str, Any]:
         observer.close()
     sent = {entry["task_id"]: entry["sent_at"] for entry in created}
     events = {task_id: observer.events[task_id] for task_id in sent if task_id in observer.events}
-    done = handled_at(bench.infra.mongodb_uri, [event_id for event_id, _ in events.values()])
-    latencies = [(done[event_id] - sent[task_id]) * 1000 for task_id, (event_id, _) in events.items() if event_id in done]
+    done = handled_at(bench.infra.mongodb_uri, [event_id for event_id, _, _ in events.values()])
+    latencies = [(done[event_id] - sent[task_id]) * 1000 for task_id, (event_id, _, _) in events.items() if event_id in done]
+    parts = {
+        "post_to_event_made_ms": [(made - sent[task_id]) * 1000 for task_id, (_, made, _) in events.items()],
+        "event_made_to_copy_ms": [(arrived - made) * 1000 for _, made, arrived in events.values()],
+        "event_made_to_handled_ms": [(done[event_id] - made) * 1000 for event_id, made, _ in events.values()
+                                     if event_id in done],
+    }
     if len(latencies) < len(created) * 0.99:
         raise RuntimeError(f"only {len(latencies)} of {len(created)} events were handled")
     post_ms = [entry["ms"] for entry in created]
@@ -115,6 +124,8 @@ def run(bench: Bench, user: User) -> dict[str, Any]:
         duration=f"{seconds:g} s each", data=f"{len(latencies)} events of ~{size} bytes", handler="sqlite",
         measurements={
             "post_to_handled_ms": {"p50": round(p50, 1), "p99": round(p99, 1), "n": len(latencies)},
+            **{name: {"p50": round(percentile(values, 0.5), 1), "p99": round(percentile(values, 0.99), 1)}
+               for name, values in parts.items()},
             "post_response_ms": {"p50": round(percentile(post_ms, 0.5), 1), "p99": round(percentile(post_ms, 0.99), 1)},
             "perftest_consumer_latency_ms": broker,
         },
