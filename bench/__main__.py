@@ -23,8 +23,10 @@ from .context import Bench, load_average
 from .machine import machine, versions
 from .stack import start_infra, start_system
 
-ARMS = ("B1", "B2", "B6", "B5", "B4", "B3", "B7", "B8")
-"""Run order: reads first (the writes of B4 and B3 make FerretDB's scans longer), memory last."""
+ARMS = ("B1", "B2", "B6", "B5", "B3", "B4", "B7", "B8")
+"""Run order: reads first (the writes of B3 and B4 make FerretDB's scans longer), B3 before B4
+(B4 writes as fast as one connection can, hundreds of tasks whose events keep the tasks database's
+writes busy long after; see bench/findings.md), memory last."""
 
 
 def run_arms(bench: Bench, selected: list[str]) -> list[dict[str, Any]]:

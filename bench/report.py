@@ -14,9 +14,14 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     """One row per checked figure: arm, figure, value, target, verdict."""
     return [
         [arm["arm"], check["figure"], f"{check['value']:g}", check["target"], check["verdict"]]
-        for arm in results["arms"]
+        for arm in _in_order(results)
         for check in arm["checks"]
     ]
+
+
+def _in_order(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The arms by number (B1 … B8), whatever order they ran in."""
+    return sorted(results["arms"], key=lambda arm: int(arm["arm"][1:]))
 
 
 def table(results: dict[str, Any]) -> str:
@@ -65,7 +70,7 @@ def markdown(results: dict[str, Any], notes: str) -> str:
         "## Arms",
         "",
     ]
-    for arm in results["arms"]:
+    for arm in _in_order(results):
         lines += [
             f"### {arm['arm']}: {arm['title']}",
             "",
