@@ -3,12 +3,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test lock up down
+.PHONY: help bootstrap run test lock bench up down
 
 help:
 	@echo "make run        the whole system on this machine (gateway on :8000); Ctrl-C stops it"
 	@echo "make test       every test, against real FerretDB, RabbitMQ, gunicorn and nginx"
 	@echo "make bootstrap  install what is missing (Debian packages, virtualenv, FerretDB)"
+	@echo "make bench      the benchmark report: bench/results/<time>.json and docs/benchmarks.md (~11 min)"
 	@echo "make lock       re-pin requirements/constraints.txt from a fresh resolution"
 	@echo "make up         the whole system in Docker Compose with Kong, MongoDB, RabbitMQ, Jaeger, Mailpit"
 	@echo "make down       stop and remove the Compose containers (the data volumes stay)"
@@ -24,6 +25,9 @@ test: bootstrap
 
 lock:
 	scripts/lock
+
+bench:
+	bench/run
 
 # Docker Compose reads the secrets from deploy/compose.env (not committed).
 COMPOSE := docker compose --env-file deploy/compose.env

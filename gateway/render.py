@@ -7,7 +7,9 @@ listed in a comment of the output; any other unknown plugin is an error, so a pl
 kong.yml is never silently dropped locally.
 
 Usage: ``python gateway/render.py --out var/gateway/nginx.conf`` (environment: ``GATEWAY_PORT``,
-``<SERVICE>_PORT`` per Kong service name, ``GATEWAY_UPSTREAM_HOST``).
+``<SERVICE>_PORT`` per Kong service name, ``GATEWAY_UPSTREAM_HOST``). ``--without-rate-limits``
+leaves the rate-limiting plugins out, for ``make bench`` only: its load comes from one address
+and would measure nothing but 429s; ``make run`` and the tests never pass it.
 """
 
 from __future__ import annotations
@@ -109,18 +111,19 @@ def _rate_limits(scope: str, config: dict) -> list[RateLimit]:
     ]
 
 
-def build_model(kong: dict, env: dict[str, str]) -> dict:
+def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) -> dict:
     """Turn a parsed kong.yml into the template's model.
 
     Args:
         kong: the declarative configuration (``_format_version`` "3.0").
         env: environment; ``<SERVICE>_PORT`` overrides the port of each service's ``url``,
             ``GATEWAY_UPSTREAM_HOST`` the host (default 127.0.0.1), ``GATEWAY_PORT`` the listen port.
+        rate_limiting: False renders no ``rate-limiting`` plugin (benchmarks only).
 
     Returns:
         ``{"listen_port", "upstreams", "locations", "zones", "max_body", "correlation", "cors",
-        "allowed_methods", "skipped"}``; ``allowed_methods`` are the methods the gateway passes on
-        (the cors plugin's), listed in ``Allow`` when nginx itself answers 405.
+        "allowed_methods", "skipped", "rate_limiting"}``; ``allowed_methods`` are the methods the
+        gateway passes on (the cors plugin's), listed in ``Allow`` when nginx itself answers 405.
 
     Raises:
         KongConfigError: a plugin or option that has no faithful nginx rendering.
@@ -143,7 +146,7 @@ def build_model(kong: dict, env: dict[str, str]) -> dict:
             # Kong runs one instance of a plugin per request: the most specific one (route > service > global).
             plugins = {**service_plugins, **_plugins_by_name(route.get("plugins"), route["name"])}
             every_plugin |= set(plugins)
-            limits = _rate_limits(*plugins["rate-limiting"]) if "rate-limiting" in plugins else []
+            limits = _rate_limits(*plugins["rate-limiting"]) if "rate-limiting" in plugins and rate_limiting else []
             for path in route["paths"]:
                 locations.append(
                     Location(
@@ -175,6 +178,7 @@ def build_model(kong: dict, env: dict[str, str]) -> dict:
         "cors": global_plugins.get("cors", (None, None))[1],
         "allowed_methods": global_plugins.get("cors", (None, {}))[1].get("methods", DEFAULT_METHODS),
         "skipped": sorted(every_plugin & NGINX_ONLY_IN_PRODUCTION),
+        "rate_limiting": rate_limiting,
     }
 
 
@@ -185,7 +189,7 @@ def worker_user() -> str | None:
     return pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
 
 
-def render(kong_path: Path, state_dir: Path, env: dict[str, str]) -> str:
+def render(kong_path: Path, state_dir: Path, env: dict[str, str], *, rate_limiting: bool = True) -> str:
     """Render kong.yml at ``kong_path`` into nginx.conf text; nginx's pid and temp files go in ``state_dir``."""
     kong = yaml.safe_load(kong_path.read_text())
     template = jinja2.Environment(
@@ -196,7 +200,7 @@ def render(kong_path: Path, state_dir: Path, env: dict[str, str]) -> str:
         keep_trailing_newline=True,
     ).get_template("nginx.conf.j2")
     return template.render(
-        **build_model(kong, env),
+        **build_model(kong, env, rate_limiting=rate_limiting),
         state_dir=state_dir,
         source=kong_path.name,
         problem_statuses=PROBLEM_STATUSES,
@@ -208,11 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kong", type=Path, default=HERE / "kong.yml")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--without-rate-limits", action="store_true", help="benchmarks only: no rate-limiting")
     args = parser.parse_args(argv)
     state_dir = args.out.resolve().parent
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (state_dir / "temp" / temp).mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(args.kong, state_dir, dict(os.environ)))
+    args.out.write_text(render(args.kong, state_dir, dict(os.environ), rate_limiting=not args.without_rate_limits))
     return 0
 
 

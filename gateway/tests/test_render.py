@@ -87,6 +87,16 @@ def test_kong_file_validates_with_deck() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_benchmark_rendering_leaves_out_only_the_rate_limits(kong: dict, tmp_path: Path) -> None:
+    limited = render.build_model(kong, {})
+    unlimited = render.build_model(kong, {}, rate_limiting=False)
+    assert unlimited["zones"] == [] and all(not location.rate_limits for location in unlimited["locations"])
+    assert [location.matcher for location in unlimited["locations"]] == [location.matcher for location in limited["locations"]]
+    assert render.main(["--out", str(tmp_path / "nginx.conf"), "--without-rate-limits"]) == 0
+    text = (tmp_path / "nginx.conf").read_text()
+    assert "limit_req " not in text and "rate-limiting left out" in text
+
+
 def test_every_error_nginx_answers_itself_gets_a_problem_page(tmp_path: Path) -> None:
     text = render.render(KONG, tmp_path, {})
     for status in (400, 404, 405, 413, 414, 429, 502, 503, 504):

@@ -43,6 +43,21 @@ def if_match_allows(if_match: str | None, version: int) -> bool:
     return "*" in tags or etag(version) in tags
 
 
+def new_task(owner_id: str, body: TaskCreate, created_at: datetime, seq: int) -> dict[str, Any]:
+    """A new task as stored (before its helper fields): ``body``'s fields, owned by ``owner_id``,
+    created at ``created_at`` (UTC, milliseconds) as the owner's ``seq``-th task, at version 1."""
+    return {
+        "_id": ObjectId(),
+        "owner_id": owner_id,
+        **body.model_dump(),
+        "created_at": created_at,
+        "updated_at": created_at,
+        "completed_at": created_at if body.status == "done" else None,
+        "version": 1,
+        "seq": seq,
+    }
+
+
 class Tasks:
     """The tasks domain over its stores.
 
@@ -77,16 +92,7 @@ class Tasks:
             # Creation order (seq) and created_at agree even if clocks of two processes differ.
             created_at = max(moment, counters.get("last_created_at") or moment)
             seq = counters.get("next_seq", 0)
-            task = {
-                "_id": ObjectId(),
-                "owner_id": owner_id,
-                **body.model_dump(),
-                "created_at": created_at,
-                "updated_at": created_at,
-                "completed_at": created_at if body.status == "done" else None,
-                "version": 1,
-                "seq": seq,
-            }
+            task = new_task(owner_id, body, created_at, seq)
             events = [self.events.created(task, owner_id)]
             if body.status == "done":
                 events.append(self.events.completed(task, owner_id))

@@ -1,0 +1,170 @@
+"""What the arms run against, started the way ``make run`` starts it: the project's own scripts
+(scripts/ferretdb, scripts/rabbitmq, scripts/postgres, scripts/run → honcho → the Procfile,
+scripts/service) on free ports, each copy with its state in the run's temporary directory.
+
+The test suite's process helpers (:mod:`tests.support`) are reused rather than copied: they
+start exactly these scripts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+from pymongo import MongoClient
+
+from tests.support.infra import Infra
+from tests.support.processes import Child, free_port, wait_for
+from tests.support.system import SERVICES, System
+
+BENCH_ENVIRONMENT = {
+    # What `make run` uses, stated so that a caller's environment cannot change a figure.
+    "MONGODB_DB_PREFIX": "taskflow_",
+    "TASKFLOW_ENV": "development",
+    "BCRYPT_ROUNDS": "12",
+    "WEB_CONCURRENCY": "2",
+    "GUNICORN_WORKER_CLASS": "gthread",
+    "GUNICORN_THREADS": "4",
+    "LOG_LEVEL": "INFO",
+    # The gateway's per-client limits would turn a load test into a test of 429s (see README).
+    "GATEWAY_RATE_LIMITING": "off",
+}
+
+
+def start_infra(base: Path) -> Infra:
+    """FerretDB (SQLite handler) and RabbitMQ on free ports, state under ``base``."""
+    base.mkdir(parents=True, exist_ok=True)
+    infra = Infra(base)
+    infra.env = {**infra.env, "FERRETDB_HANDLER": "sqlite"}
+    return infra.start()
+
+
+def start_system(base: Path, infra: Infra, **environment: str) -> System:
+    """The four services, their workers and the gateway under honcho (scripts/run)."""
+    base.mkdir(parents=True, exist_ok=True)
+    return System(base, infra, **{**BENCH_ENVIRONMENT, **environment}).start()
+
+
+def process_tree(root: int) -> dict[int, list[int]]:
+    """Children of every process under ``root`` (pid → child pids), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
+    tree: dict[int, list[int]] = {}
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        tree[pid] = children.get(pid, [])
+        pending += tree[pid]
+    return tree
+
+
+def command_line(pid: int) -> list[str]:
+    """A process's argv ([] once it has gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def find_processes(root: int, *fragments: str) -> list[int]:
+    """Processes under ``root`` whose command line contains every one of ``fragments``."""
+    return [pid for pid in process_tree(root) if all(f in " ".join(command_line(pid)) for f in fragments)]
+
+
+@contextmanager
+def paused(pids: list[int]) -> Iterator[None]:
+    """Stop ``pids`` (SIGSTOP) for the block and let them go on after (SIGCONT)."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+class Service:
+    """One more instance of a service (scripts/service) beside a running system, on its own port,
+    with its own environment: how the arms try worker classes and tracing settings."""
+
+    def __init__(self, base: Path, system: System, name: str, *, command: list[str] | None = None,
+                 ready_path: str = "/readyz", **environment: str) -> None:
+        self.port = free_port()
+        self.ready_path = ready_path
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**system.env, f"{name.upper()}_PORT": str(self.port), **environment}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        base.mkdir(parents=True, exist_ok=True)
+        self.child = Child(command or ["scripts/service", name], env=env, log_path=base / f"{name}-{self.port}.log")
+        try:
+            wait_for(self._ready, timeout=120, interval=0.25, what=f"{name} on {self.port}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        if not self.child.running():
+            raise RuntimeError(f"service exited:\n{self.child.log_tail()}")
+        try:
+            return requests.get(f"{self.url}{self.ready_path}", timeout=5).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+class PostgresStore:
+    """PostgreSQL and FerretDB's postgresql handler (scripts/postgres, scripts/ferretdb) on free ports."""
+
+    def __init__(self, base: Path, env: Mapping[str, str]) -> None:
+        self.env = {
+            **env,
+            "TASKFLOW_VAR": str(base / "var"),
+            "FERRETDB_HANDLER": "postgresql",
+            "POSTGRES_PORT": str(free_port()),
+            "MONGODB_PORT": str(free_port()),
+        }
+        self.env.pop("MONGODB_URI", None)
+        self.mongodb_uri = f"mongodb://127.0.0.1:{self.env['MONGODB_PORT']}/"
+        base.mkdir(parents=True, exist_ok=True)
+        self.children = [Child(["scripts/postgres"], env=self.env, log_path=base / "postgres.log")]
+        self.children.append(Child(["scripts/ferretdb"], env=self.env, log_path=base / "ferretdb.log"))
+        wait_for(self._answers, timeout=120, interval=0.5, what="FerretDB on PostgreSQL answering")
+
+    def _answers(self) -> bool:
+        client = MongoClient(self.mongodb_uri, serverSelectionTimeoutMS=500)
+        try:
+            client.admin.command("ping")
+            return True
+        except Exception:  # noqa: BLE001 (not up yet)
+            return False
+        finally:
+            client.close()
+
+    def psql(self) -> list[str]:
+        """The psql command line for FerretDB's database on this PostgreSQL."""
+        return ["psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", self.env["POSTGRES_PORT"],
+                "-U", "postgres", "-d", "ferretdb"]
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+
+__all__ = ["SERVICES", "Infra", "PostgresStore", "Service", "System", "find_processes", "paused",
+           "process_tree", "start_infra", "start_system"]
