@@ -104,6 +104,17 @@ def test_the_resource_names_the_service_version_environment_and_process() -> Non
     assert json.loads(result.stdout) == ["taskflow-tasks", "production", True, True]
 
 
+def _decoded(body: bytes, encoding: str | None) -> bytes:
+    """An envelope as sentry-sdk sent it: gzip, or brotli when the brotli package is installed."""
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "br":
+        import brotli  # present exactly when sentry-sdk chose it
+
+        return brotli.decompress(body)
+    return body
+
+
 class _SentryInbox:
     """A local HTTP endpoint standing in for sentry.io (outside the machine)."""
 
@@ -114,7 +125,7 @@ class _SentryInbox:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                inbox.bodies.append(gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body)
+                inbox.bodies.append(_decoded(body, self.headers.get("Content-Encoding")))
                 self.send_response(200)
                 self.end_headers()
 
