@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Iterator
 
 import requests
-from pymongo import MongoClient
 
-from tests.support.infra import Infra
+from tests.support.infra import Infra, mongodb_answers
 from tests.support.processes import Child, free_port, wait_for
 from tests.support.system import SERVICES, System
 
@@ -144,17 +143,8 @@ class PostgresStore:
         base.mkdir(parents=True, exist_ok=True)
         self.children = [Child(["scripts/postgres"], env=self.env, log_path=base / "postgres.log")]
         self.children.append(Child(["scripts/ferretdb"], env=self.env, log_path=base / "ferretdb.log"))
-        wait_for(self._answers, timeout=120, interval=0.5, what="FerretDB on PostgreSQL answering")
-
-    def _answers(self) -> bool:
-        client = MongoClient(self.mongodb_uri, serverSelectionTimeoutMS=500)
-        try:
-            client.admin.command("ping")
-            return True
-        except Exception:  # noqa: BLE001 (not up yet)
-            return False
-        finally:
-            client.close()
+        wait_for(lambda: mongodb_answers(self.mongodb_uri), timeout=120, interval=0.5,
+                 what="FerretDB on PostgreSQL answering")
 
     def psql(self) -> list[str]:
         """The psql command line for FerretDB's database on this PostgreSQL."""

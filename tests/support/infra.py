@@ -54,14 +54,7 @@ class Infra:
             child.stop()
 
     def _mongodb_answers(self) -> bool:
-        client = MongoClient(self.mongodb_uri, serverSelectionTimeoutMS=500)
-        try:
-            client.admin.command("ping")
-            return True
-        except Exception:  # noqa: BLE001 (not up yet)
-            return False
-        finally:
-            client.close()
+        return mongodb_answers(self.mongodb_uri)
 
     def broker_answers(self) -> bool:
         """True when an AMQP handshake with the test broker succeeds."""
@@ -92,3 +85,15 @@ class Infra:
         """Start the RabbitMQ application again after :meth:`stop_broker`."""
         self.rabbitmqctl("start_app")
         wait_for(self.broker_answers, timeout=60, what="broker accepting AMQP")
+
+
+def mongodb_answers(uri: str) -> bool:
+    """True when the MongoDB-compatible server at ``uri`` answers a ping within half a second."""
+    client = MongoClient(uri, serverSelectionTimeoutMS=500)
+    try:
+        client.admin.command("ping")
+        return True
+    except Exception:  # noqa: BLE001 (not up yet)
+        return False
+    finally:
+        client.close()

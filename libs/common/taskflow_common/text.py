@@ -55,3 +55,35 @@ def has_control_characters(value: str, allowed: str = "") -> bool:
     """True if ``value`` contains a control character (Unicode category Cc: C0, DEL, C1) other
     than those in ``allowed`` (e.g. :data:`LINE_BREAKS_AND_TAB`)."""
     return any(_is_control(character) and character not in allowed for character in value)
+
+
+def printable(value: str, allowed: str = "") -> str:
+    """``value`` unchanged, the validator of :data:`PRINTABLE` (with ``allowed`` =
+    :data:`LINE_BREAKS_AND_TAB`, of :data:`PRINTABLE_MULTILINE`).
+
+    Raises:
+        ValueError: ``value`` holds a control character not in ``allowed``.
+    """
+    if has_control_characters(value, allowed):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def printable_multiline(value: str) -> str:
+    """``value`` unchanged, the validator of :data:`PRINTABLE_MULTILINE`.
+
+    Raises:
+        ValueError: ``value`` holds a control character other than tab, line feed, carriage return.
+    """
+    return printable(value, LINE_BREAKS_AND_TAB)
+
+
+def printable_not_blank(value: str) -> str:
+    """``value`` without surrounding whitespace, the validator of :data:`PRINTABLE_NOT_BLANK`.
+
+    Raises:
+        ValueError: ``value`` holds a control character, or nothing but whitespace.
+    """
+    if not printable(value).strip():
+        raise ValueError("must not be blank")
+    return value.strip()

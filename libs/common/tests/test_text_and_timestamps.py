@@ -14,6 +14,9 @@ from taskflow_common.text import (
     PRINTABLE_NOT_BLANK,
     WHITESPACE,
     has_control_characters,
+    printable,
+    printable_multiline,
+    printable_not_blank,
 )
 from taskflow_common.timestamps import Timestamp
 
@@ -35,6 +38,24 @@ def test_printable_not_blank_pattern_agrees_with_the_python_rule(value: str) -> 
 def test_printable_and_multiline_patterns_agree_with_the_python_rule(value: str) -> None:
     assert bool(re.search(PRINTABLE, value)) == (not has_control_characters(value))
     assert bool(re.search(PRINTABLE_MULTILINE, value)) == (not has_control_characters(value, LINE_BREAKS_AND_TAB))
+
+
+@pytest.mark.parametrize("value", ["", " ", "Ada", " Ada ", "a\nb", "a\tb\r\n", "\x00", "a\x7f", "\x85", "\u3000"])
+@pytest.mark.parametrize(
+    ("validator", "pattern"),
+    [(printable, PRINTABLE), (printable_multiline, PRINTABLE_MULTILINE), (printable_not_blank, PRINTABLE_NOT_BLANK)],
+)
+def test_each_validator_accepts_exactly_what_its_pattern_matches(validator, pattern: str, value: str) -> None:  # noqa: ANN001
+    try:
+        validator(value)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert accepted == bool(re.search(pattern, value))
+
+
+def test_printable_not_blank_keeps_the_value_without_surrounding_spaces() -> None:
+    assert printable_not_blank("\u3000 Ada King\u00a0") == "Ada King"
 
 
 def test_a_trailing_newline_does_not_slip_past_the_end_anchor() -> None:

@@ -10,7 +10,7 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from taskflow_common.api import RequestBody, requires_one_of
 from taskflow_common.pagination import PageQuery
-from taskflow_common.text import NOT_BLANK, PRINTABLE_NOT_BLANK, has_control_characters
+from taskflow_common.text import NOT_BLANK, PRINTABLE_NOT_BLANK, printable_not_blank
 
 from .passwords import MAX_LENGTH, MIN_LENGTH, normalized
 
@@ -34,14 +34,6 @@ def _password_length(value: str) -> str:
     if not MIN_LENGTH <= length <= MAX_LENGTH:
         raise ValueError(f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long")
     return value
-
-
-def _printable_name(value: str) -> str:
-    if has_control_characters(value):
-        raise ValueError("must not contain control characters")
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value.strip()
 
 
 def _case_insensitive(word: str) -> str:
@@ -75,7 +67,7 @@ GivenPassword = Annotated[str, Field(min_length=1, max_length=4 * MAX_LENGTH)]
 Name = Annotated[
     str,
     Field(min_length=1, max_length=100, json_schema_extra={"pattern": PRINTABLE_NOT_BLANK}),
-    AfterValidator(_printable_name),
+    AfterValidator(printable_not_blank),
 ]
 """1..100 characters as sent, no control characters, not blank; stored without surrounding spaces."""
 

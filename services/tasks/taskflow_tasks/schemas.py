@@ -11,11 +11,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from taskflow_common.api import RequestBody
 from taskflow_common.pagination import PageQuery
 from taskflow_common.text import (
-    LINE_BREAKS_AND_TAB,
     PRINTABLE,
     PRINTABLE_MULTILINE,
     PRINTABLE_NOT_BLANK,
-    has_control_characters,
+    printable,
+    printable_multiline,
+    printable_not_blank,
 )
 from taskflow_common.timestamps import Timestamp
 
@@ -43,24 +44,6 @@ def utc_millis(moment: datetime) -> datetime:
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
-def _without_controls(allowed: str = "") -> Any:
-    """Refuses control characters but ``allowed`` (PostgreSQL's jsonb, under FerretDB, cannot
-    even store NUL); the schema states the same rule as a ``pattern`` (:mod:`taskflow_common.text`)."""
-
-    def check(value: str) -> str:
-        if has_control_characters(value, allowed):
-            raise ValueError("must not contain control characters")
-        return value
-
-    return AfterValidator(check)
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value.strip()
-
-
 def _distinct(value: list[str]) -> list[str]:
     """De-duplicated, first occurrence first."""
     return list(dict.fromkeys(value))
@@ -69,19 +52,17 @@ def _distinct(value: list[str]) -> list[str]:
 Title = Annotated[
     str,
     Field(min_length=1, max_length=200, json_schema_extra={"pattern": PRINTABLE_NOT_BLANK}),
-    _without_controls(),
-    AfterValidator(_not_blank),
+    AfterValidator(printable_not_blank),
 ]
 """1..200 characters as sent, no control characters, not blank; stored without surrounding spaces."""
 Description = Annotated[
-    str, Field(max_length=5000, json_schema_extra={"pattern": PRINTABLE_MULTILINE}), _without_controls(LINE_BREAKS_AND_TAB)
+    str, Field(max_length=5000, json_schema_extra={"pattern": PRINTABLE_MULTILINE}), AfterValidator(printable_multiline)
 ]
 """Up to 5000 characters; line breaks and tabs are the only control characters allowed."""
 Tag = Annotated[
     str,
     Field(min_length=1, max_length=32, json_schema_extra={"pattern": PRINTABLE_NOT_BLANK}),
-    _without_controls(),
-    AfterValidator(_not_blank),
+    AfterValidator(printable_not_blank),
     AfterValidator(str.lower),
 ]
 """1..32 characters as sent, not blank; stored trimmed and lower-cased."""
@@ -89,7 +70,7 @@ Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_distinct
 """At most 20 tags (DESIGN §4), stored lower-cased and de-duplicated."""
 DueDate = Annotated[Timestamp, AfterValidator(utc_millis)]
 """RFC 3339 with an offset or ``Z`` (a date-time without one is 422), kept in UTC to the millisecond."""
-QueryText = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": PRINTABLE}), _without_controls()]
+QueryText = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": PRINTABLE}), AfterValidator(printable)]
 
 
 class TaskCreate(RequestBody):
