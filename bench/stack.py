@@ -8,13 +8,12 @@ start exactly these scripts.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import psutil
 import requests
 
 from tests.support.infra import Infra, mongodb_answers
@@ -49,51 +48,29 @@ def start_system(base: Path, infra: Infra, **environment: str) -> System:
     return System(base, infra, **{**BENCH_ENVIRONMENT, **environment}).start()
 
 
-def process_tree(root: int) -> dict[int, list[int]]:
-    """Children of every process under ``root`` (pid → child pids), read from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    children: dict[int, list[int]] = {}
-    for pid, parent in parents.items():
-        children.setdefault(parent, []).append(pid)
-    tree: dict[int, list[int]] = {}
-    pending = [root]
-    while pending:
-        pid = pending.pop()
-        tree[pid] = children.get(pid, [])
-        pending += tree[pid]
-    return tree
-
-
-def command_line(pid: int) -> list[str]:
-    """A process's argv ([] once it has gone)."""
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
-
-
-def find_processes(root: int, *fragments: str) -> list[int]:
+def find_processes(root: int, *fragments: str) -> list[psutil.Process]:
     """Processes under ``root`` whose command line contains every one of ``fragments``."""
-    return [pid for pid in process_tree(root) if all(f in " ".join(command_line(pid)) for f in fragments)]
+    found = []
+    for process in psutil.Process(root).children(recursive=True):
+        try:
+            command = " ".join(process.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if all(fragment in command for fragment in fragments):
+            found.append(process)
+    return found
 
 
 @contextmanager
-def paused(pids: list[int]) -> Iterator[None]:
-    """Stop ``pids`` (SIGSTOP) for the block and let them go on after (SIGCONT)."""
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+def paused(processes: list[psutil.Process]) -> Iterator[None]:
+    """Stop ``processes`` (SIGSTOP) for the block and let them go on after (SIGCONT)."""
+    for process in processes:
+        process.suspend()
     try:
         yield
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        for process in processes:
+            process.resume()
 
 
 class Service:
@@ -157,4 +134,4 @@ class PostgresStore:
 
 
 __all__ = ["SERVICES", "Infra", "PostgresStore", "Service", "System", "find_processes", "paused",
-           "process_tree", "start_infra", "start_system"]
+           "start_infra", "start_system"]

@@ -1,37 +1,27 @@
 """B8, memory: the resident set of every gunicorn worker of each service of the system, after
-all the other arms ran against it, read from /proc (``VmRSS``, and ``Pss`` from
+all the other arms ran against it, read with psutil from /proc (RSS, and PSS from
 ``smaps_rollup``: a forked worker shares its pages with the master and its siblings, which RSS
 counts in full for each of them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+import psutil
 
 from ..context import Bench
 from ..figures import Target
-from ..stack import SERVICES, command_line, find_processes
+from ..stack import SERVICES, find_processes
 from . import entry
 
 MIB = 1024 * 1024
 
 
-def _kib(path: Path, field: str) -> int:
-    for line in path.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise ValueError(f"{field} not in {path}")
-
-
-def workers(root: int, service: str) -> list[int]:
-    """The worker pids of ``service``'s gunicorn under ``root`` (its master's children)."""
+def workers(root: int, service: str) -> list[psutil.Process]:
+    """The worker processes of ``service``'s gunicorn under ``root`` (its master's children)."""
     gunicorns = find_processes(root, "gunicorn", f"services/{service}/gunicorn.conf.py")
-    masters = [pid for pid in gunicorns if _parent(pid) not in gunicorns]
-    return [pid for pid in gunicorns if pid not in masters]
-
-
-def _parent(pid: int) -> int:
-    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    pids = {process.pid for process in gunicorns}
+    return [process for process in gunicorns if process.ppid() in pids]
 
 
 def run(bench: Bench) -> dict[str, Any]:
@@ -40,9 +30,9 @@ def run(bench: Bench) -> dict[str, Any]:
     by_service: dict[str, list[dict[str, float]]] = {}
     for service in SERVICES:
         by_service[service] = [
-            {"pid": pid, "rss_mib": round(_kib(Path(f"/proc/{pid}/status"), "VmRSS") * 1024 / MIB, 1),
-             "pss_mib": round(_kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss") * 1024 / MIB, 1)}
-            for pid in workers(root, service)
+            {"pid": process.pid, "rss_mib": round(memory.rss / MIB, 1), "pss_mib": round(memory.pss / MIB, 1)}
+            for process in workers(root, service)
+            for memory in [process.memory_full_info()]
         ]
         if not by_service[service]:
             raise RuntimeError(f"no gunicorn worker of {service} found")
@@ -53,6 +43,6 @@ def run(bench: Bench) -> dict[str, Any]:
         method="VmRSS and Pss from /proc of every gunicorn worker of the system's four services, after the "
                "other arms (B1–B7) ran",
         tool="/proc", concurrency="—", duration="after the run", data="what the run left", handler="sqlite",
-        measurements={"workers": by_service, "command": " ".join(command_line(root))},
+        measurements={"workers": by_service, "command": " ".join(psutil.Process(root).cmdline())},
         checks=[(Target("largest worker RSS", 80, at_most=True, unit="MiB"), largest)],
     )
