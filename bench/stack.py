@@ -26,7 +26,6 @@ BENCH_ENVIRONMENT = {
     "TASKFLOW_ENV": "development",
     "BCRYPT_ROUNDS": "12",
     "WEB_CONCURRENCY": "2",
-    "GUNICORN_WORKER_CLASS": "gthread",
     "GUNICORN_THREADS": "4",
     "LOG_LEVEL": "INFO",
     # The gateway's per-client limits would turn a load test into a test of 429s (see README).
@@ -45,7 +44,10 @@ def start_infra(base: Path) -> Infra:
 def start_system(base: Path, infra: Infra, **environment: str) -> System:
     """The four services, their workers and the gateway under honcho (scripts/run)."""
     base.mkdir(parents=True, exist_ok=True)
-    return System(base, infra, **{**BENCH_ENVIRONMENT, **environment}).start()
+    system = System(base, infra, **{**BENCH_ENVIRONMENT, **environment})
+    if "GUNICORN_WORKER_CLASS" not in environment:
+        system.env.pop("GUNICORN_WORKER_CLASS", None)  # each service's own default, whatever the shell says
+    return system.start()
 
 
 def find_processes(root: int, *fragments: str) -> list[psutil.Process]:

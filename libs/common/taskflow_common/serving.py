@@ -2,9 +2,9 @@
 :func:`gunicorn_settings` and adds only its name, app and port.
 
 Environment: ``HOST`` (default 127.0.0.1; 0.0.0.0 in containers), ``<SERVICE>_PORT``,
-``WEB_CONCURRENCY`` (worker processes, default 2), ``GUNICORN_WORKER_CLASS`` (default gthread),
-``GUNICORN_THREADS`` (per worker, default 4), ``PROMETHEUS_MULTIPROC_DIR``, ``LOG_LEVEL``,
-``TASKFLOW_ENV``.
+``WEB_CONCURRENCY`` (worker processes, default 2), ``GUNICORN_WORKER_CLASS`` (default: the
+service's own, see :func:`gunicorn_settings`), ``GUNICORN_THREADS`` (per gthread worker, default 4),
+``PROMETHEUS_MULTIPROC_DIR``, ``LOG_LEVEL``, ``TASKFLOW_ENV``.
 """
 
 from __future__ import annotations
@@ -15,19 +15,28 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+DEFAULT_WORKER_CLASS = "gevent"
+"""The worker class of a service that mostly waits on FerretDB, RabbitMQ and the other services:
+it served ``GET /tasks/{id}`` 1.4 to 2.3 times as fast as gthread (docs/benchmarks.md, B2)."""
+
 
 def _reset_metrics_dir(directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     Path(directory).mkdir(parents=True, exist_ok=True)
 
 
-def gunicorn_settings(*, service: str, app: str, default_port: int) -> dict[str, Any]:
+def gunicorn_settings(
+    *, service: str, app: str, default_port: int, worker_class: str = DEFAULT_WORKER_CLASS
+) -> dict[str, Any]:
     """Module-level settings for a gunicorn config file.
 
     Args:
         service: the service's name; ``<SERVICE>_PORT`` overrides ``default_port``.
         app: the WSGI app factory call, e.g. ``"taskflow_tasks:create_app()"``.
         default_port: the port of DESIGN §2.
+        worker_class: the service's gunicorn worker class unless ``GUNICORN_WORKER_CLASS`` names
+            another: ``gevent`` (the default) or, for a service whose requests keep a core busy
+            (auth's bcrypt, ~0.3 s, would stall every other request of a gevent worker), ``gthread``.
 
     Returns:
         a dict of gunicorn setting names to values, including the ``post_fork`` hook that sets up
@@ -50,7 +59,15 @@ def gunicorn_settings(*, service: str, app: str, default_port: int) -> dict[str,
 
         multiprocess.mark_process_dead(worker.pid)
 
+    worker_class = os.environ.get("GUNICORN_WORKER_CLASS", worker_class)
+
     def post_fork(server: Any, worker: Any) -> None:
+        if worker_class == "gevent":
+            # gunicorn's gevent worker patches the standard library only after this hook; patched
+            # now, the threads started below (the span exporter's) are greenlets like the rest.
+            from gevent import monkey
+
+            monkey.patch_all()
         # After the fork, also with --preload: a tracer provider made in the master exports nothing.
         from .observability import setup_process
 
@@ -61,7 +78,7 @@ def gunicorn_settings(*, service: str, app: str, default_port: int) -> dict[str,
         "bind": f"{os.environ.get('HOST', '127.0.0.1')}:{port}",
         "proc_name": f"taskflow-{service}",
         "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
-        "worker_class": os.environ.get("GUNICORN_WORKER_CLASS", "gthread"),
+        "worker_class": worker_class,
         "threads": int(os.environ.get("GUNICORN_THREADS", "4")),
         "timeout": 30,
         "graceful_timeout": 20,
