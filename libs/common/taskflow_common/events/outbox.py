@@ -164,12 +164,34 @@ class OutboxStore:
 
 
 def publish_pending(store: OutboxStore, publisher: Publisher, collection: str, document_id: Any) -> int:
-    """Publish every pending event of one document, in write order, each confirmed then pulled.
+    """Publish every pending event of one document, read from the document (the relay's way).
+
+    Returns and raises as :func:`publish_stored`.
+    """
+    events, tombstone = store.pending_events(collection, document_id)
+    return publish_stored(store, publisher, collection, document_id, events, tombstone=tombstone)
+
+
+def publish_stored(
+    store: OutboxStore,
+    publisher: Publisher,
+    collection: str,
+    document_id: Any,
+    items: Sequence[dict[str, str]],
+    *,
+    tombstone: bool = False,
+) -> int:
+    """Publish ``items`` (events exactly as stored in the document's ``_outbox``, in write order),
+    each confirmed, then pull the published ones out of the document.
 
     An unroutable event (no queue bound for its type yet) stays pending without holding back the
     document's later events: routing is per type, and order per entity is not promised (DESIGN
     §5), so e.g. ``user.deactivated`` reaches its subscribers while nobody subscribes to the
     ``user.registered`` written before it.
+
+    Args:
+        tombstone: the document is known to be a tombstone, so it is checked for deletion even
+            when nothing was published.
 
     Returns:
         how many events were published.
@@ -178,11 +200,10 @@ def publish_pending(store: OutboxStore, publisher: Publisher, collection: str, d
         Unroutable: some events had no queue; they stay pending, the others were published.
         PublishFailed: the broker did not take an event; it and those after it stay pending.
     """
-    events, tombstone = store.pending_events(collection, document_id)
     published = []
     unroutable: Unroutable | None = None
     try:
-        for item in events:
+        for item in items:
             body = item["body"].encode()
             try:
                 publisher.publish(Event.decode(body), body)
@@ -203,10 +224,12 @@ class _Handoff:
     pointer_id: ObjectId
     collection: str
     document_id: Any
+    items: Sequence[dict[str, str]]
 
 
 class Dispatcher:
-    """Publishes each committed write's events right after the write, off the request thread.
+    """Publishes each committed write's events right after the write, off the request thread,
+    from memory: the events as the write stored them, without reading the document back.
 
     One daemon thread and one broker connection per process, started on first use (also after a
     fork). Best effort by design: when the broker is down or the queue is full, the write is left
@@ -226,10 +249,10 @@ class Dispatcher:
         self._pid: int | None = None
         self._lock = threading.Lock()
 
-    def handoff(self, pointer_id: ObjectId, collection: str, document_id: Any) -> None:
-        """Queue a committed write for publishing; never blocks."""
+    def handoff(self, pointer_id: ObjectId, collection: str, document_id: Any, items: Sequence[dict[str, str]]) -> None:
+        """Queue a committed write's events (``items``, exactly as stored) for publishing; never blocks."""
         try:
-            self._ensure_running().put_nowait(_Handoff(pointer_id, collection, document_id))
+            self._ensure_running().put_nowait(_Handoff(pointer_id, collection, document_id, items))
         except queue.Full:
             log.warning("outbox hand-off queue full; the relay will publish %s/%s", collection, document_id)
 
@@ -257,7 +280,7 @@ class Dispatcher:
             if time.monotonic() < broker_down_until:
                 continue
             try:
-                publish_pending(self.store, publisher, handoff.collection, handoff.document_id)
+                publish_stored(self.store, publisher, handoff.collection, handoff.document_id, handoff.items)
                 self.store.remove_pointer(handoff.pointer_id)
             except PublishFailed as error:
                 broker_down_until = time.monotonic() + 1.0
@@ -271,16 +294,18 @@ class PendingWrite:
 
     def __init__(self, events: Sequence[Event]) -> None:
         self.events = list(events)
+        self.items = [stored(event) for event in self.events]
+        """The events as stored: encoded once, so the dispatcher pulls exactly what was written."""
 
     @property
     def insert_fields(self) -> dict[str, Any]:
         """Fields to add to a document being inserted."""
-        return {OUTBOX_FIELD: [stored(event) for event in self.events]}
+        return {OUTBOX_FIELD: list(self.items)}
 
     @property
     def update_operators(self) -> dict[str, Any]:
         """Update operators to add to an update (or a soft delete) of an existing document."""
-        return {"$push": {OUTBOX_FIELD: {"$each": [stored(event) for event in self.events]}}}
+        return {"$push": {OUTBOX_FIELD: {"$each": list(self.items)}}}
 
     @property
     def tombstone_operators(self) -> dict[str, Any]:
@@ -338,7 +363,7 @@ class _WriteContext:
                 log.warning("could not remove the pointer of an abandoned write; the relay will discard it")
             return
         if self.outbox.dispatcher is not None:
-            self.outbox.dispatcher.handoff(self.pointer_id, self.collection, self.document_id)
+            self.outbox.dispatcher.handoff(self.pointer_id, self.collection, self.document_id, self.pending.items)
 
 
 class OutboxCollector(Collector):

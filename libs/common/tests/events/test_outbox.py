@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 from taskflow_common.events import broker
 from taskflow_common.events.envelope import Event, new_event
@@ -55,6 +56,41 @@ def test_events_are_stored_with_the_write_and_handed_off_right_after(
     wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=10, what="hand-off done")
     assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
     assert db["notes"].find_one({"_id": event.subject})["_outbox"] == []
+
+
+class NotesCommands(monitoring.CommandListener):
+    """Names of the commands sent to the ``notes`` collection, in the order they were sent."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command.get(event.command_name) == "notes":
+            self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_the_dispatcher_publishes_from_memory_without_reading_the_document_back(
+    db: Database, infra: Infra, exchange: str, probe: Probe
+) -> None:
+    commands = NotesCommands()
+    client = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[commands])
+    try:
+        watched = client[db.name]
+        store = store_of(watched)
+        outbox = Outbox(store, Dispatcher(store, lambda: Publisher(infra.rabbitmq_url, exchange=exchange)))
+        event = write_note(outbox, watched, "hi")
+        wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=10, what="hand-off done")
+    finally:
+        client.close()
+    assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
+    # The write, then the pull of the published event: no read of the note before its publish.
+    assert commands.names[:2] == ["insert", "update"]
 
 
 def test_an_abandoned_write_leaves_no_pointer_and_no_event(db: Database, infra: Infra, relay_of, exchange: str, probe: Probe) -> None:
