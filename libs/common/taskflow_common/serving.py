@@ -62,9 +62,10 @@ def gunicorn_settings(
     worker_class = os.environ.get("GUNICORN_WORKER_CLASS", worker_class)
 
     def post_fork(server: Any, worker: Any) -> None:
-        if worker_class == "gevent":
-            # gunicorn's gevent worker patches the standard library only after this hook; patched
-            # now, the threads started below (the span exporter's) are greenlets like the rest.
+        if type(worker).__module__ == "gunicorn.workers.ggevent":
+            # gunicorn's gevent worker (also when chosen with -k) patches the standard library only
+            # after this hook; patched now, the threads started below (the span exporter's) are
+            # greenlets like the rest.
             from gevent import monkey
 
             monkey.patch_all()
