@@ -1,9 +1,9 @@
-"""The FerretDB that scripts/bootstrap builds finds, updates and deletes a document by ``_id``
-through the table's ``_id`` index, not by reading the whole table
-(scripts/patches/ferretdb-v1.24.2-sqlite-id-index.patch).
+"""The FerretDB that scripts/bootstrap builds reads, updates and deletes by ``_id`` through the
+table's ``_id`` index, also when the filter has conditions beside ``_id``, and still applies those
+conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch).
 
 FerretDB is started with debug logs, which carry every SQL statement it sends to SQLite; SQLite
-itself then says, for each statement that selects by ``_id``, how it would run it.
+itself then says how it runs each of them.
 """
 
 from __future__ import annotations
@@ -11,42 +11,82 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from bson import ObjectId
 from pymongo import MongoClient
+from pymongo.collection import Collection
 
 from tests.support.infra import mongodb_answers
 from tests.support.processes import Child, free_port, wait_for
 
-BY_ID = re.compile(r"<<< ((?:SELECT|UPDATE|DELETE)\b[^\t]*\"(notes_[0-9a-f]+)\"[^\t]*WHERE _ferretdb_sjson->[^\t]*)\t")
+STATEMENT = re.compile(r"<<< ((?:SELECT|UPDATE|DELETE)\b[^\t]*\"(notes_[0-9a-f]+)\"[^\t]*)\t")
 
 
-def test_find_update_and_delete_by_id_use_the_id_index(tmp_path: Path) -> None:
+@dataclass
+class DebugFerretDB:
+    notes: Collection
+    log_path: Path
+    data_dir: Path
+
+    def statements_since(self, offset: int) -> dict[str, str]:
+        """SQL that read or wrote the notes table after ``offset`` bytes of the log → its table."""
+        text = self.log_path.read_text()[offset:]
+        return {match.group(1): match.group(2) for match in STATEMENT.finditer(text)}
+
+    def plan(self, statement: str) -> str:
+        """SQLite's query plan of ``statement``, e.g. ``SEARCH notes_… USING INDEX notes_…__id_ (<expr>=?)``."""
+        database = sqlite3.connect(self.data_dir / "probe.sqlite")
+        try:
+            rows = database.execute(f"EXPLAIN QUERY PLAN {statement}", ["null"] * statement.count("?"))
+            return " ".join(row[3] for row in rows)
+        finally:
+            database.close()
+
+
+@pytest.fixture(scope="module")
+def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebugFerretDB]:
+    base = tmp_path_factory.mktemp("ferretdb")
     port = free_port()
-    env = {**os.environ, "TASKFLOW_VAR": str(tmp_path / "var"), "MONGODB_PORT": str(port),
+    env = {**os.environ, "TASKFLOW_VAR": str(base / "var"), "MONGODB_PORT": str(port),
            "FERRETDB_HANDLER": "sqlite", "FERRETDB_LOG_LEVEL": "debug"}
-    log_path = tmp_path / "ferretdb.log"
-    ferretdb = Child(["scripts/ferretdb"], env=env, log_path=log_path)
+    child = Child(["scripts/ferretdb"], env=env, log_path=base / "ferretdb.log")
     uri = f"mongodb://127.0.0.1:{port}/"
     try:
         wait_for(lambda: mongodb_answers(uri), timeout=60, what="FerretDB answering")
         with MongoClient(uri) as client:
             notes = client["probe"]["notes"]
-            ids = notes.insert_many([{"_id": ObjectId(), "n": n} for n in range(100)]).inserted_ids
-            assert notes.find_one({"_id": ids[-1]})["n"] == 99
-            assert notes.update_one({"_id": ids[-1]}, {"$set": {"n": -1}}).modified_count == 1
-            assert notes.delete_one({"_id": ids[-1]}).deleted_count == 1
+            notes.insert_many([{"_id": ObjectId(), "n": n} for n in range(100)])
+            yield DebugFerretDB(notes, base / "ferretdb.log", base / "var" / "ferretdb" / "data")
     finally:
-        ferretdb.stop()
+        child.stop()
 
-    statements = {match.group(1): match.group(2) for match in BY_ID.finditer(log_path.read_text())}
+
+@pytest.mark.parametrize("extra", [{}, {"n": {"$gte": 0}}], ids=["_id alone", "_id and another condition"])
+def test_find_update_and_delete_by_id_use_the_id_index(ferretdb: DebugFerretDB, extra: dict) -> None:
+    notes = ferretdb.notes
+    target = notes.insert_one({"n": 500}).inserted_id
+    offset = ferretdb.log_path.stat().st_size
+    assert notes.find_one({"_id": target, **extra})["n"] == 500
+    assert notes.update_one({"_id": target, **extra}, {"$set": {"n": 501}}).modified_count == 1
+    assert notes.count_documents({"_id": target, **extra}) == 1
+    assert notes.delete_one({"_id": target, **extra}).deleted_count == 1
+
+    statements = ferretdb.statements_since(offset)
     assert {statement.split()[0] for statement in statements} == {"SELECT", "UPDATE", "DELETE"}, statements
-    database = sqlite3.connect(tmp_path / "var" / "ferretdb" / "data" / "probe.sqlite")
-    try:
-        for statement, table in statements.items():
-            plan = " ".join(row[3] for row in database.execute(f"EXPLAIN QUERY PLAN {statement}",
-                                                                ["null"] * statement.count("?")))
-            assert f"USING INDEX {table}__id_" in plan, (statement, plan)
-    finally:
-        database.close()
+    for statement, table in statements.items():
+        assert f"USING INDEX {table}__id_" in ferretdb.plan(statement), statement
+
+
+def test_conditions_beside_id_still_decide_what_matches(ferretdb: DebugFerretDB) -> None:
+    notes = ferretdb.notes
+    target = notes.insert_one({"n": 7, "version": 3}).inserted_id
+    assert notes.find_one({"_id": target, "version": 2}) is None
+    assert notes.update_one({"_id": target, "version": 2}, {"$set": {"n": 8}}).matched_count == 0
+    assert notes.count_documents({"_id": target, "n": {"$gt": 7}}) == 0
+    assert notes.delete_one({"_id": target, "version": 4}).deleted_count == 0
+    assert notes.update_one({"_id": target, "version": 3}, {"$set": {"n": 8}}).matched_count == 1
+    assert notes.find_one({"_id": target, "$or": [{"n": 8}, {"n": 9}]})["n"] == 8
