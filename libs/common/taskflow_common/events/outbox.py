@@ -148,13 +148,7 @@ class OutboxStore:
         with self.locks.hold(document_key(collection, document_id)):
             for item in items:
                 documents.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: item}})
-            # Read, then delete by _id alone: FerretDB's SQLite handler looks up an exact
-            # {_id: value} but reads the whole collection for any other filter, which after every
-            # publish of every write cost a scan of the collection (docs/benchmarks.md, B3). The
-            # lock keeps the document as read until the delete.
-            left = documents.find_one({"_id": document_id}, {OUTBOX_FIELD: 1, TOMBSTONE_FIELD: 1})
-            if left is not None and left.get(TOMBSTONE_FIELD) is True and left.get(OUTBOX_FIELD) == []:
-                documents.delete_one({"_id": document_id})
+            documents.delete_one({"_id": document_id, TOMBSTONE_FIELD: True, OUTBOX_FIELD: []})
 
     def depth(self) -> tuple[int, datetime | None]:
         """Pointers not yet cleared, and when the oldest was created."""
