@@ -31,13 +31,20 @@ def machine() -> dict[str, str]:
     }
 
 
+def _ferretdb_patches(version: str) -> str:
+    """The patches scripts/bootstrap applies to FerretDB ``version``'s source, by file name."""
+    found = sorted(Path(__file__).parents[1].glob(f"scripts/patches/ferretdb-{version}-*.patch"))
+    return ", ".join(path.name for path in found) or "none"
+
+
 def versions() -> dict[str, str]:
     tools = Path(os.environ.get("TASKFLOW_TOOLS", Path(__file__).parents[1] / ".tools"))
+    ferretdb = _first_line([str(tools / "bin" / "ferretdb"), "--version"], r"v\d+\.\d+\.\d+")
     packages = ("flask", "gunicorn", "pymongo", "pika", "bcrypt", "opentelemetry-sdk", "gevent", "locust")
     return {
         "python": platform.python_version(),
         **{package: metadata.version(package) for package in packages},
-        "ferretdb": _first_line([str(tools / "bin" / "ferretdb"), "--version"], r"v\d+\.\d+\.\d+"),
+        "ferretdb": f"{ferretdb} (patched: {_ferretdb_patches(ferretdb)})",
         "rabbitmq": _first_line(["dpkg-query", "-W", "-f", "${Version}", "rabbitmq-server"]),
         "postgresql": _first_line(["sh", "-c", "ls /usr/lib/postgresql"]),
         "nginx": _first_line(["nginx", "-v"], r"nginx/\S+"),
