@@ -17,7 +17,7 @@ from typing import Any
 
 DEFAULT_WORKER_CLASS = "gevent"
 """The worker class of a service that mostly waits on FerretDB, RabbitMQ and the other services:
-it served ``GET /tasks/{id}`` 1.4 to 2.3 times as fast as gthread (docs/benchmarks.md, B2)."""
+it served ``GET /tasks/{id}`` 1.4 to 2.3 times as fast as gthread in every run (docs/benchmarks.md, B2)."""
 
 
 def _reset_metrics_dir(directory: str) -> None:
