@@ -6,6 +6,10 @@ password at auth's cost, minus the same process without the check); and the p99 
 locust drives both: the storm users log in back to back, each with an account of its own, straight
 to auth (the gateway's 30/min login limit is part of the defence, not of the service's capacity);
 the reader lists its first page at a fixed rate, straight to tasks.
+
+The CPU the storm used is accounted too (psutil): the machine's busy core-seconds and auth's
+(its gunicorn master and workers), so the report shows how much of the cores auth had for its
+hashes while the load generator, the readers, tasks and FerretDB ran on the same ones.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import sys
 from typing import Any
 
 import bcrypt
+import psutil
 
 from .. import flows
 from ..context import PASSWORD, Bench, User
 from ..figures import Target, percentile, ratio
+from ..stack import find_processes
 from . import entry
 
 STORMERS = 4
@@ -46,6 +52,12 @@ def bcrypt_seconds(bench: Bench) -> dict[str, float]:
             "hash_s": round(checked - baseline, 4)}
 
 
+def busy_core_seconds() -> float:
+    """CPU time the whole machine has spent on anything but idling and waiting for I/O, seconds."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def run(bench: Bench, reader: User, accounts: list[User]) -> dict[str, Any]:
     seconds = bench.seconds * 2
     plan = {
@@ -55,8 +67,16 @@ def run(bench: Bench, reader: User, accounts: list[User]) -> dict[str, Any]:
     }
     idle = flows.run(bench.base / "b5", "idle", plan, ["TaskReader"], seconds=seconds)
     hashing = bcrypt_seconds(bench)
+    assert bench.system.child is not None
+    auth = find_processes(bench.system.child.process.pid, "services/auth/gunicorn.conf.py")
+
+    def auth_seconds() -> float:
+        return sum(sum(process.cpu_times()[:2]) for process in auth)
+
+    auth_before, busy_before = auth_seconds(), busy_core_seconds()
     storm = flows.run(bench.base / "b5", "storm", {**plan, "stormers": STORMERS}, ["TaskReader", "LoginStorm"],
                       seconds=seconds)
+    auth_cpu_s, busy_cpu_s = auth_seconds() - auth_before, busy_core_seconds() - busy_before
     idle_list = [entry["ms"] for entry in idle if entry["name"] == "list" and entry["ok"]]
     storm_list = [entry["ms"] for entry in storm if entry["name"] == "list" and entry["ok"]]
     logins = [entry for entry in storm if entry["name"] == "login"]
@@ -72,14 +92,18 @@ def run(bench: Bench, reader: User, accounts: list[User]) -> dict[str, Any]:
         "B5", "login",
         method=f"locust: {STORMERS} users logging in back to back (own accounts, straight to auth) beside "
                f"{READERS} readers listing their first page at {READER_RATE}/s each (straight to tasks); the same "
-               "readers alone for the idle p99; one bcrypt check timed by hyperfine in the same run",
-        tool="locust, hyperfine", concurrency=f"{STORMERS} login users + {READERS} readers at {READER_RATE}/s",
+               "readers alone for the idle p99; one bcrypt check timed by hyperfine in the same run; CPU of the "
+               "machine and of auth's processes during the storm (psutil)",
+        tool="locust, hyperfine, psutil", concurrency=f"{STORMERS} login users + {READERS} readers at {READER_RATE}/s",
         duration=f"{seconds:g} s idle, {seconds:g} s storm",
         data=f"{len(accounts)} accounts, bcrypt cost {ROUNDS}; the reader's page of 20", handler="sqlite",
         measurements={
             "logins": len(logins), "logins_failed": len(logins) - len(succeeded),
             "logins_per_s": round(logins_per_s, 2), "cores": cores, **{f"bcrypt_{k}": v for k, v in hashing.items()},
             "ceiling_logins_per_s": round(ceiling, 2),
+            "storm_busy_core_s": round(busy_cpu_s, 1), "storm_auth_core_s": round(auth_cpu_s, 1),
+            "auth_share_of_busy": round(auth_cpu_s / busy_cpu_s, 3) if busy_cpu_s else None,
+            "auth_core_s_per_login": round(auth_cpu_s / len(succeeded), 4) if succeeded else None,
             "list_idle_ms": {"p50": round(percentile(idle_list, 0.5), 1), "p99": round(idle_p99, 1), "n": len(idle_list)},
             "list_storm_ms": {"p50": round(percentile(storm_list, 0.5), 1), "p99": round(storm_p99, 1), "n": len(storm_list)},
         },
