@@ -60,7 +60,7 @@ def run(bench: Bench, user: User) -> dict[str, Any]:
                "and stopped (tasks worker paused) in ABBA order twice, median p50s compared; the worker's CPU "
                "time (user + system) while the relay ran, per POST",
         tool="wrk, psutil", concurrency="1 connection", duration=f"4 × {bench.seconds:g} s per arm",
-        data="the tasks created by the arm itself (about a thousand)", handler="sqlite",
+        data="the tasks created by the arm itself (a few thousand)", handler="sqlite",
         measurements={
             "post_p50_ms": p50s,
             "spread": round(max(spread(v) for v in p50s.values()), 3),
