@@ -34,7 +34,7 @@ class DebugFerretDB:
 
     def statements_since(self, offset: int) -> dict[str, str]:
         """SQL that read or wrote the notes table after ``offset`` bytes of the log → its table."""
-        text = self.log_path.read_text()[offset:]
+        text = self.log_path.read_bytes()[offset:].decode()
         return {match.group(1): match.group(2) for match in STATEMENT.finditer(text)}
 
     def plan(self, statement: str) -> str:
