@@ -63,6 +63,11 @@ def find_processes(root: int, *fragments: str) -> list[psutil.Process]:
     return found
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU time (user + system) ``processes`` have used so far, seconds."""
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
 @contextmanager
 def paused(processes: list[psutil.Process]) -> Iterator[None]:
     """Stop ``processes`` (SIGSTOP) for the block and let them go on after (SIGCONT)."""
@@ -135,5 +140,5 @@ class PostgresStore:
             child.stop()
 
 
-__all__ = ["SERVICES", "Infra", "PostgresStore", "Service", "System", "find_processes", "paused",
+__all__ = ["SERVICES", "Infra", "PostgresStore", "Service", "System", "cpu_seconds", "find_processes", "paused",
            "start_infra", "start_system"]

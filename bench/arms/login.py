@@ -26,7 +26,7 @@ import psutil
 from .. import flows
 from ..context import PASSWORD, Bench, User
 from ..figures import Target, percentile, ratio
-from ..stack import find_processes
+from ..stack import cpu_seconds, find_processes
 from . import entry
 
 STORMERS = 4
@@ -70,13 +70,10 @@ def run(bench: Bench, reader: User, accounts: list[User]) -> dict[str, Any]:
     assert bench.system.child is not None
     auth = find_processes(bench.system.child.process.pid, "services/auth/gunicorn.conf.py")
 
-    def auth_seconds() -> float:
-        return sum(sum(process.cpu_times()[:2]) for process in auth)
-
-    auth_before, busy_before = auth_seconds(), busy_core_seconds()
+    auth_before, busy_before = cpu_seconds(auth), busy_core_seconds()
     storm = flows.run(bench.base / "b5", "storm", {**plan, "stormers": STORMERS}, ["TaskReader", "LoginStorm"],
                       seconds=seconds)
-    auth_cpu_s, busy_cpu_s = auth_seconds() - auth_before, busy_core_seconds() - busy_before
+    auth_cpu_s, busy_cpu_s = cpu_seconds(auth) - auth_before, busy_core_seconds() - busy_before
     idle_list = [entry["ms"] for entry in idle if entry["name"] == "list" and entry["ok"]]
     storm_list = [entry["ms"] for entry in storm if entry["name"] == "list" and entry["ok"]]
     logins = [entry for entry in storm if entry["name"] == "login"]

@@ -18,7 +18,7 @@ from typing import Any
 from .. import wrk
 from ..context import Bench, User
 from ..figures import Target, ratio, spread
-from ..stack import find_processes, paused
+from ..stack import cpu_seconds, find_processes, paused
 from . import entry
 
 BODY = json.dumps({"title": "Measure the outbox", "priority": "high", "tags": ["bench"]})
@@ -36,17 +36,14 @@ def run(bench: Bench, user: User) -> dict[str, Any]:
     def post() -> wrk.WrkResult:
         return wrk.run(url, seconds=bench.seconds, connections=1, headers=user.headers, method="POST", body=BODY)
 
-    def cpu_seconds() -> float:
-        return sum(sum(process.cpu_times()[:2]) for process in worker)
-
     post()  # warm-up
     p50s: dict[str, list[float]] = {RUNNING: [], STOPPED: []}
     worker_cpu_s, running_posts = 0.0, 0
     for setting in ORDER:
         if setting == RUNNING:
-            before = cpu_seconds()
+            before = cpu_seconds(worker)
             result = post()
-            worker_cpu_s += cpu_seconds() - before
+            worker_cpu_s += cpu_seconds(worker) - before
             running_posts += result.requests
         else:
             with paused(worker):
