@@ -33,9 +33,20 @@ export PROMETHEUS_VERSION="v0.316.0"  # Prometheus 3.x's Go module version; prom
 # The RabbitMQ node of this copy of the system; tests give their own.
 export TASKFLOW_RABBITMQ_NODE="${TASKFLOW_RABBITMQ_NODE:-taskflow@localhost}"
 
-# A broker or database given from outside is used instead of starting one (issue 2).
-if [ -n "${MONGODB_URI:-}" ]; then TASKFLOW_OWN_MONGODB=0; else TASKFLOW_OWN_MONGODB=1; fi
-if [ -n "${RABBITMQ_URL:-}" ]; then TASKFLOW_OWN_RABBITMQ=0; else TASKFLOW_OWN_RABBITMQ=1; fi
+# Debian's RabbitMQ scripts (rabbitmq-server, rabbitmqctl); bootstrap installs the package when
+# rabbitmq-server is missing there.
+export TASKFLOW_RABBITMQ_BIN="${TASKFLOW_RABBITMQ_BIN:-/usr/lib/rabbitmq/bin}"
+
+# A broker or database given from outside is used instead of starting one (issue 2). Decided once,
+# from the caller's environment: the defaults exported below would look, to a script that sources
+# this file again (scripts/run, then scripts/bootstrap), like a database and broker given from
+# outside, and nothing would be built or started (issue 16).
+if [ -z "${TASKFLOW_OWN_MONGODB:-}" ]; then
+  if [ -n "${MONGODB_URI:-}" ]; then TASKFLOW_OWN_MONGODB=0; else TASKFLOW_OWN_MONGODB=1; fi
+fi
+if [ -z "${TASKFLOW_OWN_RABBITMQ:-}" ]; then
+  if [ -n "${RABBITMQ_URL:-}" ]; then TASKFLOW_OWN_RABBITMQ=0; else TASKFLOW_OWN_RABBITMQ=1; fi
+fi
 export TASKFLOW_OWN_MONGODB TASKFLOW_OWN_RABBITMQ
 export MONGODB_URI="${MONGODB_URI:-mongodb://127.0.0.1:$MONGODB_PORT/}"
 export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2F}"
