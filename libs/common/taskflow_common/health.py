@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Wait until MONGODB_URI and RABBITMQ_URL answer.")
     parser.add_argument("--wait", type=float, default=60, metavar="SECONDS")
     args = parser.parse_args(argv)
-    settings = ServiceSettings()
+    settings = ServiceSettings.load()
     mongo = Mongo(settings.mongodb_uri, "admin", app_name="taskflow-wait", timeout_seconds=1)
     failures = wait_until_ready(
         [mongodb_check(mongo), rabbitmq_check(settings.rabbitmq_url, settings.dependency_timeout_seconds)], args.wait

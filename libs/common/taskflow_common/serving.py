@@ -1,5 +1,5 @@
 """Gunicorn settings shared by every service; each ``services/<name>/gunicorn.conf.py`` calls
-:func:`gunicorn_settings` and adds only its name, app and port.
+:func:`gunicorn_settings` and adds only its name, settings class, app and port.
 
 Environment: ``HOST`` (default 127.0.0.1; 0.0.0.0 in containers), ``<SERVICE>_PORT``,
 ``WEB_CONCURRENCY`` (worker processes, default 2), ``GUNICORN_WORKER_CLASS`` (default: the
@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .settings import ServiceSettings
+
 DEFAULT_WORKER_CLASS = "gevent"
 """The worker class of a service that mostly waits on FerretDB, RabbitMQ and the other services:
 it served ``GET /tasks/{id}`` 1.4 to 2.3 times as fast as gthread in every run (docs/benchmarks.md, B2)."""
@@ -26,7 +28,12 @@ def _reset_metrics_dir(directory: str) -> None:
 
 
 def gunicorn_settings(
-    *, service: str, app: str, default_port: int, worker_class: str = DEFAULT_WORKER_CLASS
+    *,
+    service: str,
+    app: str,
+    default_port: int,
+    worker_class: str = DEFAULT_WORKER_CLASS,
+    settings: type[ServiceSettings] | None = None,
 ) -> dict[str, Any]:
     """Module-level settings for a gunicorn config file.
 
@@ -37,12 +44,20 @@ def gunicorn_settings(
         worker_class: the service's gunicorn worker class unless ``GUNICORN_WORKER_CLASS`` names
             another: ``gevent`` (the default) or, for a service whose requests keep a core busy
             (auth's bcrypt, ~0.3 s, would stall every other request of a gevent worker), ``gthread``.
+        settings: the service's settings class, loaded once here, in gunicorn's master, before
+            any worker starts.
 
     Returns:
         a dict of gunicorn setting names to values, including the ``post_fork`` hook that sets up
         each worker's logs and traces and the ``child_exit`` hook that keeps multi-process
         Prometheus metrics correct.
+
+    Raises:
+        InvalidSettings: ``settings`` refuses the environment. gunicorn lets it end the master
+            with its one-line message, where each worker would fail with a traceback and be forked again.
     """
+    if settings is not None:
+        settings.load()
     port = int(os.environ.get(f"{service.upper()}_PORT", default_port))
     log_level = os.environ.get("LOG_LEVEL", "INFO").upper()
     # Each copy of the system (make run, make test) keeps its samples apart: the port tells them apart.

@@ -7,14 +7,35 @@ forgotten secret fails the start instead of running with a well-known password.
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEBIBYTE = 1024 * 1024
+
+
+class InvalidSettings(SystemExit):
+    """The environment holds settings a service refuses; the message is one line naming each
+    variable and the reason, never its value (it may be a secret).
+
+    A ``SystemExit``: an entry point that lets it escape prints that line alone and exits with
+    status 1, where a pydantic ``ValidationError`` would print a traceback per process.
+    """
+
+    @classmethod
+    def from_error(cls, service: str, error: ValidationError) -> InvalidSettings:
+        """``"<service>: VARIABLE: reason; …"`` from the errors pydantic found."""
+        problems = []
+        for found in error.errors(include_url=False, include_input=False):
+            variable = "_".join(str(part) for part in found["loc"]).upper()
+            problems.append(f"{variable}: {found['msg']}" if variable else found["msg"])
+        return cls(f"{service}: refused setting: " + "; ".join(problems))
 
 
 class Environment(StrEnum):
@@ -56,6 +77,18 @@ class ServiceSettings(BaseSettings):
     trusted_proxy_hops: int = Field(default=1, ge=0)
     dependency_timeout_seconds: float = Field(default=2.0, gt=0)
 
+    @classmethod
+    def load(cls) -> Self:
+        """This service's settings from the environment (DESIGN §7).
+
+        Raises:
+            InvalidSettings: a variable holds a value the service refuses, or production lacks one.
+        """
+        try:
+            return cls()
+        except ValidationError as error:
+            raise InvalidSettings.from_error(cls.service, error) from None
+
     @property
     def database_name(self) -> str:
         """This service's own MongoDB database (DESIGN §1: one database per service)."""
@@ -66,3 +99,24 @@ class ServiceSettings(BaseSettings):
         if self.taskflow_env is Environment.PRODUCTION and urlsplit(self.rabbitmq_url).username in (None, "guest"):
             raise ValueError("RABBITMQ_URL must name a broker account other than guest in production")
         return self
+
+
+def check(specifications: Sequence[str]) -> list[str]:
+    """Load each ``"module:SettingsClass"`` from the environment; the refusals, one line each."""
+    refusals = []
+    for specification in specifications:
+        module, _, name = specification.partition(":")
+        try:
+            getattr(importlib.import_module(module), name).load()
+        except InvalidSettings as refused:
+            refusals.append(str(refused))
+    return refusals
+
+
+if __name__ == "__main__":
+    # scripts/run: `python -m taskflow_common.settings taskflow_auth.settings:AuthSettings …` names
+    # every refused setting once, before any process starts; exit status 2 when there is one.
+    found = check(sys.argv[1:])
+    for line in found:
+        print(line, file=sys.stderr)
+    sys.exit(2 if found else 0)

@@ -50,7 +50,7 @@ def assemble(settings: AdminSettings) -> Admin:
 
 def create_app(settings: AdminSettings | None = None) -> Flask:
     """The admin service's WSGI app; ``settings`` default to the environment's."""
-    admin = assemble(settings or AdminSettings())
+    admin = assemble(settings or AdminSettings.load())
     app = create_service_app(admin.settings, [api], mongo=admin.mongo, access_policy=admin.deactivated)
     app.extensions["taskflow_admin"] = admin.administration
     return app

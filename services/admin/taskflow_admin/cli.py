@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskflow_admin.cli", description=__doc__.splitlines()[0])
     parser.add_subparsers(dest="command", required=True).add_parser("rebuild", help="rebuild the read models")
     parser.parse_args(argv)
-    replayed = assemble(AdminSettings()).administration.rebuild()
+    replayed = assemble(AdminSettings.load()).administration.rebuild()
     print(f"read models rebuilt from {replayed} recorded events")
     return 0
 

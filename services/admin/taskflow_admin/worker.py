@@ -15,7 +15,7 @@ from .settings import AdminSettings
 
 
 def main() -> int:
-    settings = AdminSettings()
+    settings = AdminSettings.load()
     setup_process("admin", environment=settings.taskflow_env, log_level=settings.log_level)
     admin = assemble(settings)
     return worker.run([

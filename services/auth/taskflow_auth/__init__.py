@@ -73,7 +73,7 @@ def create_app(settings: AuthSettings | None = None) -> Flask:
 
     At start-up the first admin of ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD`` is created or promoted.
     """
-    auth = assemble(settings or AuthSettings())
+    auth = assemble(settings or AuthSettings.load())
     if auth.settings.admin_email and auth.settings.admin_password:
         auth.accounts.ensure_admin(auth.settings.admin_email, auth.settings.admin_password.get_secret_value())
     app = create_service_app(

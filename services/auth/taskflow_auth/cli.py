@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"invalid: {error.errors(include_input=False)[0]['msg']}", file=sys.stderr)
         return 2
-    user = assemble(AuthSettings()).accounts.ensure_admin(email, password)
+    user = assemble(AuthSettings.load()).accounts.ensure_admin(email, password)
     print(f"{user['email']} is an active admin (id {user['_id']})")
     return 0
 

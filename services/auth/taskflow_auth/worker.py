@@ -12,7 +12,7 @@ from .settings import AuthSettings
 
 
 def main() -> int:
-    settings = AuthSettings()
+    settings = AuthSettings.load()
     setup_process("auth", environment=settings.taskflow_env, log_level=settings.log_level)
     auth = assemble(settings)
     return worker.run([auth.events.relay_loop()])

@@ -72,7 +72,7 @@ def assemble(settings: NotifySettings) -> Notify:
 def create_app(settings: NotifySettings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
     """The notify service's WSGI app; ``settings`` default to the environment's, ``verifier`` to
     auth's JWKS at ``JWKS_URL`` (tests give one of their own issuer)."""
-    notify = assemble(settings or NotifySettings())
+    notify = assemble(settings or NotifySettings.load())
     app = create_service_app(
         notify.settings,
         [api],

@@ -71,7 +71,7 @@ def loops(notify: Notify, *, exchange: str = EXCHANGE, queue_prefix: str = "noti
 
 
 def main() -> int:
-    settings = NotifySettings()
+    settings = NotifySettings.load()
     setup_process("notify", environment=settings.taskflow_env, log_level=settings.log_level)
     return worker.run(loops(assemble(settings)))
 

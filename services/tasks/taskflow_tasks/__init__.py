@@ -45,7 +45,7 @@ def assemble(settings: TasksSettings) -> Service:
 def create_app(settings: TasksSettings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
     """The tasks service's WSGI app; ``settings`` default to the environment's, ``verifier`` to
     auth's JWKS at ``JWKS_URL`` (tests give one with their own key)."""
-    service = assemble(settings or TasksSettings())
+    service = assemble(settings or TasksSettings.load())
     app = create_service_app(
         service.settings,
         [api, internal, internal_tasks],

@@ -14,7 +14,7 @@ from .settings import TasksSettings
 
 
 def main() -> int:
-    settings = TasksSettings()
+    settings = TasksSettings.load()
     setup_process("tasks", environment=settings.taskflow_env, log_level=settings.log_level)
     service = assemble(settings)
     return worker.run([
