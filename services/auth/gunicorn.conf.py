@@ -5,8 +5,7 @@ releases the GIL, so threads hash in parallel while a gevent worker would stall 
 """
 
 from taskflow_common.serving import gunicorn_settings
-from taskflow_auth.settings import AuthSettings
 
 globals().update(
-    gunicorn_settings(service="auth", settings=AuthSettings, app="taskflow_auth:create_app()", default_port=5001, worker_class="gthread")
+    gunicorn_settings(service="auth", settings="taskflow_auth.settings:AuthSettings", app="taskflow_auth:create_app()", default_port=5001, worker_class="gthread")
 )

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-
-from .settings import ServiceSettings
 
 DEFAULT_WORKER_CLASS = "gevent"
 """The worker class of a service that mostly waits on FerretDB, RabbitMQ and the other services:
@@ -33,7 +33,7 @@ def gunicorn_settings(
     app: str,
     default_port: int,
     worker_class: str = DEFAULT_WORKER_CLASS,
-    settings: type[ServiceSettings] | None = None,
+    settings: str | None = None,
 ) -> dict[str, Any]:
     """Module-level settings for a gunicorn config file.
 
@@ -44,8 +44,10 @@ def gunicorn_settings(
         worker_class: the service's gunicorn worker class unless ``GUNICORN_WORKER_CLASS`` names
             another: ``gevent`` (the default) or, for a service whose requests keep a core busy
             (auth's bcrypt, ~0.3 s, would stall every other request of a gevent worker), ``gthread``.
-        settings: the service's settings class, loaded once here, in gunicorn's master, before
-            any worker starts.
+        settings: the service's settings class as ``"module:Class"``, loaded once when gunicorn's
+            master reads its config, before any worker starts, in a child process: imported in the
+            master, the service would register its metrics there and import what gevent patches
+            only in the workers.
 
     Returns:
         a dict of gunicorn setting names to values, including the ``post_fork`` hook that sets up
@@ -53,11 +55,17 @@ def gunicorn_settings(
         Prometheus metrics correct.
 
     Raises:
-        InvalidSettings: ``settings`` refuses the environment. gunicorn lets it end the master
-            with its one-line message, where each worker would fail with a traceback and be forked again.
+        SystemExit: ``settings`` refuses the environment; gunicorn lets it end the master with the
+            one-line message of :class:`~taskflow_common.settings.InvalidSettings`, where each
+            worker would fail and be forked again.
     """
     if settings is not None:
-        settings.load()
+        # Without the metrics directory: the check's own metrics are nobody's samples.
+        environment = {name: value for name, value in os.environ.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
+        checked = subprocess.run([sys.executable, "-m", "taskflow_common.settings", settings],
+                                 env=environment, capture_output=True, text=True)
+        if checked.returncode != 0:
+            raise SystemExit(checked.stderr.strip())
     port = int(os.environ.get(f"{service.upper()}_PORT", default_port))
     log_level = os.environ.get("LOG_LEVEL", "INFO").upper()
     # Each copy of the system (make run, make test) keeps its samples apart: the port tells them apart.

@@ -34,7 +34,8 @@ class InvalidSettings(SystemExit):
         problems = []
         for found in error.errors(include_url=False, include_input=False):
             variable = "_".join(str(part) for part in found["loc"]).upper()
-            problems.append(f"{variable}: {found['msg']}" if variable else found["msg"])
+            reason = found["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
+            problems.append(f"{variable}: {reason}" if variable else reason)
         return cls(f"{service}: refused setting: " + "; ".join(problems))
 
 
