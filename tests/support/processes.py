@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,18 +15,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 _handed_out: set[int] = set()
+# Below Linux's ephemeral range (ip_local_port_range, 32768-60999 by default), from which the kernel
+# picks the source port of every outgoing connection: a port handed out here cannot be taken by
+# one of those between the moment it is chosen and the moment the system under test binds it.
+_PORTS = range(20000, 32768)
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, never the same one twice in a
-    session (the kernel may offer a just-released port again before its first taker binds it)."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that no outgoing connection
+    will take, never the same one twice in a session."""
     while True:
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
         with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
