@@ -14,6 +14,14 @@ from pymongo import MongoClient
 from .processes import ROOT, Child, free_port, wait_for
 
 
+def own_environment() -> dict[str, str]:
+    """This process's environment without what would point the scripts at another copy's database,
+    broker or services, or tell them whether to start their own (scripts/env.sh decides that)."""
+    inherited = ("MONGODB_URI", "RABBITMQ_URL", "JWKS_URL", "AUTH_URL", "TASKS_URL",
+                 "TASKFLOW_OWN_MONGODB", "TASKFLOW_OWN_RABBITMQ")
+    return {name: value for name, value in os.environ.items() if name not in inherited}
+
+
 class Infra:
     """A private FerretDB and RabbitMQ node; ``mongodb_uri`` and ``rabbitmq_url`` reach them."""
 
@@ -23,15 +31,13 @@ class Infra:
         self.rabbitmq_port = free_port()
         self.node = f"taskflow-test-{uuid.uuid4().hex[:8]}@localhost"
         self.env = {
-            **os.environ,
+            **own_environment(),
             "TASKFLOW_VAR": str(base / "var"),
             "MONGODB_PORT": str(self.mongodb_port),
             "RABBITMQ_PORT": str(self.rabbitmq_port),
             "RABBITMQ_DIST_PORT": str(free_port()),
             "TASKFLOW_RABBITMQ_NODE": self.node,
         }
-        for inherited in ("MONGODB_URI", "RABBITMQ_URL", "JWKS_URL"):
-            self.env.pop(inherited, None)
         self.mongodb_uri = f"mongodb://127.0.0.1:{self.mongodb_port}/"
         self.rabbitmq_url = f"amqp://guest:guest@127.0.0.1:{self.rabbitmq_port}/%2F"
         self.children: list[Child] = []

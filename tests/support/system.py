@@ -1,36 +1,54 @@
 """The whole TaskFlow system for end-to-end tests, started exactly as `make run` starts it
-(scripts/run → honcho → the Procfile), on free ports, with state in a temporary directory and
-the session's own FerretDB and RabbitMQ passed in as MONGODB_URI / RABBITMQ_URL."""
+(scripts/run → supervisor), on free ports, with state in a temporary directory: on the session's
+own FerretDB and RabbitMQ passed in as MONGODB_URI / RABBITMQ_URL, or, without them, on a
+FerretDB and RabbitMQ node that scripts/run starts itself as it does for `make run`."""
 
 from __future__ import annotations
 
 import random
+import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from .infra import Infra
-from .processes import Child, free_port, wait_for
+from .infra import Infra, own_environment
+from .processes import ROOT, Child, free_port, wait_for
 
 SERVICES = {"auth": "AUTH_PORT", "tasks": "TASKS_PORT", "admin": "ADMIN_PORT", "notify": "NOTIFY_PORT"}
 
 
 class System:
-    """The four services and the gateway, running under honcho."""
+    """The four services, their workers and the gateway, running under supervisor.
 
-    def __init__(self, base: Path, infra: Infra, **environment: str) -> None:
+    ``infra``: the session's FerretDB and RabbitMQ, or None for a system that runs its own.
+    """
+
+    def __init__(self, base: Path, infra: Infra | None, **environment: str) -> None:
         self.base = base
         self.infra = infra
         self.ports = {name: free_port() for name in SERVICES}
         self.worker_metrics_ports = {name: free_port() for name in SERVICES}
         self.gateway_port = free_port()
+        if infra is not None:
+            self.mongodb_uri, self.rabbitmq_url = infra.mongodb_uri, infra.rabbitmq_url
+            dependencies = {**infra.env, "MONGODB_URI": infra.mongodb_uri, "RABBITMQ_URL": infra.rabbitmq_url}
+        else:
+            mongodb_port, rabbitmq_port = free_port(), free_port()
+            self.mongodb_uri = f"mongodb://127.0.0.1:{mongodb_port}/"
+            self.rabbitmq_url = f"amqp://guest:guest@127.0.0.1:{rabbitmq_port}/%2F"
+            dependencies = {
+                **own_environment(),
+                "MONGODB_PORT": str(mongodb_port),
+                "RABBITMQ_PORT": str(rabbitmq_port),
+                "RABBITMQ_DIST_PORT": str(free_port()),
+                "TASKFLOW_RABBITMQ_NODE": f"taskflow-test-{uuid.uuid4().hex[:8]}@localhost",
+            }
         self.env = {
-            **infra.env,
+            **dependencies,
             "TASKFLOW_VAR": str(base / "var"),
-            "MONGODB_URI": infra.mongodb_uri,
-            "RABBITMQ_URL": infra.rabbitmq_url,
             "MONGODB_DB_PREFIX": "e2e_",
             "TASKFLOW_ENV": "test",
             "GATEWAY_PORT": str(self.gateway_port),
@@ -47,22 +65,46 @@ class System:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
+    @property
+    def log_dir(self) -> Path:
+        """Where supervisor writes each process's output, as ``<program>.log`` (scripts/run)."""
+        return Path(self.env["TASKFLOW_VAR"]) / "log"
+
     def service_url(self, name: str) -> str:
         """A service's own address, behind the gateway (for /readyz, /metrics, /internal/)."""
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self) -> System:
+    def start(self, timeout: float = 180) -> System:
+        """Run scripts/run and wait up to ``timeout`` seconds until every service is ready."""
         self.child = Child(["scripts/run"], env=self.env, log_path=self.base / "system.log")
         try:
-            wait_for(self.ready, timeout=180, interval=0.5, what="all services ready")
+            wait_for(self.ready, timeout=timeout, interval=0.5, what="all services ready")
         except (TimeoutError, RuntimeError) as error:
-            log = self.child.log_tail()
+            logs = self.log_tails()
             self.stop()
-            raise RuntimeError(f"{error}\n--- system log ---\n{log}") from None
+            raise RuntimeError(f"{error}\n{logs}") from None
         except BaseException:
             self.stop()  # never leave a whole system running behind a failed fixture
             raise
         return self
+
+    def log_tails(self, lines: int = 30) -> str:
+        """The end of scripts/run's output (supervisor's own lines) and of every process's log."""
+        tails = [f"--- scripts/run ---\n{self.child.log_tail(lines * 2) if self.child else ''}"]
+        for log in sorted(self.log_dir.glob("*.log")):
+            tails.append(f"--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(tails)
+
+    def logs(self) -> str:
+        """Everything every process of the system has written so far (supervisor's log files)."""
+        return "\n".join(log.read_text(errors="replace") for log in sorted(self.log_dir.glob("*.log*")))
+
+    def supervisorctl(self, *args: str) -> str:
+        """Run scripts/supervisorctl against this system; its output (its exit status is not checked:
+        supervisorctl exits non-zero when any program is not running)."""
+        completed = subprocess.run([str(ROOT / "scripts/supervisorctl"), *args], env=self.env, cwd=ROOT,
+                                   capture_output=True, text=True, timeout=60)
+        return completed.stdout + completed.stderr
 
     def ready(self) -> bool:
         """True when every service's /readyz is 200 and the gateway answers."""
@@ -79,8 +121,9 @@ class System:
             return False
 
     def stop(self) -> None:
+        """Stop it as Ctrl-C would; supervisor stops its programs one after another, gracefully."""
         if self.child is not None:
-            self.child.stop()
+            self.child.stop(timeout=180)
 
 
 class SourceAddressAdapter(HTTPAdapter):
