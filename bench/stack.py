@@ -1,5 +1,5 @@
 """What the arms run against, started the way ``make run`` starts it: the project's own scripts
-(scripts/ferretdb, scripts/rabbitmq, scripts/postgres, scripts/run → honcho → the Procfile,
+(scripts/ferretdb, scripts/rabbitmq, scripts/postgres, scripts/run → supervisor,
 scripts/service) on free ports, each copy with its state in the run's temporary directory.
 
 The test suite's process helpers (:mod:`tests.support`) are reused rather than copied: they
@@ -42,7 +42,7 @@ def start_infra(base: Path) -> Infra:
 
 
 def start_system(base: Path, infra: Infra, **environment: str) -> System:
-    """The four services, their workers and the gateway under honcho (scripts/run)."""
+    """The four services, their workers and the gateway under supervisor (scripts/run)."""
     base.mkdir(parents=True, exist_ok=True)
     system = System(base, infra, **{**BENCH_ENVIRONMENT, **environment})
     if "GUNICORN_WORKER_CLASS" not in environment:

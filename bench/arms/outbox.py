@@ -2,7 +2,7 @@
 stopped. Each write still records its outbox pointer and hands its events to the in-process
 dispatcher; what differs is the relay polling the pointers beside the writes. The relay is
 stopped by pausing the tasks worker process (SIGSTOP, SIGCONT after), which leaves the rest of
-the system, honcho included, exactly as it was.
+the system, its process manager included, exactly as it was.
 
 The settings alternate in ABBA order (running, stopped, stopped, running, twice), so a drift of
 the machine or of the growing collection weighs on both alike; the worker's own CPU time while
