@@ -48,7 +48,8 @@ def test_load_names_each_refused_variable_in_one_line_without_its_value(monkeypa
 
 def test_load_states_a_rule_between_variables_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKFLOW_ENV", "production")
-    with pytest.raises(InvalidSettings, match=r"^sample: refused setting: RABBITMQ_URL must name a broker account other than guest in production$"):
+    refusal = r"^sample: refused setting: RABBITMQ_URL must name a broker account other than guest in production$"
+    with pytest.raises(InvalidSettings, match=refusal):
         Sample.load()
 
 
