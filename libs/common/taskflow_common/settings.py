@@ -117,7 +117,9 @@ def check(specifications: Sequence[str]) -> list[str]:
 if __name__ == "__main__":
     # scripts/run: `python -m taskflow_common.settings taskflow_auth.settings:AuthSettings …` names
     # every refused setting once, before any process starts; exit status 2 when there is one.
-    found = check(sys.argv[1:])
+    # Run as __main__, this file is a second copy of the module: the services raise the
+    # InvalidSettings of the one they import, so the check must be that module's.
+    found = importlib.import_module("taskflow_common.settings").check(sys.argv[1:])
     for line in found:
         print(line, file=sys.stderr)
     sys.exit(2 if found else 0)
