@@ -29,7 +29,8 @@ def _deliverable_shape(value: str) -> str:
     return value
 
 
-def _password_length(value: str) -> str:
+def password_length(value: str) -> str:
+    """``value`` when it is 8..128 characters in Unicode NFC; else ValueError saying so."""
     length = len(normalized(value))
     if not MIN_LENGTH <= length <= MAX_LENGTH:
         raise ValueError(f"must be {MIN_LENGTH} to {MAX_LENGTH} characters long")
@@ -60,7 +61,7 @@ NewPassword = Annotated[
         description=f"{MIN_LENGTH} to {MAX_LENGTH} characters of any script, counted in Unicode NFC.",
         json_schema_extra={"minLength": MIN_LENGTH, "maxLength": MAX_LENGTH},
     ),
-    AfterValidator(_password_length),
+    AfterValidator(password_length),
 ]
 """8..128 characters, any Unicode; the whole password counts (see :mod:`.passwords`)."""
 GivenPassword = Annotated[str, Field(min_length=1, max_length=4 * MAX_LENGTH)]

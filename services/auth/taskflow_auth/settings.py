@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from taskflow_common.settings import Environment, ServiceSettings
 
-from .schemas import Email
+from .schemas import Email, password_length
 
 
 def _default_key_file() -> Path:
@@ -28,7 +28,7 @@ class AuthSettings(ServiceSettings):
         refresh_token_ttl: ``REFRESH_TOKEN_TTL`` in seconds (30 days).
         bcrypt_rounds: ``BCRYPT_ROUNDS``, the bcrypt cost (12; tests lower it).
         admin_email, admin_password: ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD``; the first admin,
-            created or promoted at start-up.
+            created or promoted at start-up. The password follows a user's rule (8..128 characters).
         login_max_failures_per_account, login_max_failures_per_client, login_failure_window:
             failed logins tolerated per account and per client address within the window (seconds)
             before login answers 429.
@@ -50,6 +50,13 @@ class AuthSettings(ServiceSettings):
     @property
     def previous_key_files(self) -> list[Path]:
         return [Path(name.strip()) for name in self.jwt_previous_key_files.split(",") if name.strip()]
+
+    @field_validator("admin_password")
+    @classmethod
+    def _admin_password_is_a_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            password_length(value.get_secret_value())
+        return value
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> AuthSettings:

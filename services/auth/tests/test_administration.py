@@ -7,6 +7,8 @@ import threading
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from taskflow_auth.settings import AuthSettings
+from taskflow_common.settings import InvalidSettings
 
 from .conftest import PASSWORD, bearer
 
@@ -151,3 +153,12 @@ def test_unknown_or_malformed_ids_are_404(admin_client: FlaskClient, admin_token
 def test_invalid_changes_are_422(admin_client: FlaskClient, admin_token: str, body: dict) -> None:
     user = register_user(admin_client, "target422@example.com")
     assert admin_client.patch(f"/internal/users/{user['user']['id']}", json=body, headers=bearer(admin_token)).status_code == 422
+
+
+@pytest.mark.parametrize("password", ["", "seven77", "x" * 129])
+def test_an_admin_password_outside_a_users_length_rule_is_refused(password: str) -> None:
+    refusal = r"^auth: refused setting: ADMIN_PASSWORD: must be 8 to 128 characters long$"
+    with pytest.MonkeyPatch.context() as environment, pytest.raises(InvalidSettings, match=refusal):
+        environment.setenv("ADMIN_EMAIL", ADMIN_EMAIL)
+        environment.setenv("ADMIN_PASSWORD", password)
+        AuthSettings.load()
