@@ -54,6 +54,12 @@ export JWKS_URL="${JWKS_URL:-http://127.0.0.1:$AUTH_PORT/api/v1/auth/jwks.json}"
 export AUTH_URL="${AUTH_URL:-http://127.0.0.1:$AUTH_PORT}"
 export TASKS_URL="${TASKS_URL:-http://127.0.0.1:$TASKS_PORT}"
 
-export PATH="$TASKFLOW_VENV/bin:$TASKFLOW_TOOLS/bin:$PATH"
+# Debian installs nginx in /usr/sbin, which is not on a normal user's PATH.
+export PATH="$TASKFLOW_VENV/bin:$TASKFLOW_TOOLS/bin:$PATH:/usr/sbin"
 
 log() { printf '%s %s\n' "[$(basename "$0")]" "$*" >&2; }
+
+case "$TASKFLOW_OWN_MONGODB$TASKFLOW_OWN_RABBITMQ" in
+  00 | 01 | 10 | 11) ;;
+  *) log "TASKFLOW_OWN_MONGODB and TASKFLOW_OWN_RABBITMQ are 1 or 0 (better: give MONGODB_URI or RABBITMQ_URL)"; exit 2 ;;
+esac

@@ -94,7 +94,8 @@ def test_smoke_names_the_step_that_failed() -> None:
     )
     assert smoke.returncode == 1
     assert smoke.stderr.startswith(
-        "smoke: FAILED: the services answering through the gateway: not done in time (last: [Errno 111] Connection refused)"
+        "smoke: FAILED: the services answering through the gateway: not done in time "
+        "(last: [Errno 111] Connection refused)"
     ), smoke.stderr
 
 
@@ -201,6 +202,56 @@ def test_sigkill_of_any_process_comes_back_and_loses_no_acknowledged_write(
     )
 
 
+def test_a_second_make_run_on_the_same_state_directory_refuses_and_leaves_the_first_alone(first_run: System) -> None:
+    second = subprocess.run(["scripts/run"], cwd=ROOT, env=first_run.env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1
+    assert "another make run is using" in second.stderr, second.stderr
+    status = first_run.supervisorctl("status")
+    assert status.count("RUNNING") == 12, status  # 11 programs and the restarts listener
+
+
+def _listening(port: int) -> bool:
+    return any(
+        connection.laddr.port == port and connection.status == psutil.CONN_LISTEN
+        for connection in psutil.net_connections("tcp")
+    )
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running, not a zombie waiting to be reaped by whoever inherited it."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_sigkill_of_supervisord_leaves_nothing_running_and_a_new_start_serves_the_same_data(first_run: System) -> None:
+    """Last of the module: it ends the module's system and starts it again."""
+    account = sign_up(Client(first_run.gateway_url))
+    task = Client(first_run.gateway_url).post("/api/v1/tasks", json={"title": "kept"}, headers=account.headers)
+    assert task.status_code == 201
+    programs = [psutil.Process(int(pid)) for pid in re.findall(r"pid (\d+)", first_run.supervisorctl("status"))]
+    ports = [
+        first_run.gateway_port,
+        *first_run.ports.values(),
+        *first_run.worker_metrics_ports.values(),
+        int(first_run.env["MONGODB_PORT"]),
+        int(first_run.env["RABBITMQ_PORT"]),
+    ]
+    assert first_run.child is not None
+    os.kill(first_run.child.process.pid, signal.SIGKILL)
+    wait_for(
+        lambda: not any(_alive(program) for program in programs),
+        timeout=90,
+        what="every program ending with supervisord",
+    )
+    wait_for(lambda: not any(_listening(port) for port in ports), timeout=30, what="every port free")
+    first_run.stop()  # reaps the killed supervisord and closes its log
+    first_run.start(timeout=300)
+    client = Client(first_run.gateway_url)
+    assert client.get(f"/api/v1/tasks/{task.json()['id']}", headers=account.headers).status_code == 200
+
+
 REFUSED_ADMIN_EMAIL = {"ADMIN_EMAIL": "root@taskflow.test", "ADMIN_PASSWORD": "a passphrase"}
 
 
@@ -230,3 +281,33 @@ def test_a_refused_setting_ends_gunicorns_master_once_with_one_line(tmp_path: Pa
     assert completed.returncode == 1
     output = completed.stdout + completed.stderr
     assert output.count("refused setting") == 1 and "ADMIN_EMAIL" in output and "Traceback" not in output, output
+
+
+def test_the_settings_check_names_every_refusing_service_once() -> None:
+    environment = {
+        **os.environ,
+        "BCRYPT_ROUNDS": "99",
+        "MAIL_MAX_ATTEMPTS": "0",
+        "ADMIN_EMAIL": "a@example.com",
+        "ADMIN_PASSWORD": "short",
+    }
+    completed = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/python"),
+            "-m",
+            "taskflow_common.settings",
+            "taskflow_auth.settings:AuthSettings",
+            "taskflow_tasks.settings:TasksSettings",
+            "taskflow_notify.settings:NotifySettings",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == [
+        "auth: refused setting: BCRYPT_ROUNDS: Input should be less than or equal to 16; "
+        "ADMIN_PASSWORD: must be 8 to 128 characters long",
+        "notify: refused setting: MAIL_MAX_ATTEMPTS: Input should be greater than or equal to 1",
+    ]
