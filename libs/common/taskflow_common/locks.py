@@ -6,7 +6,9 @@ here: four concurrent ``find_one_and_update`` calls with the same condition all 
 four ``update_one`` calls filtered on the same version). So on FerretDB a conditional update is
 no compare-and-swap, and two writers of one document can silently undo each other, even a
 ``$set`` and a ``$pull`` on different fields. MongoDB makes single-document updates atomic;
-FerretDB does not, and TaskFlow must be correct on both (DESIGN §1).
+FerretDB as released does not. The FerretDB scripts/bootstrap builds now does
+(scripts/patches/ferretdb-v1.24.2-write-lock.patch), which makes these locks redundant there;
+they go when the code that takes them is simplified (issue 19).
 
 The one atomic primitive both have is a unique insert. :class:`DocumentLocks` builds a lease on
 it: whoever inserts ``{_id: key}`` into ``locks`` holds the key until it deletes the document. A
