@@ -1,6 +1,8 @@
 """The FerretDB that scripts/bootstrap builds reads, updates and deletes by ``_id`` through the
 table's ``_id`` index, also when the filter has conditions beside ``_id``, and still applies those
-conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch).
+conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch); it selects by a top-level field
+set equal to a string, ObjectID or boolean through that field's index, and still matches as
+MongoDB does (scripts/patches/ferretdb-v1.24.2-sqlite-pushdown-equality.patch).
 
 FerretDB is started with debug logs, which carry every SQL statement it sends to SQLite; SQLite
 itself then says how it runs each of them.
@@ -90,3 +92,43 @@ def test_conditions_beside_id_still_decide_what_matches(ferretdb: DebugFerretDB)
     assert notes.delete_one({"_id": target, "version": 4}).deleted_count == 0
     assert notes.update_one({"_id": target, "version": 3}, {"$set": {"n": 8}}).matched_count == 1
     assert notes.find_one({"_id": target, "$or": [{"n": 8}, {"n": 9}]})["n"] == 8
+
+
+def test_equality_on_an_indexed_field_selects_through_its_index(ferretdb: DebugFerretDB) -> None:
+    notes = ferretdb.notes
+    notes.create_index("owner")
+    notes.insert_many([{"owner": f"owner-{i % 10}", "n": i} for i in range(200)])
+    offset = ferretdb.log_path.stat().st_size
+    assert notes.count_documents({"owner": "owner-3"}) == 20
+    assert len(list(notes.find({"owner": {"$in": ["owner-1", "owner-2"]}}))) == 40
+    assert notes.update_one({"owner": "owner-4", "n": 4}, {"$set": {"n": -4}}).modified_count == 1
+    assert notes.delete_one({"owner": {"$eq": "owner-5"}, "n": 5}).deleted_count == 1
+
+    selects = {statement: table for statement, table in ferretdb.statements_since(offset).items()
+               if statement.startswith("SELECT") and '->"owner"' in statement}
+    assert {'"owner" IN (?)' in statement for statement in selects} == {True, False}, selects  # one value, and two
+    for statement, table in selects.items():
+        assert f"USING INDEX {table}_owner_1" in ferretdb.plan(statement), statement
+
+
+def test_equality_conditions_still_match_as_mongodb_does(ferretdb: DebugFerretDB) -> None:
+    notes = ferretdb.notes
+    object_id = ObjectId()
+    escaped = 'q"<\\\u2028é'
+    cases = {"plain": "a", "array": ["b", "a"], "other array": ["b"], "null": None, "number": 1, "text one": "1",
+             "object id": object_id, "hex": str(object_id), "true": True, "text true": "true", "escaped": escaped}
+    notes.insert_many([{"case": case, "v": value} for case, value in cases.items()])
+
+    def matching(condition: object) -> list[str]:
+        return sorted(note["case"] for note in notes.find({"v": condition}))
+
+    assert matching("a") == ["array", "plain"]
+    assert matching({"$eq": "b"}) == ["array", "other array"]
+    assert matching({"$in": ["1", True]}) == ["text one", "true"]
+    assert matching(object_id) == ["object id"]
+    assert matching(str(object_id)) == ["hex"]
+    assert matching("true") == ["text true"]
+    assert matching(escaped) == ["escaped"]
+    assert notes.update_many({"v": "a"}, {"$set": {"seen": True}}).modified_count == 2
+    assert notes.delete_one({"v": "1"}).deleted_count == 1
+    assert notes.find_one({"case": "number"})["v"] == 1
