@@ -51,8 +51,8 @@ class TaskReader(HttpUser):
 
 
 class LoginStorm(HttpUser):
-    """Logs in as fast as it can, each user with an account of its own (logins of one account
-    serialize on its lock)."""
+    """Logs in as fast as it can, each user with an account of its own (so that the throttling
+    of one account's failures plays no part)."""
 
     host = PLAN.get("auth_url")
     fixed_count = PLAN.get("stormers", 0)

@@ -4,7 +4,7 @@ counters from :mod:`taskflow_tasks.counts` written by its ``CountStore``), in bu
 
 Each owner's tasks go in with ``insert_many`` through FerretDB, as the service would have left
 them once their events were published (``_outbox: []``), and the owner's counters with one
-``begin``/``finish`` of the whole delta, exactly the document a sequence of creates leaves.
+``claim``/``finish`` of the whole delta, exactly the document a sequence of creates leaves.
 The other users' million tasks are copies of one such owner made inside PostgreSQL (FerretDB's
 postgresql handler keeps each document as one ``jsonb`` row): only ``_id`` and ``owner_id``
 change, so every copy is a valid task of a distinct owner with exact counters, written in
@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
 from taskflow_common.events.outbox import OUTBOX_FIELD
 from taskflow_tasks import counts
 from taskflow_tasks.schemas import PRIORITIES, TaskCreate
@@ -47,7 +48,7 @@ def body(number: int, now: datetime) -> TaskCreate:
 def tasks_of(owner_id: str, count: int, now: datetime) -> list[dict[str, Any]]:
     """``count`` tasks of ``owner_id`` created one millisecond apart over the last 30 days."""
     start = (now - timedelta(days=30)).replace(microsecond=0)
-    return [new_task(owner_id, body(number, now), start + timedelta(milliseconds=number), number)
+    return [new_task(ObjectId(), owner_id, body(number, now), start + timedelta(milliseconds=number), number)
             for number in range(count)]
 
 
@@ -68,10 +69,11 @@ def seed_owner(db: Any, count_store: CountStore, owner_id: str, count: int, now:
                       range(0, len(documents), BATCH)))
     change = counter_change(tasks)
     _, operators = counts.apply({"_id": owner_id, **counts.empty()}, change, now)
-    intent = {"task_id": tasks[-1]["_id"], "version": 1, "deleting": False,
+    intent = {"id": f"seed-{owner_id}", "task_id": tasks[-1]["_id"], "deleting": False,
               "delta": [{"path": path, "amount": amount} for path, amount in sorted(change.items())]}
-    count_store.begin(owner_id, intent, {"next_seq": count, "last_created_at": tasks[-1]["created_at"]})
-    count_store.finish(owner_id, operators)
+    count_store.claim(owner_id, intent, now, lambda leftover: None)
+    operators["$set"] = {**operators.get("$set", {}), "next_seq": count, "last_created_at": tasks[-1]["created_at"]}
+    count_store.finish(owner_id, intent["id"], operators)
 
 
 BULK_LOAD_SETTINGS = {"maintenance_work_mem": "1GB", "max_wal_size": "8GB"}

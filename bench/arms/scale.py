@@ -35,7 +35,6 @@ def _seed(bench: Bench, store: PostgresStore, small: User, big: User) -> tuple[i
     """Seed the three owners and the copies, then let the service create its indexes over them
     (its own start-up code, :func:`taskflow_tasks.assemble`). Returns the number of tasks and
     the seconds each phase took."""
-    from taskflow_common.locks import DocumentLocks
     from taskflow_tasks import assemble
     from taskflow_tasks.settings import TasksSettings
     from taskflow_tasks.store import CountStore
@@ -46,7 +45,7 @@ def _seed(bench: Bench, store: PostgresStore, small: User, big: User) -> tuple[i
     client = MongoClient(store.mongodb_uri)
     try:
         db = client["taskflow_tasks"]
-        count_store, now = CountStore(lambda: db, DocumentLocks(lambda: db)), datetime.now(UTC)
+        count_store, now = CountStore(lambda: db), datetime.now(UTC)
         template = str(ObjectId())
         for owner, count in ((small.id, SMALL), (big.id, BIG), (template, OTHER_TASKS)):
             seed.seed_owner(db, count_store, owner, count, now)

@@ -17,7 +17,6 @@ from pymongo.database import Database
 
 from .events.envelope import Event
 from .events.topology import Subscription
-from .locks import DocumentLocks
 from .projections import apply_if_newer
 from .tokens import Principal
 
@@ -39,7 +38,6 @@ class DeactivatedUsers:
 
     def __init__(self, db: Callable[[], Database], *, refresh_seconds: float = 1.0) -> None:
         self.db = db
-        self.locks = DocumentLocks(db)
         self.refresh_seconds = refresh_seconds
         self._ids: frozenset[str] = frozenset()
         self._loaded_at = float("-inf")
@@ -57,7 +55,7 @@ class DeactivatedUsers:
 
     def _record(self, event: Event, deactivated: bool) -> None:
         # Events of one user may arrive out of order: the snapshot's version decides.
-        apply_if_newer(self.db()[COLLECTION], self.locks, event.subject, int(event.data["version"]), {"deactivated": deactivated})
+        apply_if_newer(self.db()[COLLECTION], event.subject, int(event.data["version"]), {"deactivated": deactivated})
 
     def handle_user_deactivated(self, event: Event) -> None:
         self._record(event, deactivated=True)

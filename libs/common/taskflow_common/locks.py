@@ -1,24 +1,17 @@
-"""Per-document mutual exclusion across processes and replicas, for read-modify-write.
+"""A lease on a key, for an invariant that spans documents (the one TaskFlow has: "an active admin
+remains", in auth).
 
-FerretDB 1.x applies every update as "query, modify in Go, write the whole document back by
-``_id``" with nothing holding the two steps together (read in its v1.24.2 source, and checked
-here: four concurrent ``find_one_and_update`` calls with the same condition all "win", as do
-four ``update_one`` calls filtered on the same version). So on FerretDB a conditional update is
-no compare-and-swap, and two writers of one document can silently undo each other, even a
-``$set`` and a ``$pull`` on different fields. MongoDB makes single-document updates atomic;
-FerretDB as released does not. The FerretDB scripts/bootstrap builds now does
-(scripts/patches/ferretdb-v1.24.2-write-lock.patch), which makes these locks redundant there;
-they go when the code that takes them is simplified (issue 19).
+A change of one document needs no lock: it is one conditional update (on a ``version``, a state,
+a claim field), atomic on MongoDB and on the FerretDB this project builds, whose patch makes each
+write command hold its collection (scripts/patches/ferretdb-v1.24.2-write-lock.patch; FerretDB as
+released is not atomic there, see tests/test_ferretdb_writes.py). Without transactions, a rule
+over several documents, like counting the active admins before demoting one, still needs its
+writers serialized; :class:`DocumentLocks` does that.
 
-The one atomic primitive both have is a unique insert. :class:`DocumentLocks` builds a lease on
-it: whoever inserts ``{_id: key}`` into ``locks`` holds the key until it deletes the document. A
-holder that crashed is superseded once its lease expires. Every read-modify-write of a shared
-document happens inside ``with locks.hold(key):``; inserts of new documents need no lock.
-
-Known limit: two processes breaking the same expired lease at the same instant can, in a window of
-a few milliseconds, both end up holding it (FerretDB's delete is itself a query then a delete).
-That needs a crashed holder *and* a race between two successors; the lease (30 s) is far longer
-than any request (gunicorn's timeout), so a live holder never loses its lock this way.
+The one atomic primitive it needs is a unique insert: whoever inserts ``{_id: key}`` into
+``locks`` holds the key until it deletes the document. A holder that crashed is superseded once
+its lease expires; the lease (30 s) is longer than any request (gunicorn's timeout), so a live
+holder never loses its lock.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Document locks make read-modify-write safe also on FerretDB as released, whose updates are not
-atomic (the project's build is patched: tests/test_ferretdb_writes.py)."""
+"""Leases serialize the writers of a rule spanning documents; a dead holder's lease expires."""
 
 from __future__ import annotations
 

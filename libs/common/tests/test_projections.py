@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 from pymongo.database import Database
 from taskflow_common.deactivation import DeactivatedUsers
 from taskflow_common.events.envelope import new_event
-from taskflow_common.locks import DocumentLocks
 from taskflow_common.projections import apply_if_newer
 from taskflow_common.tokens import Principal
 
 
 def test_an_older_snapshot_after_a_newer_one_changes_nothing(db: Database) -> None:
-    locks = DocumentLocks(lambda: db)
-    assert apply_if_newer(db["users"], locks, "u1", 3, {"name": "three"})
-    assert not apply_if_newer(db["users"], locks, "u1", 2, {"name": "two"})
-    assert not apply_if_newer(db["users"], locks, "u1", 3, {"name": "three again"})
+    assert apply_if_newer(db["users"], "u1", 3, {"name": "three"})
+    assert not apply_if_newer(db["users"], "u1", 2, {"name": "two"})
+    assert not apply_if_newer(db["users"], "u1", 3, {"name": "three again"})
     assert db["users"].find_one({"_id": "u1"}) == {"_id": "u1", "name": "three", "version": 3}
 
 
-def test_concurrent_snapshots_leave_the_newest(db: Database) -> None:
-    locks = DocumentLocks(lambda: db)
-    barrier = threading.Barrier(6)
+def test_concurrent_snapshots_leave_the_newest_and_each_is_stored_at_most_once(db: Database) -> None:
+    barrier = threading.Barrier(8)
+    stored: list[tuple[str, int]] = []
 
-    def apply(version: int) -> None:
+    def apply(worker: int) -> None:
+        versions = list(range(1, 31))
+        random.Random(worker).shuffle(versions)
         barrier.wait()
-        apply_if_newer(db["users"], locks, "u1", version, {"name": f"v{version}"})
+        for version in versions:
+            for key in ("u1", "u2"):
+                if apply_if_newer(db["users"], key, version, {"name": f"v{version}"}):
+                    stored.append((key, version))
 
-    threads = [threading.Thread(target=apply, args=(version,)) for version in range(1, 7)]
+    threads = [threading.Thread(target=apply, args=(worker,)) for worker in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(30)
-    assert db["users"].find_one({"_id": "u1"})["version"] == 6
+        thread.join(60)
+    for key in ("u1", "u2"):
+        assert db["users"].find_one({"_id": key}) == {"_id": key, "name": "v30", "version": 30}
+    assert len(stored) == len(set(stored))  # two appliers of one snapshot: exactly one stored it
 
 
 def user_event(type: str, version: int, subject: str = "u1"):  # noqa: ANN201

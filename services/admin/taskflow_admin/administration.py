@@ -29,19 +29,17 @@ class Administration:
 
         Users and tasks that existed before admin was running have no events here; their snapshots
         come from the services that own them. Snapshots are version-guarded, so events arriving
-        meanwhile are never undone and never counted twice.
+        meanwhile are never undone and never counted twice, and two admins' first requests
+        backfilling at once both apply the same snapshots to the same effect.
         """
         if self.read_models.backfilled():
             return
-        with self.read_models.locks.hold("backfill"):
-            if self.read_models.backfilled():
-                return
-            for user in self.upstreams.users(authorization):
-                self.read_models.apply_user(UserSnapshot.model_validate(user).model_dump())
-            for task in self.upstreams.tasks_snapshots(authorization):
-                self.read_models.apply_task(TaskSnapshot.model_validate(task).model_dump(), deleted=False)
-            self.read_models.mark_backfilled()
-            log.info("read models backfilled from auth and tasks")
+        for user in self.upstreams.users(authorization):
+            self.read_models.apply_user(UserSnapshot.model_validate(user).model_dump())
+        for task in self.upstreams.tasks_snapshots(authorization):
+            self.read_models.apply_task(TaskSnapshot.model_validate(task).model_dump(), deleted=False)
+        self.read_models.mark_backfilled()
+        log.info("read models backfilled from auth and tasks")
 
     def with_task_counts(self, users: list[dict[str, Any]]) -> list[dict[str, Any]]:
         counts = self.read_models.task_counts([user["_id"] for user in users])

@@ -18,7 +18,6 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.consumer import PARKED, PROCESSED
-from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import apply_if_newer
 
@@ -52,7 +51,6 @@ class ReadModels:
 
     def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
-        self.locks = DocumentLocks(db)
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -60,13 +58,12 @@ class ReadModels:
         """Keep the newest snapshot of a user, and the latest login time whatever the version."""
         users = self._db()[USERS]
         fields = {key: snapshot[key] for key in ("email", "name", "role", "active", "created_at")}
-        apply_if_newer(users, self.locks, snapshot["id"], snapshot["version"], fields)
+        apply_if_newer(users, snapshot["id"], snapshot["version"], fields)
         if snapshot.get("last_login_at") is not None:
-            with self.locks.hold(f"{USERS}:{snapshot['id']}"):
-                users.update_one(
-                    {"_id": snapshot["id"], "$or": [{"last_login_at": None}, {"last_login_at": {"$lt": snapshot["last_login_at"]}}]},
-                    {"$set": {"last_login_at": snapshot["last_login_at"]}},
-                )
+            users.update_one(
+                {"_id": snapshot["id"], "$or": [{"last_login_at": None}, {"last_login_at": {"$lt": snapshot["last_login_at"]}}]},
+                {"$set": {"last_login_at": snapshot["last_login_at"]}},
+            )
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         return self._db()[USERS].find_one({"_id": user_id})
@@ -102,12 +99,9 @@ class ReadModels:
         tasks = self._db()[TASKS]
         fields = {"owner_id": snapshot["owner_id"], "status": snapshot["status"], "due_date": snapshot["due_date"]}
         if not deleted:
-            apply_if_newer(tasks, self.locks, snapshot["id"], snapshot["version"], {**fields, "deleted": False})
+            apply_if_newer(tasks, snapshot["id"], snapshot["version"], {**fields, "deleted": False})
             return
-        with self.locks.hold(f"{TASKS}:{snapshot['id']}"):
-            current = tasks.find_one({"_id": snapshot["id"]}, {"version": 1})
-            version = max(snapshot["version"], current["version"] if current else 0)
-            tasks.update_one({"_id": snapshot["id"]}, {"$set": {**fields, "deleted": True, "version": version}}, upsert=True)
+        tasks.update_one({"_id": snapshot["id"]}, {"$set": {**fields, "deleted": True}, "$max": {"version": snapshot["version"]}}, upsert=True)
 
     # -- statistics ----------------------------------------------------------------------------
 

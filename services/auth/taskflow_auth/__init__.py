@@ -57,8 +57,8 @@ def assemble(settings: AuthSettings) -> Auth:
     accounts = Accounts(
         settings,
         UserStore(db, events.outbox),
-        RefreshTokenStore(db, locks),
-        LoginFailures(db, locks, window_seconds=settings.login_failure_window),
+        RefreshTokenStore(db),
+        LoginFailures(db, window_seconds=settings.login_failure_window),
         locks,
         keys,
         PasswordHasher(settings.bcrypt_rounds),

@@ -1,15 +1,18 @@
 """What the auth service does: accounts, sessions and roles (DESIGN §4 auth), independent of HTTP.
 
 Raises the typed problems of :mod:`.errors`; every change of a user goes through the outbox with
-its ``user.*`` event.
+its ``user.*`` event, conditional on the version it was computed from (:meth:`Accounts._change_user`
+recomputes it from the fresh user when another change came first).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
+from taskflow_common.events.envelope import Event
 from taskflow_common.locks import DocumentLocks
 from taskflow_common.tokens import Principal
 
@@ -27,8 +30,13 @@ from .events import UserEvents
 from .keys import SigningKeys
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import LoginFailures, RefreshTokenStore, UserStore, now
+from .store import LoginFailures, RefreshTokenStore, UserStore, VersionConflict, now
 from .tokens import access_token, new_refresh_token, refresh_token_hash
+
+
+MAX_CHANGE_ATTEMPTS = 20
+"""Reads and conditional writes of one user before a change gives up with 409 (each failed
+attempt means another change of that user succeeded)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class Accounts:
     Args:
         settings: TTLs, login limits.
         users, refresh_tokens, failures: the stores (see :mod:`.store`).
-        locks: the service's document locks (for ``admin-changes``).
+        locks: the service's leases (``admin-changes``: the last active admin stays).
         keys: signs access tokens.
         hasher: hashes and verifies passwords.
         events: builds the ``user.*`` events.
@@ -133,52 +141,48 @@ class Accounts:
         if not user["active"]:
             raise AccountDeactivated("This account is deactivated.")
         self.failures.reset(account_key)
-        with self.users.lock(str(user["_id"])):
-            user = self.user(str(user["_id"]))
-            user["last_login_at"] = now()
-            self.users.record_login(user, user["last_login_at"], [self.events.logged_in(user)])
+        user["last_login_at"] = now()
+        self.users.record_login(user, user["last_login_at"], [self.events.logged_in(user)])
         return self._session(user)
 
     def refresh(self, token: str) -> Session:
         """Rotate a refresh token: the presented one dies, a new pair is issued in its family.
 
         A token that was already rotated (or revoked) is evidence it leaked: the whole family,
-        every token descending from that login, is revoked.
+        every token descending from that login, is revoked. Spending is one conditional update,
+        so of two requests presenting the same token one at most rotates it. The spent token is
+        read again after the new one is stored: if a revocation (reuse detected by a concurrent
+        request, logout, logout-all) reached it meanwhile, the new token may have been stored too
+        late to be revoked with it, so it is revoked here and the rotation fails.
 
         Raises:
             InvalidRefreshToken: unknown, expired, reused or revoked, or the account is deactivated.
         """
         token_hash = refresh_token_hash(token)
-        found = self.refresh_tokens.find(token_hash)
-        if found is None:
+        record = self.refresh_tokens.spend(token_hash, now())
+        if record is None:
+            spent = self.refresh_tokens.find(token_hash)
+            if spent is not None and (spent["used_at"] is not None or spent["revoked_at"] is not None):
+                self.refresh_tokens.revoke_family(spent["family_id"])  # reused or revoked
             raise InvalidRefreshToken()
-        with self.refresh_tokens.lock(found["user_id"]):
-            record = self.refresh_tokens.find(token_hash)
-            assert record is not None
-            if record["used_at"] is not None or record["revoked_at"] is not None:
-                self.refresh_tokens.revoke_family(record["family_id"])
-                raise InvalidRefreshToken()
-            if record["expires_at"] <= now():
-                raise InvalidRefreshToken()
-            user = self.users.by_id(record["user_id"])
-            if user is None or not user["active"]:
-                self.refresh_tokens.revoke_family(record["family_id"])
-                raise InvalidRefreshToken()
-            self.refresh_tokens.mark_used(token_hash)
-            return self._session(user, family_id=record["family_id"])
+        user = self.users.by_id(record["user_id"])
+        if user is None or not user["active"]:
+            self.refresh_tokens.revoke_family(record["family_id"])
+            raise InvalidRefreshToken()
+        session = self._session(user, family_id=record["family_id"])
+        spent = self.refresh_tokens.find(token_hash)
+        if spent is None or spent["revoked_at"] is not None:
+            self.refresh_tokens.revoke(refresh_token_hash(session.refresh_token))
+            raise InvalidRefreshToken()
+        return session
 
     def logout(self, token: str) -> None:
         """Revoke one refresh token (unknown tokens are ignored: logging out twice is fine)."""
-        token_hash = refresh_token_hash(token)
-        found = self.refresh_tokens.find(token_hash)
-        if found is not None:
-            with self.refresh_tokens.lock(found["user_id"]):
-                self.refresh_tokens.revoke(token_hash)
+        self.refresh_tokens.revoke(refresh_token_hash(token))
 
     def logout_all(self, user_id: str) -> None:
         """Revoke every refresh token of the user."""
-        with self.refresh_tokens.lock(user_id):
-            self.refresh_tokens.revoke_user(user_id)
+        self.refresh_tokens.revoke_user(user_id)
 
     # -- the account -------------------------------------------------------------------------
 
@@ -189,16 +193,44 @@ class Accounts:
             raise UserNotFound()
         return user
 
+    def _change_user(
+        self, user_id: str, change: Callable[[dict[str, Any]], tuple[dict[str, Any], Sequence[Event]] | None]
+    ) -> dict[str, Any]:
+        """Apply ``change`` to the user's latest state: ``change(user)`` returns the fields to set
+        (besides ``version``) and their events, or None for nothing to do. Written conditionally
+        on the version read; when another change came first, recomputed from the fresh user.
+
+        Returns:
+            the user as stored after the change.
+
+        Raises:
+            UserNotFound: no such user.
+            VersionConflict: the user kept changing under ``MAX_CHANGE_ATTEMPTS`` attempts.
+            Whatever ``change`` raises.
+        """
+        for _ in range(MAX_CHANGE_ATTEMPTS):
+            user = self.user(user_id)
+            decided = change(user)
+            if decided is None:
+                return user
+            fields, events = decided
+            try:
+                self.users.update(user, fields, events)
+            except VersionConflict:
+                continue
+            return {**user, **fields, "version": user["version"] + 1}
+        raise VersionConflict()
+
     def rename(self, user_id: str, name: str) -> dict[str, Any]:
         """Change the user's display name (``user.updated`` with ``changed: ["name"]``)."""
-        with self.users.lock(user_id):
-            user = self.user(user_id)
+
+        def rename(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]] | None:
             if user["name"] == name:
-                return user
-            changed = {**user, "name": name, "updated_at": now(), "version": user["version"] + 1}
-            event = self.events.updated(changed, ["name"], user_id)
-            self.users.update(user, {"name": name, "updated_at": changed["updated_at"]}, [event])
-            return changed
+                return None
+            fields = {"name": name, "updated_at": now()}
+            return fields, [self.events.updated({**user, **fields, "version": user["version"] + 1}, ["name"], user_id)]
+
+        return self._change_user(user_id, rename)
 
     def change_password(self, user_id: str, current: str, new: str) -> None:
         """Set a new password after checking the current one; revokes every refresh token.
@@ -216,11 +248,12 @@ class Accounts:
             self.failures.record(account_key)
             raise WrongCurrentPassword("The current password is incorrect.")
         password_hash = self.hasher.hash(new)
-        with self.users.lock(user_id):
-            user = self.user(user_id)
-            changed = {**user, "password_hash": password_hash, "updated_at": now(), "version": user["version"] + 1}
-            event = self.events.password_changed(changed, user_id)
-            self.users.update(user, {"password_hash": password_hash, "updated_at": changed["updated_at"]}, [event])
+
+        def set_password(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
+            fields = {"password_hash": password_hash, "updated_at": now()}
+            return fields, [self.events.password_changed({**user, **fields, "version": user["version"] + 1}, user_id)]
+
+        self._change_user(user_id, set_password)
         self.logout_all(user_id)
 
     # -- administration (the internal API) ---------------------------------------------------
@@ -236,24 +269,28 @@ class Accounts:
             UserNotFound: no such user.
             LastActiveAdmin: the change would leave no active admin.
         """
-        with self.locks.hold("admin-changes"), self.users.lock(user_id):
-            user = self.user(user_id)
+
+        def change(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]] | None:
             new_role = role if role is not None else user["role"]
             new_active = active if active is not None else user["active"]
             if (new_role, new_active) == (user["role"], user["active"]):
-                return user
+                return None
             loses_admin = user["role"] == "admin" and user["active"] and not (new_role == "admin" and new_active)
             if loses_admin and self.users.count_active_admins() <= 1:
                 raise LastActiveAdmin()
-            moment = now()
-            changed = {**user, "role": new_role, "active": new_active, "updated_at": moment, "version": user["version"] + 1}
+            fields = {"role": new_role, "active": new_active, "updated_at": now()}
+            changed = {**user, **fields, "version": user["version"] + 1}
             events = []
             if new_role != user["role"]:
                 events.append(self.events.role_changed(changed, user["role"], actor_id))
             if new_active != user["active"]:
                 events.append((self.events.activated if new_active else self.events.deactivated)(changed, actor_id))
-            self.users.update(user, {"role": new_role, "active": new_active, "updated_at": moment}, events)
-        if not new_active:
+            return fields, events
+
+        # The count of active admins spans documents: changes that could lower it are serialized.
+        with self.locks.hold("admin-changes"):
+            changed = self._change_user(user_id, change)
+        if not changed["active"]:
             self.logout_all(user_id)
         return changed
 

@@ -2,27 +2,28 @@
 
 Collections: ``users`` (with their pending events in ``_outbox``), ``refresh_tokens`` (keyed by the
 token's hash), ``login_failures`` (fixed-window counters keyed by account or client) and ``locks``.
-Every read-modify-write runs under a document lock (see :mod:`taskflow_common.locks`: FerretDB's
-updates are not atomic): a user's changes under ``users:<id>``, a user's sessions under
-``sessions:<id>``, a failure counter under its key, and changes that could remove an admin under
-``admin-changes``.
+
+Every change of one document is a single conditional update, atomic on MongoDB and on the
+FerretDB this project builds: a user's change is conditional on the ``version`` it was computed
+from (:class:`VersionConflict` otherwise, and the caller recomputes), spending a refresh token on
+it being unspent, a failure counter ``$inc``-ed within its window. The one invariant spanning
+documents, "an active admin remains", is kept under the ``admin-changes`` lease
+(:mod:`taskflow_common.locks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
-from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Indexes
 from taskflow_common.problems import Conflict
 
@@ -31,7 +32,6 @@ from .errors import EmailTaken
 USERS = "users"
 REFRESH_TOKENS = "refresh_tokens"
 LOGIN_FAILURES = "login_failures"
-LOCKS = "locks"
 
 INDEXES = (
     Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
@@ -55,7 +55,7 @@ def object_id(value: str) -> ObjectId | None:
 
 
 class VersionConflict(Conflict):
-    """The user changed between read and write."""
+    """The user changed between read and write (409 only after repeated retries)."""
 
     def __init__(self) -> None:
         super().__init__("The account changed concurrently; retry.")
@@ -87,15 +87,11 @@ class UserStore:
         key = object_id(user_id)
         return None if key is None else self._users.find_one({"_id": key}, WITHOUT_OUTBOX)
 
-    def lock(self, user_id: str) -> AbstractContextManager[None]:
-        """Hold the user's lock: read, then :meth:`update` or :meth:`record_login`, inside it."""
-        return self.outbox.lock(USERS, object_id(user_id))
-
     def update(self, user: dict[str, Any], changes: dict[str, Any], events: Sequence[Event]) -> None:
-        """Apply ``changes`` to ``user`` as read under its lock, bumping its version.
+        """Apply ``changes`` to ``user`` as read, bumping its version; conditional on that version.
 
         Raises:
-            VersionConflict: the user changed since it was read (only if the lock was bypassed).
+            VersionConflict: the user changed since it was read (read again and recompute).
         """
         with self.outbox.write(USERS, user["_id"], events) as pending:
             result = self._users.update_one(
@@ -106,7 +102,7 @@ class UserStore:
                 raise VersionConflict()
 
     def record_login(self, user: dict[str, Any], at: datetime, events: Sequence[Event]) -> None:
-        """Remember the login time (not a change of the user: the version stays). Under the user's lock."""
+        """Remember the login time (not a change of the user: the version stays)."""
         with self.outbox.write(USERS, user["_id"], events) as pending:
             self._users.update_one({"_id": user["_id"]}, {"$set": {"last_login_at": at}, **pending.update_operators})
 
@@ -122,16 +118,13 @@ class UserStore:
 class RefreshTokenStore:
     """Refresh tokens by hash: single use, grouped in families (one login and its rotations).
 
-    A user's tokens change only under :meth:`lock` of that user, so using a token and revoking
-    its family (or all of the user's) cannot interleave.
+    Revocations (one token, a family, every token of a user) mark every matching token not yet
+    revoked, spent ones included; so a rotation that checks its spent token *after* issuing the
+    next one sees any revocation that missed the new token (see :meth:`Accounts.refresh`).
     """
 
-    def __init__(self, db: Callable[[], Database], locks: DocumentLocks) -> None:
+    def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
-        self.locks = locks
-
-    def lock(self, user_id: str) -> AbstractContextManager[None]:
-        return self.locks.hold(f"sessions:{user_id}")
 
     @property
     def _tokens(self):  # noqa: ANN202
@@ -151,9 +144,14 @@ class RefreshTokenStore:
             }
         )
 
-    def mark_used(self, token_hash: str) -> None:
-        """Spend a token (under its user's lock, after checking it is live)."""
-        self._tokens.update_one({"_id": token_hash}, {"$set": {"used_at": now()}})
+    def spend(self, token_hash: str, at: datetime) -> dict[str, Any] | None:
+        """Mark a token live at ``at`` (unused, unrevoked, unexpired) used, atomically; the token
+        as it was, or None when it was not live (spent first by another request, revoked, expired)."""
+        return self._tokens.find_one_and_update(
+            {"_id": token_hash, "used_at": None, "revoked_at": None, "expires_at": {"$gt": at}},
+            {"$set": {"used_at": at}},
+            return_document=ReturnDocument.BEFORE,
+        )
 
     def find(self, token_hash: str) -> dict[str, Any] | None:
         return self._tokens.find_one({"_id": token_hash})
@@ -175,9 +173,8 @@ class LoginFailures:
     key's first failure and lasts ``window_seconds``.
     """
 
-    def __init__(self, db: Callable[[], Database], locks: DocumentLocks, *, window_seconds: int) -> None:
+    def __init__(self, db: Callable[[], Database], *, window_seconds: int) -> None:
         self._db = db
-        self.locks = locks
         self.window = timedelta(seconds=window_seconds)
 
     @property
@@ -193,13 +190,25 @@ class LoginFailures:
         return max(1, int((found["window_ends"] - moment).total_seconds()) + 1)
 
     def record(self, key: str) -> None:
-        moment = now()
-        with self.locks.hold(f"{LOGIN_FAILURES}:{key}"):
+        """Count one failure: in the key's open window, or as the first of a new one.
+
+        Each step is one conditional update; when two processes open a window at once, the
+        loser's upsert is a duplicate key and it counts in the winner's window instead.
+        """
+        while True:
+            moment = now()
             counted = self._failures.update_one({"_id": key, "window_ends": {"$gt": moment}}, {"$inc": {"count": 1}})
-            if counted.matched_count == 0:
+            if counted.matched_count == 1:
+                return
+            try:
                 self._failures.update_one(
-                    {"_id": key}, {"$set": {"count": 1, "window_ends": moment + self.window}}, upsert=True
+                    {"_id": key, "window_ends": {"$lte": moment}},
+                    {"$set": {"count": 1, "window_ends": moment + self.window}},
+                    upsert=True,
                 )
+                return
+            except DuplicateKeyError:
+                continue  # a window was opened meanwhile: count in it
 
     def reset(self, key: str) -> None:
         self._failures.delete_one({"_id": key})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 import jwt
 import pytest
@@ -175,22 +177,82 @@ def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(client: FlaskC
     assert client.post(f"{AUTH}/refresh", json={"refresh_token": third}).status_code == 401
 
 
-def test_two_concurrent_refreshes_with_one_token_yield_one_new_pair(app: Flask, register) -> None:
+@pytest.mark.parametrize("window", ["as it comes", "widened"])
+def test_eight_concurrent_refreshes_with_one_token_rotate_it_at_most_once_and_kill_the_family(
+    app: Flask, register, monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    """Presenting one token eight times at once is reuse: at most one request gets a new pair,
+    and whatever refresh token any of them got is dead afterwards (the family is revoked)."""
     token = register()["refresh_token"]
-    barrier = threading.Barrier(3)
-    statuses: list[int] = []
+    if window == "widened":
+        _slow_token_inserts(app, monkeypatch)
+    barrier = threading.Barrier(8)
+    responses: list[Any] = []
 
     def spend() -> None:
         client = app.test_client()
         barrier.wait()
-        statuses.append(client.post(f"{AUTH}/refresh", json={"refresh_token": token}).status_code)
+        responses.append(client.post(f"{AUTH}/refresh", json={"refresh_token": token}))
 
-    spenders = [threading.Thread(target=spend) for _ in range(3)]
+    spenders = [threading.Thread(target=spend) for _ in range(8)]
     for spender in spenders:
         spender.start()
     for spender in spenders:
         spender.join(30)
-    assert sorted(statuses) == [200, 401, 401]
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses in ([401] * 8, [200] + [401] * 7)
+    client = app.test_client()
+    for response in responses:
+        if response.status_code == 200:
+            assert client.post(f"{AUTH}/refresh", json={"refresh_token": response.json["refresh_token"]}).status_code == 401
+
+
+def _slow_token_inserts(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Widen the window between spending a refresh token and storing its successor, where a
+    concurrent revocation can miss the successor."""
+    tokens = app.extensions["taskflow_auth.accounts"].refresh_tokens
+    add = tokens.add
+
+    def slow_add(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)
+        add(*args, **kwargs)
+
+    monkeypatch.setattr(tokens, "add", slow_add)
+
+
+@pytest.mark.parametrize("window", ["as it comes", "widened"])
+def test_logout_all_racing_a_refresh_leaves_no_live_refresh_token(
+    app: Flask, register, monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    """logout-all at the same moment as a refresh: the rotation may or may not answer 200, but
+    no refresh token of the user survives, the rotated one included."""
+    if window == "widened":
+        _slow_token_inserts(app, monkeypatch)
+    for _ in range(5):
+        registered = register()
+        token, access = registered["refresh_token"], registered["access_token"]
+        barrier = threading.Barrier(2)
+        rotated: list[Any] = []
+
+        def refresh() -> None:
+            client = app.test_client()
+            barrier.wait()
+            rotated.append(client.post(f"{AUTH}/refresh", json={"refresh_token": token}))
+
+        def logout_all() -> None:
+            client = app.test_client()
+            barrier.wait()
+            assert client.post(f"{AUTH}/logout-all", headers=bearer(access)).status_code == 204
+
+        threads = [threading.Thread(target=refresh), threading.Thread(target=logout_all)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        client = app.test_client()
+        if rotated[0].status_code == 200:  # first: presenting the spent token would revoke the family anyway
+            assert client.post(f"{AUTH}/refresh", json={"refresh_token": rotated[0].json["refresh_token"]}).status_code == 401
+        assert client.post(f"{AUTH}/refresh", json={"refresh_token": token}).status_code == 401
 
 
 def test_reuse_revokes_only_that_login_family(client: FlaskClient, register) -> None:
@@ -290,3 +352,23 @@ def test_names_with_control_characters_blank_or_over_100_as_sent_are_422(client:
 def test_names_are_stored_without_surrounding_spaces(client: FlaskClient, register) -> None:
     response = client.patch(f"{AUTH}/me", json={"name": "  Ada King \u3000"}, headers=bearer(register()["access_token"]))
     assert response.json["name"] == "Ada King"
+
+
+def test_failures_recorded_from_eight_threads_at_once_are_all_counted(app: Flask) -> None:
+    """Eight processes failing at once for one key, the window not yet open: one opens it and
+    every failure is counted in it."""
+    failures = app.extensions["taskflow_auth.accounts"].failures
+    barrier = threading.Barrier(8)
+
+    def fail() -> None:
+        barrier.wait()
+        for _ in range(10):
+            failures.record("account:raced@example.com")
+
+    threads = [threading.Thread(target=fail) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures.retry_after("account:raced@example.com", 80) is not None
+    assert failures.retry_after("account:raced@example.com", 81) is None

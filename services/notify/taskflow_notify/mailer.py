@@ -4,9 +4,9 @@ Consumers only insert a pending delivery (:mod:`.notifications`), so a slow or f
 server never holds up the handling of other events. The mailer loop, in every worker replica,
 scans the pending deliveries that are due and, for each:
 
-1. claims it: a unique insert of its lock (``deliveries:<id>``, the outbox's key for the
-   document), skipped at once if another replica holds it; then re-reads it, since another
-   replica may have finished it meanwhile;
+1. claims one attempt: a conditional update of the delivery (still pending, still due, no live
+   claim of another replica), which also returns it as it now is; skipped when that matches
+   nothing (finished, rescheduled or taken since the scan);
 2. drops it (``cancelled``) when the recipient is deactivated;
 3. sends it, with a ``Message-ID`` stable per notification;
 4. records the outcome: ``sent`` with ``sent_at``; or, after a transient failure, ``attempts``,
@@ -18,7 +18,8 @@ While the server is unreachable the scan stops at the first connection failure i
 timing out once per pending message; each message keeps its own back-off. The one gap: a worker
 that dies after the server accepted a message but before step 4 leaves it pending, and it is
 sent again once the claim's lease expires; it carries the same ``Message-ID``, which mail
-clients use to fold duplicates.
+clients use to fold duplicates. A mailer whose claim outlived its lease records nothing: the
+replica that took over records the outcome.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ from typing import Any
 
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.publisher import backoff_seconds
-from taskflow_common.locks import LockTimeout
 
 from .mail import MailFailed, Transport
 from .messages import EmailComposer
-from .store import DeliveryStore, NotificationStore, RecipientStore, now
+from .store import ClaimLost, DeliveryStore, NotificationStore, RecipientStore, now
 
 log = logging.getLogger(__name__)
 
@@ -88,28 +88,28 @@ class Mailer:
         moment = at or now()
         attempted = 0
         for delivery_id in self.deliveries.due(moment, self.batch):
+            delivery = self.deliveries.claim(delivery_id, moment)
+            if delivery is None:
+                continue  # finished, rescheduled or taken by another mailer since the scan
             try:
-                with self.deliveries.claim(delivery_id):
-                    failure = self._attempt(delivery_id, moment)
-            except LockTimeout:
-                continue  # another mailer is on it
+                failure = self._attempt(delivery, moment)
+            except ClaimLost:
+                log.warning("email %s: the claim outlived its lease; the mailer that took it over records it", delivery_id)
+                continue
             if failure is not None and failure.server_down:
                 return 0  # the rest would fail the same way; each keeps its own schedule
             attempted += 1
         return attempted
 
-    def _attempt(self, delivery_id: str, moment: datetime) -> MailFailed | None:
-        delivery = self.deliveries.get(delivery_id)
-        if delivery is None or delivery["status"] != "pending" or delivery["next_attempt_at"] > moment:
-            return None  # finished or rescheduled by another mailer since the scan
-        notification = self.notifications.get(delivery_id)
+    def _attempt(self, delivery: dict[str, Any], moment: datetime) -> MailFailed | None:
+        notification = self.notifications.get(delivery["_id"])
         if notification is None:  # cannot happen: the item is inserted before its delivery
-            self._finish(delivery_id, None, {"status": "failed", "last_error": "notification missing"}, [])
+            self._finish(delivery, None, {"status": "failed", "last_error": "notification missing"}, [])
             return None
         recipient = self.recipients.get(delivery["user_id"])
         attempts = delivery["attempts"] + 1
         if recipient is not None and not recipient["active"]:
-            self._finish(delivery_id, notification, {"status": "cancelled", "last_error": "recipient deactivated"}, ["in_app"])
+            self._finish(delivery, notification, {"status": "cancelled", "last_error": "recipient deactivated"}, ["in_app"])
             return None
         try:
             if recipient is None:
@@ -117,10 +117,10 @@ class Mailer:
             message = self._compose(notification, recipient)
             self.transport.send(message)
         except MailFailed as failure:
-            self._failed(delivery_id, notification, attempts, failure, moment)
+            self._failed(delivery, notification, attempts, failure, moment)
             return failure
         self._finish(
-            delivery_id,
+            delivery,
             notification,
             {"status": "sent", "attempts": attempts, "last_attempt_at": moment, "sent_at": now(), "message_id": message["Message-ID"]},
             ["in_app", "email"],
@@ -136,17 +136,18 @@ class Mailer:
             log.exception("email %s cannot be composed", notification["_id"])
             raise MailFailed(f"cannot compose the email: {type(error).__name__}: {error}"[:300], permanent=True) from error
 
-    def _failed(self, delivery_id: str, notification: dict[str, Any], attempts: int, failure: MailFailed, moment: datetime) -> None:
+    def _failed(self, delivery: dict[str, Any], notification: dict[str, Any], attempts: int, failure: MailFailed, moment: datetime) -> None:
+        delivery_id = delivery["_id"]
         error = str(failure)
         if failure.permanent or attempts >= self.max_attempts:
             log.error("email %s failed for good after %d attempt(s): %s", delivery_id, attempts, error)
             outcome = {"status": "failed", "attempts": attempts, "last_attempt_at": moment, "last_error": error}
-            self._finish(delivery_id, notification, outcome, ["in_app"])
+            self._finish(delivery, notification, outcome, ["in_app"])
             return
         retry_at = moment + timedelta(seconds=backoff_seconds(attempts, base=self.retry_seconds, cap=self.retry_max_seconds))
         log.warning("email %s attempt %d failed (%s); next attempt at %s", delivery_id, attempts, error, retry_at.isoformat())
-        self.deliveries.retry_later(delivery_id, attempts=attempts, error=error, at=moment, retry_at=retry_at)
+        self.deliveries.retry_later(delivery, attempts=attempts, error=error, at=moment, retry_at=retry_at)
 
-    def _finish(self, delivery_id: str, notification: dict[str, Any] | None, outcome: dict[str, Any], channels: list[str]) -> None:
+    def _finish(self, delivery: dict[str, Any], notification: dict[str, Any] | None, outcome: dict[str, Any], channels: list[str]) -> None:
         events = [self.sent_event(notification, channels)] if notification is not None else []
-        self.deliveries.finish(delivery_id, {**outcome, "finished_at": now()}, events)
+        self.deliveries.finish(delivery, {**outcome, "finished_at": now()}, events)

@@ -11,9 +11,11 @@ newest snapshot (``version`` decides, events arrive in any order; a deletion is 
 - deleted → nothing owed, ever.
 
 The scheduler (:meth:`Reminders.send_due`, in every worker replica) looks for tasks owed a
-reminder due within ``REMINDER_LEAD_MINUTES``. For each, under the task's lock, it re-reads the
-schedule, creates the notification (whose id is derived from task and due date, so the insert
-itself is the claim: a second replica's insert is a duplicate) and marks the reminder sent.
+reminder due within ``REMINDER_LEAD_MINUTES``. For each it re-reads the schedule, creates the
+notification (whose id is derived from task and due date, so the insert itself is the claim: a
+second replica's insert is a duplicate) and marks the reminder sent, conditionally on it still
+being owed for that date. Every change of the schedule is conditional on what it was computed
+from; one that lost a race is recomputed from the fresh document.
 Reminders that came due while notify was down are found by the same scan when it is back;
 those whose task is already past due by more than a day are dropped as stale.
 """
@@ -25,7 +27,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from taskflow_common.events.envelope import Event
-from taskflow_common.locks import LockTimeout
 
 from . import messages
 from .notifications import Notifications
@@ -77,7 +78,7 @@ class Reminders:
         task = event.data
         task_id = str(task["id"])
         deleting = event.type == "task.deleted"
-        with self.store.lock(task_id):
+        while True:
             current = self.store.get(task_id)
             if current is not None and current.get("deleted"):
                 return  # deletion is final: a late update must not bring the task back
@@ -86,19 +87,18 @@ class Reminders:
             due = _timestamp(task["due_date"])
             reminded = current.get("reminded_due") if current is not None else None
             owed = not deleting and task["status"] != "done" and due is not None and due != reminded
-            self.store.save(
-                task_id,
-                {
-                    "owner_id": task["owner_id"],
-                    "title": task["title"],
-                    "status": task["status"],
-                    "due_date": due,
-                    "version": max(int(task["version"]), current["version"] if current else 0),
-                    "deleted": deleting,
-                    "reminder_due": due if owed else None,
-                    "reminded_due": reminded,
-                },
-            )
+            fields = {
+                "owner_id": task["owner_id"],
+                "title": task["title"],
+                "status": task["status"],
+                "due_date": due,
+                "version": max(int(task["version"]), current["version"] if current else 0),
+                "deleted": deleting,
+                "reminder_due": due if owed else None,
+                "reminded_due": reminded,
+            }
+            if self.store.replace(current, task_id, fields):
+                return
 
     # -- the scheduler -----------------------------------------------------------------------
 
@@ -111,11 +111,7 @@ class Reminders:
         moment = at or now()
         settled = 0
         for task_id in self.store.due(moment + self.lead, self.batch):
-            try:
-                with self.store.lock(task_id):
-                    settled += self._remind(task_id, moment)
-            except LockTimeout:
-                continue  # another scheduler holds it and will decide
+            settled += self._remind(task_id, moment)
         return settled
 
     def _remind(self, task_id: str, moment: datetime) -> bool:
@@ -124,15 +120,17 @@ class Reminders:
         if task is None or due is None or due > moment + self.lead:
             return False  # changed since the scan (re-dated, completed, or another replica sent it)
         if due < moment - LATE_LIMIT:
-            self._settle(task_id, due, "stale", moment)
-        elif (owner := self.recipients.get(task["owner_id"])) is not None and not owner["active"]:
-            self._settle(task_id, due, "owner deactivated", moment)
-        else:
-            created = self.notifications.create(messages.reminder(task_id, task["owner_id"], task["title"], due, at=moment))
-            self._settle(task_id, due, "sent" if created else "already sent", moment)
-        return True
+            return self._settle(task_id, due, "stale", moment)
+        if (owner := self.recipients.get(task["owner_id"])) is not None and not owner["active"]:
+            return self._settle(task_id, due, "owner deactivated", moment)
+        created = self.notifications.create(messages.reminder(task_id, task["owner_id"], task["title"], due, at=moment))
+        return self._settle(task_id, due, "sent" if created else "already sent", moment)
 
-    def _settle(self, task_id: str, due: datetime, outcome: str, moment: datetime) -> None:
+    def _settle(self, task_id: str, due: datetime, outcome: str, moment: datetime) -> bool:
+        """Record that the reminder for ``due`` is settled, unless the task no longer owes it
+        (re-dated, completed or deleted meanwhile: the new state decides)."""
         fields: dict[str, Any] = {"reminder_due": None, "reminded_due": due, "reminder_outcome": outcome, "settled_at": moment}
-        self.store.save(task_id, fields)
+        if not self.store.settle(task_id, due, fields):
+            return False
         log.info("reminder for task %s due %s: %s", task_id, due.isoformat(), outcome)
+        return True

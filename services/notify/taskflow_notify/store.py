@@ -8,27 +8,28 @@ Collections:
   time, so marking read needs no lock: two racing writers both leave it read.
 - ``deliveries``: one per notification, its email: status (``pending``, ``sent``, ``failed``,
   ``cancelled``), ``attempts``, ``last_error``, ``next_attempt_at``, ``sent_at``, and the
-  ``notification.sent`` event in ``_outbox``. Changed only under its lock ``deliveries:<id>``.
+  ``notification.sent`` event in ``_outbox``. A mailer claims one attempt by a conditional
+  update setting ``claimed_by`` and ``claimed_until``; it records the outcome only while its
+  claim is still the one stored.
 - ``recipients``: each user's newest snapshot (email, name, role, active) from ``user.*`` events.
 - ``reminders``: the schedule, one document per task (its newest snapshot from ``task.*`` events)
-  with ``reminder_due``: the due date a reminder is still owed for, else null. Changed only under
-  ``reminders:<task id>``.
-- ``deactivated_users``, ``locks``, ``outbox``, ``processed_events``: the shared library's.
+  with ``reminder_due``: the due date a reminder is still owed for, else null. Each change is
+  conditional on what it was computed from (``version``, ``reminder_due``, ``reminded_due``).
+- ``deactivated_users``, ``outbox``, ``processed_events``: the shared library's.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
-from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox, document_key
-from taskflow_common.locks import DocumentLocks
+from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import apply_if_newer
 
@@ -105,8 +106,7 @@ class DeliveryStore:
     def __init__(self, db: Callable[[], Database], outbox: Outbox, *, claim_lease_seconds: float = 120.0) -> None:
         self._db = db
         self.outbox = outbox
-        # wait_seconds=0: a delivery another mailer holds is skipped at once, not waited for.
-        self._claims = DocumentLocks(db, lease_seconds=claim_lease_seconds, wait_seconds=0)
+        self.claim_lease = timedelta(seconds=claim_lease_seconds)
 
     @property
     def _deliveries(self):  # noqa: ANN202
@@ -130,26 +130,51 @@ class DeliveryStore:
         ).sort("next_attempt_at", ASCENDING).limit(limit)
         return [delivery["_id"] for delivery in found]
 
-    def claim(self, delivery_id: str) -> AbstractContextManager[None]:
-        """Hold the delivery for one attempt: a unique insert of its lock (the key the outbox uses
-        for this document). Raises :class:`~taskflow_common.locks.LockTimeout` at once when
-        another mailer holds it."""
-        return self._claims.hold(document_key(DELIVERIES, delivery_id))
-
-    def retry_later(self, delivery_id: str, *, attempts: int, error: str, at: datetime, retry_at: datetime) -> None:
-        """Record a failed attempt; the next one is due at ``retry_at``. Under the claim."""
-        self._deliveries.update_one(
-            {"_id": delivery_id},
-            {"$set": {"attempts": attempts, "last_error": error, "last_attempt_at": at, "next_attempt_at": retry_at}},
+    def claim(self, delivery_id: str, at: datetime) -> dict[str, Any] | None:
+        """Claim one attempt at a delivery still pending and due at ``at``, unless another
+        mailer's claim is live: one conditional update. Returns the claimed delivery (its
+        ``claimed_by`` names this claim), or None when it is finished, rescheduled or taken."""
+        return self._deliveries.find_one_and_update(
+            {
+                "_id": delivery_id,
+                "status": "pending",
+                "next_attempt_at": {"$lte": at},
+                "$or": [{"claimed_until": None}, {"claimed_until": {"$lte": at}}],
+            },
+            {"$set": {"claimed_by": uuid.uuid4().hex, "claimed_until": at + self.claim_lease}},
+            return_document=ReturnDocument.AFTER,  # no projection: FerretDB 1.24's findAndModify refuses one
         )
 
-    def finish(self, delivery_id: str, outcome: dict[str, Any], events: Sequence[Event]) -> None:
-        """Record the final ``outcome`` (status, attempts, …) with ``events``. Under the claim."""
+    def retry_later(self, claimed: dict[str, Any], *, attempts: int, error: str, at: datetime, retry_at: datetime) -> None:
+        """Record a failed attempt of a ``claimed`` delivery; the next one is due at ``retry_at``."""
+        self._deliveries.update_one(
+            {"_id": claimed["_id"], "claimed_by": claimed["claimed_by"]},
+            {"$set": {"attempts": attempts, "last_error": error, "last_attempt_at": at, "next_attempt_at": retry_at,
+                      "claimed_by": None, "claimed_until": None}},
+        )
+
+    def finish(self, claimed: dict[str, Any], outcome: dict[str, Any], events: Sequence[Event]) -> None:
+        """Record the final ``outcome`` (status, attempts, …) of a ``claimed`` delivery, with ``events``.
+
+        Nothing is recorded when the claim was lost (it outlived its lease and another mailer
+        took the delivery): that mailer records its own outcome.
+        """
+        condition = {"_id": claimed["_id"], "claimed_by": claimed["claimed_by"]}
+        outcome = {**outcome, "claimed_by": None, "claimed_until": None}
         if not events:
-            self._deliveries.update_one({"_id": delivery_id}, {"$set": outcome})
+            self._deliveries.update_one(condition, {"$set": outcome})
             return
-        with self.outbox.write(DELIVERIES, delivery_id, events) as pending:
-            self._deliveries.update_one({"_id": delivery_id}, {"$set": outcome, **pending.update_operators})
+        with self.outbox.write(DELIVERIES, claimed["_id"], events) as pending:
+            if self._deliveries.update_one(condition, {"$set": outcome, **pending.update_operators}).matched_count == 0:
+                raise ClaimLost(claimed["_id"])
+
+
+class ClaimLost(Exception):
+    """A mailer's claim on a delivery expired and another mailer took it; its outcome is dropped."""
+
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__(f"the claim on delivery {delivery_id} was lost")
+        self.delivery_id = delivery_id
 
 
 class RecipientStore:
@@ -157,12 +182,11 @@ class RecipientStore:
 
     def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
-        self._locks = DocumentLocks(db)
 
     def apply(self, user: dict[str, Any]) -> bool:
         """Keep ``user`` (an event's snapshot) unless a newer version is stored. True if kept."""
         fields = {name: user[name] for name in ("email", "name", "role", "active")}
-        return apply_if_newer(self._db()[RECIPIENTS], self._locks, user["id"], int(user["version"]), fields)
+        return apply_if_newer(self._db()[RECIPIENTS], user["id"], int(user["version"]), fields)
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         return self._db()[RECIPIENTS].find_one({"_id": user_id})
@@ -173,22 +197,33 @@ class ReminderStore:
 
     def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
-        self._locks = DocumentLocks(db)
 
     @property
     def _reminders(self):  # noqa: ANN202
         return self._db()[REMINDERS]
 
-    def lock(self, task_id: str) -> AbstractContextManager[None]:
-        """Hold the task's schedule: read, then :meth:`save`, inside it."""
-        return self._locks.hold(f"{REMINDERS}:{task_id}")
-
     def get(self, task_id: str) -> dict[str, Any] | None:
         return self._reminders.find_one({"_id": task_id})
 
-    def save(self, task_id: str, fields: dict[str, Any]) -> None:
-        """Set ``fields`` on the task's schedule, creating it. Under the task's lock."""
-        self._reminders.update_one({"_id": task_id}, {"$set": fields}, upsert=True)
+    def replace(self, current: dict[str, Any] | None, task_id: str, fields: dict[str, Any]) -> bool:
+        """Store ``fields`` as the task's schedule if it is still ``current`` (None: absent).
+
+        Conditional on the fields the change was computed from, so a concurrent change (another
+        consumer's snapshot, or the scheduler settling a reminder) makes this one match nothing.
+        Returns False then: read again and recompute.
+        """
+        if current is None:
+            try:
+                self._reminders.insert_one({"_id": task_id, **fields})
+            except DuplicateKeyError:
+                return False
+            return True
+        condition = {"_id": task_id, **{name: current.get(name) for name in ("version", "deleted", "reminder_due", "reminded_due")}}
+        return self._reminders.update_one(condition, {"$set": fields}).matched_count == 1
+
+    def settle(self, task_id: str, due: datetime, fields: dict[str, Any]) -> bool:
+        """Set ``fields`` on the schedule if it still owes the reminder for ``due``; True if it did."""
+        return self._reminders.update_one({"_id": task_id, "reminder_due": due}, {"$set": fields}).matched_count == 1
 
     def due(self, until: datetime, limit: int) -> list[str]:
         """Tasks owed a reminder for a due date up to ``until``, earliest first."""

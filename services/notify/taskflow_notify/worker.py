@@ -4,7 +4,8 @@ One thread each (and, where it talks to the broker, one connection each): the ou
 (``notification.sent``), the consumers of ``notify.inbox`` (``user.*``), ``notify.reminders``
 (``task.*``) and ``notify.user-status`` (the API's deactivated-users policy), the reminder
 scheduler and the mailer. Any number of replicas may run: consumers share their queues, and the
-scheduler and mailer claim each reminder and each email with a unique insert.
+scheduler claims each reminder with a unique insert (its notification's derived id) and the
+mailer each attempt at an email with a conditional update of its delivery.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from flask import Flask
 from taskflow_common.app import create_service_app
 from taskflow_common.deactivation import DeactivatedUsers
 from taskflow_common.events.plumbing import ServiceEvents
-from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Mongo
 from taskflow_common.tokens import TokenVerifier
 
@@ -37,7 +36,7 @@ def assemble(settings: TasksSettings) -> Service:
                   timeout_seconds=settings.dependency_timeout_seconds)
     events = ServiceEvents("tasks", settings.rabbitmq_url, mongo)
     db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
-    tasks = Tasks(TaskStore(db, events.outbox), CountStore(db, DocumentLocks(db)), TaskEvents(events))
+    tasks = Tasks(TaskStore(db, events.outbox), CountStore(db), TaskEvents(events))
     mongo.ensure_indexes([*INDEXES, *events.indexes])
     return Service(settings, mongo, events, DeactivatedUsers(db), tasks)
 

@@ -7,24 +7,35 @@ Collections:
   ``seq`` (the owner's creation number: creation order, and the tie-break of every sort),
   ``priority_rank`` (low 0 … urgent 3), ``title_key`` (case-folded title), ``due_missing``
   (so tasks without a due date sort last), ``open_due_day`` / ``completed_day`` (UTC days, for
-  the statistics' partial days) and ``page_a`` / ``page_b`` (creation-order buckets).
+  the statistics' partial days), ``page_a`` / ``page_b`` (creation-order buckets) and ``_intent``
+  (the counter intent of the last write that changed its counters).
   A deleted task is a tombstone until its ``task.deleted`` is published: ``_deleted: true`` with
   ``owner_id`` moved to ``deleted_owner_id``, so no owner-scoped query can see it.
 - ``task_counts``: per owner (``_id``), the counters of :mod:`.counts`, the next ``seq``, the
-  last ``created_at``, and ``pending``, the write-ahead record of a change in flight.
+  last ``created_at``, and ``pending``, the claim and write-ahead record of a change in flight.
 
 Why counters, and how they stay exact without transactions
 ------------------------------------------------------------
 ``GET /tasks/stats`` must cost the same for 100 or 100,000 tasks, so it reads the owner's
-counters instead of counting tasks. Every write of a task happens under the owner's lock
-(``task_counts:<owner>``; a task's own update also under ``tasks:<id>``, the lock the outbox relay
-takes, always in that order) and goes: (1) settle any leftover ``pending``; (2) record
-``pending: {task_id, version, delta: [{path, amount}]}`` in the counters; (3) write the task (with its events);
-(4) apply the delta and clear ``pending``. A process dying between the steps leaves ``pending``
-behind; whoever next takes the owner's lock (a write, or a statistics or list read that sees it)
-settles it by looking at the task: at that version (or, for a delete, gone or a tombstone) the
-delta is applied, otherwise it is dropped. So the counters always describe exactly the tasks
-that exist, whatever crashes.
+counters instead of counting tasks. A task and its owner's counters are two documents, and
+neither MongoDB without a replica set nor FerretDB has transactions, so a write that changes
+the counters goes:
+
+1. **claim**: one conditional update of the counters, only while ``pending`` is null, sets
+   ``pending: {id, task_id, deleting, delta, lease_until}`` (the intent) and, for a new task,
+   takes the next ``seq``; it returns the counters as they were. A write that finds another
+   change pending waits for it (``pending`` is the owner's only mutual exclusion);
+2. **write** the task (with its events), conditional on the version it was computed from;
+3. **finish**: apply the delta to the counters and clear ``pending``, conditional on ``pending.id``.
+
+The task write of step 2 stores the intent's id in the task (``_intent``). A process dying
+between the steps leaves ``pending`` behind; once its lease has passed (longer than any request
+may run), whoever next claims the counters (or reads statistics) *settles* it first by looking
+at the task: if it carries the intent's id (or, for a delete, is gone) the delta is applied,
+otherwise it is dropped. (The version alone would not tell: a change of the title, which claims
+nothing, may have taken the version the intent was for.) A write that fails at step 2 settles
+its own intent at once. So the counters always describe exactly the tasks that exist, whatever
+crashes; a write that changes no counter (a new title, say) skips steps 1 and 3.
 
 Pages on a store without usable indexes
 ---------------------------------------
@@ -44,26 +55,28 @@ FerretDB scans, which is what its handlers do).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
-from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Indexes
-from taskflow_common.problems import Conflict
+from taskflow_common.problems import Conflict, ServiceUnavailable
 
 from . import counts
 from .schemas import PRIORITIES, TaskListQuery
 
 TASKS = "tasks"
 COUNTS = "task_counts"
+INTENT_FIELD = "_intent"
+"""On a task: the id of the counter intent whose write it was last (see "Why counters" above)."""
 
 SORT_FIELDS: dict[str, tuple[str, ...]] = {
     "created_at": ("seq",),
@@ -170,7 +183,7 @@ def list_filter(owner_id: str, query: TaskListQuery, now: datetime) -> dict[str,
 
 
 class VersionConflict(Conflict):
-    """The task changed between read and write (only possible if its lock was bypassed)."""
+    """The task changed between read and write (the caller reads again; 409 only after repeated tries)."""
 
     def __init__(self) -> None:
         super().__init__("The task changed concurrently; retry.")
@@ -187,47 +200,48 @@ class TaskStore:
     def _tasks(self):  # noqa: ANN202
         return self._db()[TASKS]
 
-    def lock(self, task_id: ObjectId) -> AbstractContextManager[None]:
-        """Hold the task's lock (the outbox relay's too): read, then update or delete, inside it."""
-        return self.outbox.lock(TASKS, task_id)
-
     def find(self, owner_id: str, task_id: ObjectId) -> dict[str, Any] | None:
         """The owner's live task (never a tombstone, never another owner's)."""
         return self._tasks.find_one({"_id": task_id, "owner_id": owner_id}, WITHOUT_OUTBOX)
 
-    def version(self, task_id: ObjectId) -> int | None:
-        """The stored version of a task or tombstone; None when no document exists."""
-        found = self._tasks.find_one({"_id": task_id}, {"version": 1})
-        return None if found is None else found["version"]
+    def stored(self, task_id: ObjectId) -> dict[str, Any] | None:
+        """A task or tombstone as stored (without its events, with ``seq``); None when absent."""
+        return self._tasks.find_one({"_id": task_id}, WITHOUT_OUTBOX)
 
-    def insert(self, task: dict[str, Any], events: Sequence[Event]) -> None:
+    def insert(self, task: dict[str, Any], events: Sequence[Event], intent_id: str) -> None:
+        """Insert a new task with its events, marked as written by counter intent ``intent_id``."""
         with self.outbox.write(TASKS, task["_id"], events) as pending:
-            self._tasks.insert_one(stored_document(task, pending.insert_fields))
+            self._tasks.insert_one({**stored_document(task, pending.insert_fields), INTENT_FIELD: intent_id})
 
-    def update(self, before: Mapping[str, Any], after: Mapping[str, Any], events: Sequence[Event]) -> None:
-        """Replace ``before`` (as read under its lock) by ``after``'s public fields.
+    def update(
+        self, before: Mapping[str, Any], after: Mapping[str, Any], events: Sequence[Event], intent_id: str | None
+    ) -> None:
+        """Replace ``before`` (as read) by ``after``'s public fields, if still at ``before``'s version;
+        marked as written by counter intent ``intent_id`` when the change has one.
 
         Raises:
             VersionConflict: the stored version is no longer ``before``'s.
         """
         changes = {field: after[field] for field in TASK_FIELDS if field != "owner_id"}
+        marker = {INTENT_FIELD: intent_id} if intent_id is not None else {}
         with self.outbox.write(TASKS, before["_id"], events) as pending:
             result = self._tasks.update_one(
                 {"_id": before["_id"], "version": before["version"]},
-                {"$set": {**changes, **helper_fields(after)}, **pending.update_operators},
+                {"$set": {**changes, **helper_fields(after), **marker}, **pending.update_operators},
             )
             if result.matched_count == 0:
                 raise VersionConflict()
 
-    def tombstone(self, before: Mapping[str, Any], version: int, events: Sequence[Event]) -> None:
-        """Delete a task (as read under its lock): a tombstone at ``version`` until its events are out.
+    def tombstone(self, before: Mapping[str, Any], version: int, events: Sequence[Event], intent_id: str | None) -> None:
+        """Delete a task (as read, if still at its version): a tombstone at ``version`` until its
+        events are out, marked as written by counter intent ``intent_id``.
 
         Raises:
             VersionConflict: the stored version is no longer ``before``'s.
         """
         with self.outbox.write(TASKS, before["_id"], events) as pending:
             operators = pending.tombstone_operators
-            hidden = {"owner_id": None, "deleted_owner_id": before["owner_id"], "version": version}
+            hidden = {"owner_id": None, "deleted_owner_id": before["owner_id"], "version": version, INTENT_FIELD: intent_id}
             operators["$set"] = {**operators["$set"], **hidden}
             result = self._tasks.update_one({"_id": before["_id"], "version": before["version"]}, operators)
             if result.matched_count == 0:
@@ -264,33 +278,88 @@ class TaskStore:
         return [task["completed_at"] for task in found]
 
 
-class CountStore:
-    """Each owner's task counters (``task_counts``), changed only under the owner's lock."""
+class OwnerBusy(ServiceUnavailable):
+    """Another change of the owner's counters stayed pending for longer than a request waits (503)."""
 
-    def __init__(self, db: Callable[[], Database], locks: DocumentLocks) -> None:
+    def __init__(self) -> None:
+        super().__init__("Another change of your tasks is in progress; retry shortly.", headers={"Retry-After": "1"})
+
+
+class CountStore:
+    """Each owner's task counters (``task_counts``) and the claim that serializes their changes.
+
+    Args:
+        db: the service's database, resolved per call.
+        lease_seconds: how long a claim outlives a process that died holding it (longer than
+            gunicorn's request timeout, so a live request never loses its claim).
+        wait_seconds: how long :meth:`claim` waits for another pending change before giving up.
+    """
+
+    def __init__(self, db: Callable[[], Database], *, lease_seconds: float = 60.0, wait_seconds: float = 5.0) -> None:
         self._db = db
-        self.locks = locks
+        self.lease = timedelta(seconds=lease_seconds)
+        self.wait_seconds = wait_seconds
 
     @property
     def _counts(self):  # noqa: ANN202
         return self._db()[COUNTS]
 
-    def lock(self, owner_id: str) -> AbstractContextManager[None]:
-        """Hold the owner's lock: every task write of the owner, and settling a pending change."""
-        return self.locks.hold(f"{COUNTS}:{owner_id}")
-
     def get(self, owner_id: str) -> dict[str, Any] | None:
         return self._counts.find_one({"_id": owner_id})
 
-    def begin(self, owner_id: str, pending: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> None:
-        """Record a change about to be made (write-ahead), with ``extra`` fields (``next_seq``…)."""
-        self._counts.update_one({"_id": owner_id}, {"$set": {"pending": dict(pending), **(extra or {})}}, upsert=True)
+    def claim(
+        self,
+        owner_id: str,
+        intent: Mapping[str, Any],
+        now: datetime,
+        settle: Callable[[dict[str, Any]], None],
+        *,
+        new_task_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Record ``intent`` as the owner's pending change (step 1), waiting while another is
+        pending and calling ``settle(counters)`` on one whose lease has passed.
 
-    def finish(self, owner_id: str, operators: Mapping[str, Any]) -> None:
-        """Apply a change's counter ``operators`` (see :func:`.counts.apply`) and clear ``pending``."""
+        Args:
+            intent: ``{id, task_id, deleting, delta}`` (``delta`` None: a new task's contribution,
+                read from the task when settling); its lease is added here.
+            now: the current time (UTC), for the lease.
+            new_task_at: for a new task: its creation time; the claim also takes the next
+                ``seq`` and keeps the latest ``last_created_at``.
+
+        Returns:
+            the counters before the claim (``{"_id": owner_id}`` for an owner without any).
+
+        Raises:
+            OwnerBusy: another change stayed pending for ``wait_seconds``.
+        """
+        update: dict[str, Any] = {"$set": {"pending": {**intent, "lease_until": now + self.lease}}}
+        if new_task_at is not None:
+            update |= {"$inc": {"next_seq": 1}, "$max": {"last_created_at": new_task_at}}
+        deadline = time.monotonic() + self.wait_seconds
+        pause = 0.002
+        while True:
+            try:
+                before = self._counts.find_one_and_update(
+                    {"_id": owner_id, "pending": None}, update, upsert=True, return_document=ReturnDocument.BEFORE
+                )
+                return before if before is not None else {"_id": owner_id}
+            except DuplicateKeyError:
+                pass  # a change is pending
+            counters = self.get(owner_id)
+            if counters is not None and counters.get("pending") and counters["pending"]["lease_until"] <= now:
+                settle(counters)
+                continue
+            if time.monotonic() > deadline:
+                raise OwnerBusy()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.025)
+
+    def finish(self, owner_id: str, intent_id: str, operators: Mapping[str, Any]) -> bool:
+        """Apply a change's counter ``operators`` (see :func:`.counts.apply`) and clear its
+        ``pending``, if it is still the pending one (step 3, or settling); True if it was."""
         update = {key: dict(value) for key, value in operators.items()}
         update.setdefault("$set", {})["pending"] = None
-        self._counts.update_one({"_id": owner_id}, update, upsert=True)
+        return self._counts.update_one({"_id": owner_id, "pending.id": intent_id}, update).matched_count == 1
 
     def page(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Every owner's counters in owner id order, and how many owners there are (from the

@@ -2,14 +2,14 @@
 independent of HTTP.
 
 Raises the typed problems of :mod:`.errors`. Every write of a task goes through the outbox with
-its ``task.*`` events and keeps the owner's counters exact (the protocol is described in
-:mod:`.store`).
+its ``task.*`` events, conditional on the version it was computed from, and keeps the owner's
+counters exact (claim, write, finish: the protocol is described in :mod:`.store`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,10 +19,13 @@ from . import counts
 from .errors import TaskNotFound, TaskVersionMismatch
 from .events import TaskEvents
 from .schemas import TaskCreate, TaskListQuery, TaskStats, etag
-from .store import CountStore, TaskStore, list_filter, object_id
+from .store import INTENT_FIELD, CountStore, TaskStore, VersionConflict, list_filter, object_id
 
 CHANGEABLE = ("title", "description", "status", "priority", "due_date", "tags")
 """The fields a client may change, in the order ``task.updated``'s ``changed`` lists them."""
+MAX_WRITE_ATTEMPTS = 20
+"""Reads and conditional writes of one task before a change gives up with 409 (each failed
+attempt means another change of that task succeeded)."""
 
 
 def now() -> datetime:
@@ -43,11 +46,11 @@ def if_match_allows(if_match: str | None, version: int) -> bool:
     return "*" in tags or etag(version) in tags
 
 
-def new_task(owner_id: str, body: TaskCreate, created_at: datetime, seq: int) -> dict[str, Any]:
-    """A new task as stored (before its helper fields): ``body``'s fields, owned by ``owner_id``,
-    created at ``created_at`` (UTC, milliseconds) as the owner's ``seq``-th task, at version 1."""
+def new_task(task_id: ObjectId, owner_id: str, body: TaskCreate, created_at: datetime, seq: int) -> dict[str, Any]:
+    """A new task ``task_id`` as stored (before its helper fields): ``body``'s fields, owned by
+    ``owner_id``, created at ``created_at`` (UTC, milliseconds) as the owner's ``seq``-th task, at version 1."""
     return {
-        "_id": ObjectId(),
+        "_id": task_id,
         "owner_id": owner_id,
         **body.model_dump(),
         "created_at": created_at,
@@ -86,21 +89,17 @@ class Tasks:
     def create(self, owner_id: str, body: TaskCreate) -> dict[str, Any]:
         """Create a task owned by (and on behalf of) ``owner_id``; ``task.created`` (and
         ``task.completed`` when it is created done)."""
-        with self.counts.lock(owner_id):
-            counters = self._settled(owner_id)
-            moment = self.clock()
-            # Creation order (seq) and created_at agree even if clocks of two processes differ.
-            created_at = max(moment, counters.get("last_created_at") or moment)
-            seq = counters.get("next_seq", 0)
-            task = new_task(owner_id, body, created_at, seq)
-            events = [self.events.created(task, owner_id)]
-            if body.status == "done":
-                events.append(self.events.completed(task, owner_id))
-            self._write(
-                owner_id, counters, task["_id"], 1, None, task,
-                lambda: self.tasks.insert(task, events),
-                extra={"next_seq": seq + 1, "last_created_at": created_at},
-            )
+        task_id = ObjectId()
+        moment = self.clock()
+        intent = {"id": uuid.uuid4().hex, "task_id": task_id, "deleting": False, "delta": None}
+        counters = self.counts.claim(owner_id, intent, moment, self._settle, new_task_at=moment)
+        # Creation order (seq) and created_at agree even if clocks of two processes differ.
+        created_at = max(moment, counters.get("last_created_at") or moment)
+        task = new_task(task_id, owner_id, body, created_at, counters.get("next_seq", 0))
+        events = [self.events.created(task, owner_id)]
+        if body.status == "done":
+            events.append(self.events.completed(task, owner_id))
+        self._write(owner_id, counters, intent, counts.delta(None, task), lambda: self.tasks.insert(task, events, intent["id"]))
         return task
 
     def update(self, owner_id: str, task_id: str, changes: Mapping[str, Any], if_match: str | None) -> dict[str, Any]:
@@ -111,9 +110,10 @@ class Tasks:
         Raises:
             TaskNotFound: no such task of this owner.
             TaskVersionMismatch: ``if_match`` does not name the current version.
+            VersionConflict: the task kept changing under ``MAX_WRITE_ATTEMPTS`` attempts.
         """
-        with self._current(owner_id, task_id, if_match) as before:
-            key = before["_id"]
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            before = self._current(owner_id, task_id, if_match)
             after = {**before, **changes}
             changed = [field for field in CHANGEABLE if after[field] != before[field]]
             if not changed:
@@ -126,10 +126,12 @@ class Tasks:
             events = [self.events.updated(after, changed, owner_id)]
             if after["status"] == "done" and before["status"] != "done":
                 events.append(self.events.completed(after, owner_id))
-            counters = self._settled(owner_id)
-            self._write(owner_id, counters, key, after["version"], before, after,
-                        lambda: self.tasks.update(before, after, events))
-        return after
+            try:
+                self._change(owner_id, before, after, lambda intent_id: self.tasks.update(before, after, events, intent_id))
+            except VersionConflict:
+                continue
+            return after
+        raise VersionConflict()
 
     def delete(self, owner_id: str, task_id: str, if_match: str | None) -> None:
         """Delete the task; ``task.deleted`` with its last state.
@@ -137,81 +139,101 @@ class Tasks:
         Raises:
             TaskNotFound: no such task of this owner.
             TaskVersionMismatch: ``if_match`` does not name the current version.
+            VersionConflict: the task kept changing under ``MAX_WRITE_ATTEMPTS`` attempts.
         """
-        with self._current(owner_id, task_id, if_match) as before:
-            key = before["_id"]
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            before = self._current(owner_id, task_id, if_match)
             version = before["version"] + 1
             event = self.events.deleted({**before, "version": version}, owner_id)
-            counters = self._settled(owner_id)
-            self._write(owner_id, counters, key, version, before, None,
-                        lambda: self.tasks.tombstone(before, version, [event]), deleting=True)
+            try:
+                self._change(owner_id, before, None, lambda intent_id: self.tasks.tombstone(before, version, [event], intent_id))
+            except VersionConflict:
+                continue
+            return
+        raise VersionConflict()
 
-    @contextmanager
-    def _current(self, owner_id: str, task_id: str, if_match: str | None) -> Iterator[dict[str, Any]]:
-        """The task's latest state, held under the owner's and the task's locks for a change.
+    def _current(self, owner_id: str, task_id: str, if_match: str | None) -> dict[str, Any]:
+        """The task's latest state, checked against ``if_match``.
 
         Raises:
             TaskNotFound: no such task of this owner.
             TaskVersionMismatch: ``if_match`` does not name the current version.
         """
-        key = self.get(owner_id, task_id)["_id"]
-        with self.counts.lock(owner_id), self.tasks.lock(key):
-            current = self.get(owner_id, task_id)
-            if not if_match_allows(if_match, current["version"]):
-                raise TaskVersionMismatch(etag(current["version"]))
-            yield current
+        current = self.get(owner_id, task_id)
+        if not if_match_allows(if_match, current["version"]):
+            raise TaskVersionMismatch(etag(current["version"]))
+        return current
 
     # -- the owner's counters ----------------------------------------------------------------
 
-    def _write(
+    def _change(
         self,
         owner_id: str,
-        counters: Mapping[str, Any],
-        task_id: ObjectId,
-        version: int,
-        before: Mapping[str, Any] | None,
+        before: Mapping[str, Any],
         after: Mapping[str, Any] | None,
-        write: Callable[[], None],
-        *,
-        deleting: bool = False,
-        extra: Mapping[str, Any] | None = None,
+        write: Callable[[str | None], None],
     ) -> None:
-        """Make one task write with its counter change: intent, write, apply (see :mod:`.store`).
+        """Write a change of an existing task (``after`` None: its deletion), with its counters;
+        ``write(intent_id)`` makes the task write (``intent_id`` None: no counter changes).
 
-        Under the owner's lock, with ``counters`` settled. If ``write`` fails the intent stays and
-        is dropped by whoever settles it next (the task never reached ``version``).
+        Raises:
+            VersionConflict: the task is no longer at ``before``'s version; nothing was changed.
         """
         change = counts.delta(before, after)
-        if change or extra:
-            delta = [{"path": path, "amount": amount} for path, amount in change.items()]
-            intent = {"task_id": task_id, "version": version, "deleting": deleting, "delta": delta}
-            self.counts.begin(owner_id, intent, extra)
-        write()
-        if change or extra:
-            _, operators = counts.apply(counters, change, self.clock())
-            self.counts.finish(owner_id, operators)
+        if not change:
+            write(None)
+            return
+        delta = [{"path": path, "amount": amount} for path, amount in change.items()]
+        intent = {"id": uuid.uuid4().hex, "task_id": before["_id"], "deleting": after is None, "delta": delta}
+        counters = self.counts.claim(owner_id, intent, self.clock(), self._settle)
+        self._write(owner_id, counters, intent, change, lambda: write(intent["id"]))
 
-    def _settled(self, owner_id: str) -> dict[str, Any]:
-        """The owner's counters with any leftover change settled. Under the owner's lock."""
-        counters = self.counts.get(owner_id)
-        if counters is None:
-            return {"_id": owner_id, **counts.empty()}
-        pending = counters.get("pending")
-        if not pending:
-            return counters
-        stored = self.tasks.version(pending["task_id"])
-        reached = stored >= pending["version"] if stored is not None else pending["deleting"]
-        change = {entry["path"]: entry["amount"] for entry in pending["delta"]} if reached else {}
-        settled, operators = counts.apply(counters, change, self.clock())
-        self.counts.finish(owner_id, operators)
-        return {**counters, **settled, "pending": None}
+    def _write(
+        self, owner_id: str, counters: Mapping[str, Any], intent: Mapping[str, Any], change: counts.Delta,
+        write: Callable[[], None],
+    ) -> None:
+        """Steps 2 and 3 of a claimed change (see :mod:`.store`): the write, then the counters.
+
+        If ``write`` raises, the intent is settled at once (the task decides whether it
+        happened) and the error propagates; should settling fail too, the claim's lease ends it.
+        """
+        try:
+            write()
+        except VersionConflict:
+            self.counts.finish(owner_id, intent["id"], {})  # matched nothing: nothing happened
+            raise
+        except Exception:
+            try:
+                self._settle({**counters, "pending": intent})
+            except Exception:  # noqa: BLE001 (the original error is the one to report)
+                pass
+            raise
+        _, operators = counts.apply(counters, change, self.clock())
+        self.counts.finish(owner_id, intent["id"], operators)
+
+    def _settle(self, counters: Mapping[str, Any]) -> None:
+        """Settle the pending change of ``counters`` (left by a process that died, or by a write
+        that failed): apply its delta if the task reached the intended version, else drop it."""
+        pending = counters["pending"]
+        stored = self.tasks.stored(pending["task_id"])
+        reached = pending["deleting"] if stored is None else stored.get(INTENT_FIELD) == pending["id"]
+        if not reached:
+            change: counts.Delta = {}
+        elif pending["delta"] is None:  # a new task: what it adds is read from it
+            change = counts.delta(None, stored)
+        else:
+            change = {entry["path"]: entry["amount"] for entry in pending["delta"]}
+        _, operators = counts.apply(counters, change, self.clock())
+        self.counts.finish(counters["_id"], pending["id"], operators)
 
     def _current_counters(self, owner_id: str) -> dict[str, Any] | None:
-        """The owner's counters, settled first if a change is pending (None: never had a task)."""
+        """The owner's committed counters, a pending change whose lease passed settled first
+        (None: never had a task). A live pending change is not counted yet."""
         counters = self.counts.get(owner_id)
-        if counters is not None and counters.get("pending"):
-            with self.counts.lock(owner_id):
-                counters = self._settled(owner_id)
+        pending = counters.get("pending") if counters is not None else None
+        if pending and pending["lease_until"] <= self.clock():
+            self._settle(counters)
+            counters = self.counts.get(owner_id)
         return counters
 
     # -- lists and statistics ----------------------------------------------------------------

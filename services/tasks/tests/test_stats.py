@@ -4,11 +4,13 @@ the counters' intent, the task write and the counters' update (issue 5 §6)."""
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from taskflow_tasks import counts
 from taskflow_tasks.tasks import Tasks
@@ -196,55 +198,97 @@ def test_completions_leave_the_window_after_exactly_seven_days(
     assert assert_consistent(client, alice, clock())["by_status"]["done"] == 1
 
 
-def _crash_once(monkeypatch: pytest.MonkeyPatch, target: object, name: str) -> None:
+class ProcessDied(BaseException):
+    """Stands for the process stopping at this point (kill -9): no handler of the service runs."""
+
+
+def _fail_once(
+    monkeypatch: pytest.MonkeyPatch, target: object, name: str, error: type[BaseException], *, after: bool = False
+) -> None:
+    """Make ``target.name`` raise ``error`` once: instead of running, or ``after`` it ran."""
     original = getattr(target, name)
-    state = {"crashed": False}
+    state = {"failed": False}
 
-    def crash(*args: Any, **kwargs: Any) -> Any:
-        if not state["crashed"]:
-            state["crashed"] = True
-            raise RuntimeError("process died here")
-        return original(*args, **kwargs)
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        if state["failed"]:
+            return original(*args, **kwargs)
+        state["failed"] = True
+        if after:
+            original(*args, **kwargs)
+        raise error("stopped here")
 
-    monkeypatch.setattr(target, name, crash)
+    monkeypatch.setattr(target, name, fail)
+
+
+WRITES = {"create": "insert", "update": "update", "delete": "tombstone"}
+
+
+def _request(client: FlaskClient, alice: User, operation: str, target: dict[str, Any]):  # noqa: ANN202
+    return {
+        "create": lambda: client.post(TASKS, json={"title": "new", "status": "done"}, headers=alice.headers),
+        "update": lambda: client.patch(f"{TASKS}/{target['id']}", json={"status": "done"}, headers=alice.headers),
+        "delete": lambda: client.delete(f"{TASKS}/{target['id']}", headers=alice.headers),
+    }[operation]()
 
 
 @pytest.mark.parametrize("operation", ["create", "update", "delete"])
-@pytest.mark.parametrize("crash", ["before the task write", "after the task write"])
-def test_a_crash_between_intent_and_counters_is_settled_by_the_next_reader(
+@pytest.mark.parametrize("died", ["before the task write", "after the task write"])
+def test_a_process_dying_mid_change_is_settled_once_its_claim_expires(
+    client: FlaskClient,
+    alice: User,
+    create_task,
+    domain: Tasks,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    operation: str,
+    died: str,
+) -> None:
+    """Dead before the task write: the intent is dropped; after it: applied. Until the claim's
+    lease passes, the owner's other counter changes wait (503 after a while), reads go on."""
+    target = create_task(due_date="2020-01-01T00:00:00Z")
+    create_task(status="done")
+    before = assert_consistent(client, alice, clock())
+    if died == "before the task write":
+        _fail_once(monkeypatch, domain.tasks, WRITES[operation], ProcessDied)
+    else:
+        _fail_once(monkeypatch, domain.counts, "finish", ProcessDied)
+    with pytest.raises(ProcessDied):
+        _request(client, alice, operation, target)
+    assert domain.counts.get(alice.id)["pending"] is not None
+    assert client.get(f"{TASKS}/stats", headers=alice.headers).json == before  # the committed counters
+    domain.counts.wait_seconds = 0.2
+    busy = client.post(TASKS, json={"title": "waits"}, headers=alice.headers)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    clock.advance(seconds=domain.counts.lease.total_seconds())
+    after = assert_consistent(client, alice, clock())
+    assert domain.counts.get(alice.id)["pending"] is None
+    assert (after == before) == (died == "before the task write")
+    create_task(status="in_progress")  # writes go on from the settled counters
+    assert_consistent(client, alice, clock())
+
+
+@pytest.mark.parametrize("operation", ["create", "update", "delete"])
+@pytest.mark.parametrize("failed", ["before the task write", "after the task write"])
+def test_a_write_that_fails_settles_its_own_intent_at_once(
     client: FlaskClient,
     alice: User,
     create_task,
     domain: Tasks,
     monkeypatch: pytest.MonkeyPatch,
     operation: str,
-    crash: str,
+    failed: str,
 ) -> None:
-    """A crash before the task write drops the intent; one after it applies the intent."""
-    client.application.testing = False  # answer the crash with a 500, as production does
+    """An error from the database (the write may or may not have happened: a lost reply) is
+    a 500, and the task decides what the counters count; the owner's next write need not wait."""
+    client.application.testing = False  # answer the error with a 500, as production does
     target = create_task(due_date="2020-01-01T00:00:00Z")
-    create_task(status="done")
     before = assert_consistent(client, alice, now())
-    if crash == "before the task write":
-        _crash_once(
-            monkeypatch, domain.tasks, {"create": "insert", "update": "update", "delete": "tombstone"}[operation]
-        )
-    else:
-        _crash_once(monkeypatch, domain.counts, "finish")
-    response = {
-        "create": lambda: client.post(TASKS, json={"title": "new", "status": "done"}, headers=alice.headers),
-        "update": lambda: client.patch(f"{TASKS}/{target['id']}", json={"status": "done"}, headers=alice.headers),
-        "delete": lambda: client.delete(f"{TASKS}/{target['id']}", headers=alice.headers),
-    }[operation]()
-    assert response.status_code == 500
-    assert domain.counts.get(alice.id)["pending"] is not None
-    after = assert_consistent(client, alice, now())
+    _fail_once(monkeypatch, domain.tasks, WRITES[operation], RuntimeError, after=failed == "after the task write")
+    assert _request(client, alice, operation, target).status_code == 500
     assert domain.counts.get(alice.id)["pending"] is None
-    if crash == "before the task write":
-        assert after == before
-    else:
-        assert after != before
-    create_task(status="in_progress")  # writes go on from the settled counters
+    after = assert_consistent(client, alice, now())
+    assert (after == before) == (failed == "before the task write")
+    create_task(status="in_progress")
     assert_consistent(client, alice, now())
 
 
@@ -254,14 +298,73 @@ def now() -> datetime:
 
 
 def test_a_write_settles_a_leftover_intent_before_its_own(
-    client: FlaskClient, alice: User, create_task, domain: Tasks, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient, alice: User, create_task, domain: Tasks, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client.application.testing = False
-    _crash_once(monkeypatch, domain.counts, "finish")
-    client.post(TASKS, json={"title": "crashing"}, headers=alice.headers)
+    _fail_once(monkeypatch, domain.counts, "finish", ProcessDied)
+    with pytest.raises(ProcessDied):
+        client.post(TASKS, json={"title": "dying"}, headers=alice.headers)
+    clock.advance(seconds=domain.counts.lease.total_seconds())
     create_task(title="next")
     counters = domain.counts.get(alice.id)
     assert counters["pending"] is None and counters["total"] == 2 and counters["next_seq"] == 2
+
+
+def test_a_title_change_taking_the_version_of_a_dead_status_change_is_not_counted_as_it(
+    client: FlaskClient, alice: User, create_task, domain: Tasks, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status change dies before its write; a title change (which claims no counters) then
+    takes the version the status change was for. Settling must not count the status change."""
+    task = create_task()
+    _fail_once(monkeypatch, domain.tasks, "update", ProcessDied)
+    with pytest.raises(ProcessDied):
+        client.patch(f"{TASKS}/{task['id']}", json={"status": "done"}, headers=alice.headers)
+    renamed = client.patch(f"{TASKS}/{task['id']}", json={"title": "renamed"}, headers=alice.headers)
+    assert renamed.status_code == 200 and renamed.json["version"] == 2
+    clock.advance(seconds=domain.counts.lease.total_seconds())
+    assert assert_consistent(client, alice, clock())["by_status"]["todo"] == 1
+
+
+def test_eight_concurrent_writers_of_one_owner_keep_the_counters_exact(
+    app: Flask, client: FlaskClient, alice: User, create_task, domain: Tasks
+) -> None:
+    """Creates, status changes, re-dates and deletes from 8 threads at once: every request
+    succeeds, each task has its own creation number, and the statistics equal the list."""
+    shared = [create_task(due_date="2020-01-01T00:00:00Z") for _ in range(4)]
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def work(worker: int) -> None:
+        writer = app.test_client()
+        chance = random.Random(worker)
+        barrier.wait()
+        for step in range(12):
+            target = f"{TASKS}/{chance.choice(shared)['id']}"
+            if step % 4 == 0:
+                response = writer.post(TASKS, json={"title": f"w{worker}-{step}", "status": chance.choice(["todo", "done"])},
+                                       headers=alice.headers)
+            elif step % 4 == 1:
+                response = writer.patch(target, json={"status": chance.choice(["todo", "in_progress", "done"])},
+                                        headers=alice.headers)
+            elif step % 4 == 2:
+                response = writer.patch(target, json={"title": f"t{worker}-{step}", "priority": chance.choice(["low", "high"])},
+                                        headers=alice.headers)
+            else:
+                created = writer.post(TASKS, json={"title": "short-lived"}, headers=alice.headers).json
+                response = writer.delete(f"{TASKS}/{created['id']}", headers=alice.headers)
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert Counter(statuses) == Counter({200: 48, 201: 24, 204: 24})
+    stats = assert_consistent(client, alice, now())
+    assert stats["total"] == 4 + 24
+    counters = domain.counts.get(alice.id)
+    assert counters["pending"] is None and counters["next_seq"] == 4 + 24 + 24
+    seqs = [task["seq"] for task in domain.tasks._tasks.find({"owner_id": alice.id}, {"seq": 1})]
+    assert len(seqs) == len(set(seqs)) == 28
 
 
 def test_counters_never_go_negative() -> None:

@@ -7,10 +7,10 @@ events must share one document: each event is stored *inside the written documen
 happen or neither does. A delete becomes a tombstone (``_deleted: true`` plus the event) that
 is removed once its last event is published.
 
-Every update of a document that carries events, the service's own and the publisher's removal
-of sent events alike, happens under that document's lock (:mod:`taskflow_common.locks`):
-FerretDB applies updates as read-modify-write, so without it a ``$pull`` of a sent event and a
-user's next change to the same document could undo each other.
+The publisher's removal of sent events (``$pull``) and a service's next change of the same
+document (``$push`` with its own ``$set``) need nothing holding them apart: each is one
+single-document update, atomic on MongoDB and on the FerretDB this project builds (each write
+command holds its collection; scripts/patches/ferretdb-v1.24.2-write-lock.patch).
 
 To find pending events without scanning every collection, each write first records a small
 *pointer* (``outbox`` collection: collection name + document id). The order matters: pointer,
@@ -32,7 +32,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,7 +43,6 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from ..locks import DocumentLocks
 from ..mongo import Indexes
 from .envelope import Event
 from .publisher import PublishFailed, Publisher, Unroutable
@@ -75,17 +73,11 @@ class Pointer:
     attempts: int
 
 
-def document_key(collection: str, document_id: Any) -> str:
-    """The lock key of one document; services lock the same key for their own updates."""
-    return f"{collection}:{document_id}"
-
-
 class OutboxStore:
     """Every MongoDB query of the outbox, on the database ``db()`` returns (resolved per call, fork-safe)."""
 
     def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
-        self.locks = DocumentLocks(db)
 
     def add_pointer(self, collection: str, document_id: Any, handoff_seconds: float) -> ObjectId:
         """Record that a write to ``collection``/``document_id`` is about to happen."""
@@ -138,17 +130,21 @@ class OutboxStore:
         return list(document.get(OUTBOX_FIELD) or []), bool(document.get(TOMBSTONE_FIELD))
 
     def mark_sent(self, collection: str, document_id: Any, items: Sequence[dict[str, str]]) -> None:
-        """Take confirmed events (each exactly as stored) out of the document's ``_outbox``, under
-        its lock; then delete the document if it is a tombstone with nothing left to publish.
+        """Take confirmed events (each exactly as stored) out of the document's ``_outbox``; then
+        delete the document if it is a tombstone with nothing left to publish.
 
-        The whole stored value is matched: FerretDB's ``$pull`` compares elements by equality
-        and does not evaluate a condition on their fields as MongoDB does.
+        ``$pullAll`` removes exactly the stored values, in one update. (FerretDB 1.24 evaluates
+        no condition inside ``$pull``: ``{$pull: {f: {$in: [...]}}}`` silently removes nothing.)
         """
         documents = self._db()[collection]
-        with self.locks.hold(document_key(collection, document_id)):
-            for item in items:
-                documents.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: item}})
-            documents.delete_one({"_id": document_id, TOMBSTONE_FIELD: True, OUTBOX_FIELD: []})
+        if items:
+            # Without a projection: FerretDB 1.24's findAndModify refuses one (NotImplemented).
+            left = documents.find_one_and_update(
+                {"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: list(items)}}, return_document=ReturnDocument.AFTER
+            )
+            if left is None or not left.get(TOMBSTONE_FIELD) or left.get(OUTBOX_FIELD):
+                return  # gone, or not a tombstone, or events still to publish
+        documents.delete_one({"_id": document_id, TOMBSTONE_FIELD: True, OUTBOX_FIELD: []})
 
     def depth(self) -> tuple[int, datetime | None]:
         """Pointers not yet cleared, and when the oldest was created."""
@@ -314,8 +310,8 @@ class Outbox:
     that includes ``pending.insert_fields`` or ``pending.update_operators``, and raise if that
     write did not happen (e.g. a version mismatch). On a normal exit the events are handed to
     the dispatcher; on an exception the pointer is removed (best effort) and the exception
-    propagates. An update (not an insert) must run inside ``with outbox.lock(collection, id):``
-    together with the read it is based on.
+    propagates. An update that depends on what was read must be conditional (on the document's
+    ``version``, say), so that a concurrent change makes it match nothing instead of undoing it.
 
     Args:
         store: the service's outbox store.
@@ -330,10 +326,6 @@ class Outbox:
 
     def write(self, collection: str, document_id: Any, events: Sequence[Event]) -> _WriteContext:
         return _WriteContext(self, collection, document_id, PendingWrite(events))
-
-    def lock(self, collection: str, document_id: Any) -> AbstractContextManager[None]:
-        """Hold the document's lock: its reads and updates in the block see no other writer."""
-        return self.store.locks.hold(document_key(collection, document_id))
 
 
 class _WriteContext:
