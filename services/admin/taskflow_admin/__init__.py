@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from flask import Flask
 from taskflow_common import deactivation
 from taskflow_common.app import create_service_app
-from taskflow_common.events import consumer as event_consumer
 from taskflow_common.events.plumbing import ServiceEvents
+from taskflow_common.expiry import expiry_indexes
 from taskflow_common.mongo import Mongo
 
 from .administration import Administration
@@ -44,7 +44,7 @@ def assemble(settings: AdminSettings) -> Admin:
             ServiceClient("tasks", settings.tasks_url, timeout_seconds=settings.upstream_timeout_seconds),
         ),
     )
-    mongo.ensure_indexes([*INDEXES, *event_consumer.INDEXES])
+    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, events.expiries)])
     return Admin(settings, mongo, events, administration, deactivation.DeactivatedUsers(lambda: mongo.db))
 
 

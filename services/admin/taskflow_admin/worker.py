@@ -21,6 +21,7 @@ def main() -> int:
     return worker.run([
         admin.events.consumer_loop(SUBSCRIPTION, admin.administration.projections.handlers),
         admin.events.consumer_loop(deactivation.subscription("admin"), admin.deactivated.handlers),
+        admin.events.housekeeping_loop(admin.events.expiries),
     ])
 
 

@@ -8,6 +8,7 @@ from flask import Flask
 from taskflow_common.app import create_service_app
 from taskflow_common.docs import docs_blueprint
 from taskflow_common.events.plumbing import ServiceEvents
+from taskflow_common.expiry import expiry_indexes
 from taskflow_common.locks import DocumentLocks
 from taskflow_common.mongo import Mongo
 from taskflow_common.settings import Environment
@@ -20,7 +21,7 @@ from .events import UserEvents
 from .internal import internal
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import INDEXES, LoginFailures, RefreshTokenStore, UserStore
+from .store import EXPIRIES, INDEXES, LoginFailures, RefreshTokenStore, UserStore
 
 
 API_DOCUMENTS = {
@@ -64,7 +65,7 @@ def assemble(settings: AuthSettings) -> Auth:
         PasswordHasher(settings.bcrypt_rounds),
         UserEvents(events),
     )
-    mongo.ensure_indexes([*INDEXES, *events.indexes])
+    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, [*EXPIRIES, *events.expiries])])
     return Auth(settings, mongo, events, keys, accounts)
 
 

@@ -2,6 +2,8 @@
 
 Collections: ``users`` (with their pending events in ``_outbox``), ``refresh_tokens`` (keyed by the
 token's hash), ``login_failures`` (fixed-window counters keyed by account or client) and ``locks``.
+The last three expire (:data:`EXPIRIES`): a token once expired, a counter once its window closed,
+a lease once it ended.
 
 Every change of one document is a single conditional update, atomic on MongoDB and on the
 FerretDB this project builds: a user's change is conditional on the ``version`` it was computed
@@ -24,6 +26,8 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
+from taskflow_common.expiry import Expiry
+from taskflow_common.locks import COLLECTION as LOCKS
 from taskflow_common.mongo import Indexes
 from taskflow_common.problems import Conflict
 
@@ -35,7 +39,12 @@ LOGIN_FAILURES = "login_failures"
 
 INDEXES = (
     Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
-    Indexes(REFRESH_TOKENS, (IndexModel([("user_id", ASCENDING)]), IndexModel([("family_id", ASCENDING)]), IndexModel([("expires_at", ASCENDING)]))),
+    Indexes(REFRESH_TOKENS, (IndexModel([("user_id", ASCENDING)]), IndexModel([("family_id", ASCENDING)]))),
+)
+EXPIRIES = (
+    Expiry(REFRESH_TOKENS, "expires_at"),  # an expired token is refused anyway, reuse included
+    Expiry(LOGIN_FAILURES, "window_ends"),  # a closed window counts nothing
+    Expiry(LOCKS, "expires_at"),  # a lease past its end may be broken anyway
 )
 WITHOUT_OUTBOX = {OUTBOX_FIELD: 0}
 

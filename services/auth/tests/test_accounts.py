@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from taskflow_auth.store import EXPIRIES
+from taskflow_auth.tokens import refresh_token_hash
+from taskflow_common.events import consumer
+from taskflow_common.expiry import Sweeper
 from taskflow_common.tokens import StaticJWKS, TokenVerifier
 
 from .conftest import PASSWORD, bearer
@@ -372,3 +377,21 @@ def test_failures_recorded_from_eight_threads_at_once_are_all_counted(app: Flask
         thread.join(60)
     assert failures.retry_after("account:raced@example.com", 80) is not None
     assert failures.retry_after("account:raced@example.com", 81) is None
+
+
+def test_housekeeping_removes_expired_tokens_closed_failure_windows_and_ended_leases(app: Flask, register) -> None:
+    """What auth declares as expiring is swept on FerretDB; what is live stays."""
+    db = app.extensions["taskflow_auth.accounts"].users._db()
+    live_token = register()["refresh_token"]
+    later = datetime.now(UTC) + timedelta(hours=1)
+    db["refresh_tokens"].insert_one({"_id": "expired", "expires_at": datetime.now(UTC) - timedelta(seconds=1)})
+    db["login_failures"].insert_many([
+        {"_id": "account:closed@example.com", "count": 5, "window_ends": datetime.now(UTC) - timedelta(seconds=1)},
+        {"_id": "account:open@example.com", "count": 5, "window_ends": later},
+    ])
+    db["locks"].insert_one({"_id": "ended", "owner": "gone", "expires_at": datetime.now(UTC) - timedelta(seconds=1)})
+    Sweeper(lambda: db, [*EXPIRIES, *consumer.EXPIRIES]).sweep()
+    assert db["refresh_tokens"].count_documents({"_id": "expired"}) == 0
+    assert db["refresh_tokens"].count_documents({"_id": refresh_token_hash(live_token)}) == 1
+    assert [failure["_id"] for failure in db["login_failures"].find()] == ["account:open@example.com"]
+    assert db["locks"].count_documents({}) == 0

@@ -13,6 +13,7 @@ from flask import Flask
 from taskflow_common.app import create_service_app
 from taskflow_common.deactivation import DeactivatedUsers
 from taskflow_common.events.plumbing import ServiceEvents
+from taskflow_common.expiry import expiry_indexes
 from taskflow_common.mongo import Mongo
 from taskflow_common.tokens import TokenVerifier
 
@@ -24,7 +25,7 @@ from .messages import EmailComposer
 from .notifications import Notifications
 from .reminders import Reminders
 from .settings import NotifySettings
-from .store import INDEXES, DeliveryStore, NotificationStore, RecipientStore, ReminderStore
+from .store import EXPIRIES, INDEXES, DeliveryStore, NotificationStore, RecipientStore, ReminderStore
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def assemble(settings: NotifySettings) -> Notify:
         retry_max_seconds=settings.mail_retry_max_seconds,
         max_attempts=settings.mail_max_attempts,
     )
-    mongo.ensure_indexes([*INDEXES, *events.indexes])
+    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, [*EXPIRIES, *events.expiries])])
     return Notify(settings, mongo, events, DeactivatedUsers(db), notifications, reminders, handlers, mailer)
 
 

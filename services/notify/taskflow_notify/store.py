@@ -10,7 +10,7 @@ Collections:
   ``cancelled``), ``attempts``, ``last_error``, ``next_attempt_at``, ``sent_at``, and the
   ``notification.sent`` event in ``_outbox``. A mailer claims one attempt by a conditional
   update setting ``claimed_by`` and ``claimed_until``; it records the outcome only while its
-  claim is still the one stored.
+  claim is still the one stored. Finished deliveries expire after :data:`DELIVERY_RETENTION`.
 - ``recipients``: each user's newest snapshot (email, name, role, active) from ``user.*`` events.
 - ``reminders``: the schedule, one document per task (its newest snapshot from ``task.*`` events)
   with ``reminder_due``: the due date a reminder is still owed for, else null. Each change is
@@ -30,6 +30,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
+from taskflow_common.expiry import Expiry
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import apply_if_newer
 
@@ -47,6 +48,10 @@ INDEXES = (
     Indexes(DELIVERIES, (IndexModel([("status", ASCENDING), ("next_attempt_at", ASCENDING)]),)),  # the mailer's scan
     Indexes(REMINDERS, (IndexModel([("reminder_due", ASCENDING)]),)),  # the scheduler's scan
 )
+DELIVERY_RETENTION = timedelta(days=30)
+"""How long a finished delivery is kept (its outcome, for operators), counted from ``finished_at``;
+longer than the consumers' de-duplication window, so a redelivered event finds its delivery."""
+EXPIRIES = (Expiry(DELIVERIES, "finished_at", DELIVERY_RETENTION),)  # a pending delivery has no finished_at
 WITHOUT_OUTBOX = {OUTBOX_FIELD: 0}
 
 
@@ -145,7 +150,9 @@ class DeliveryStore:
             return_document=ReturnDocument.AFTER,  # no projection: FerretDB 1.24's findAndModify refuses one
         )
 
-    def retry_later(self, claimed: dict[str, Any], *, attempts: int, error: str, at: datetime, retry_at: datetime) -> None:
+    def retry_later(
+        self, claimed: dict[str, Any], *, attempts: int, error: str, at: datetime, retry_at: datetime
+    ) -> None:
         """Record a failed attempt of a ``claimed`` delivery; the next one is due at ``retry_at``."""
         self._deliveries.update_one(
             {"_id": claimed["_id"], "claimed_by": claimed["claimed_by"]},
@@ -218,7 +225,8 @@ class ReminderStore:
             except DuplicateKeyError:
                 return False
             return True
-        condition = {"_id": task_id, **{name: current.get(name) for name in ("version", "deleted", "reminder_due", "reminded_due")}}
+        read = ("version", "deleted", "reminder_due", "reminded_due")
+        condition = {"_id": task_id, **{name: current.get(name) for name in read}}
         return self._reminders.update_one(condition, {"$set": fields}).matched_count == 1
 
     def settle(self, task_id: str, due: datetime, fields: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ from taskflow_common.observability import setup_process
 from . import Notify, assemble
 from .events import inbox_subscription, reminders_subscription
 from .settings import NotifySettings
+from .store import EXPIRIES
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,14 @@ def subscriptions(
 
 
 def loops(notify: Notify, *, exchange: str = EXCHANGE, queue_prefix: str = "notify") -> list[Loop]:
-    """Every loop of the worker: relay, consumers, scheduler, mailer."""
+    """Every loop of the worker: relay, consumers, scheduler, mailer, housekeeping."""
     return [
         notify.events.relay_loop(),
         *(notify.events.consumer_loop(subscription, handlers)
           for subscription, handlers in subscriptions(notify, exchange=exchange, queue_prefix=queue_prefix)),
         polling("notify-scheduler", notify.reminders.send_due, notify.settings.reminder_scan_seconds),
         polling("notify-mailer", notify.mailer.send_due, notify.settings.mail_poll_seconds),
+        notify.events.housekeeping_loop([*EXPIRIES, *notify.events.expiries]),
     ]
 
 

@@ -25,10 +25,12 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 from taskflow_common.events import broker
 from taskflow_common.events.envelope import EXCHANGE
+from taskflow_common.expiry import Sweeper
 from taskflow_notify import Notify
 from taskflow_notify.mail import SmtpEndpoint
 from taskflow_notify.notifications import notification_id
 from taskflow_notify.settings import NotifySettings
+from taskflow_notify.store import DELIVERY_RETENTION, EXPIRIES
 
 from tests.support.catalog import validate_event
 from tests.support.infra import Infra
@@ -98,6 +100,23 @@ def test_a_permanent_refusal_is_recorded_and_not_retried(make_notify: Callable[.
     assert (failed["status"], failed["attempts"]) == ("failed", 1)
     assert "550" in failed["last_error"]
     assert notify.mailer.send_due(datetime.now(UTC) + timedelta(days=1)) == 0
+
+
+def test_finished_deliveries_expire_after_the_retention_and_pending_ones_never(
+    make_notify: Callable[..., Notify], smtp: SmtpServer
+) -> None:
+    smtp.catcher.handle_RCPT = _refuse_recipients("550 5.1.1 No such mailbox")
+    notify = make_notify(smtp_url=smtp.url)
+    finished, waiting = new_id(), new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", finished))
+    notify.mailer.send_due()
+    notify.handlers.handle_user_registered(user_event("user.registered", waiting))
+    finished_at = delivery(notify, finished)["finished_at"]
+    sweep = lambda at: Sweeper(lambda: notify.mongo.db, EXPIRIES, clock=lambda: at).sweep()  # noqa: E731
+    assert sweep(finished_at + DELIVERY_RETENTION) == 0
+    assert sweep(finished_at + DELIVERY_RETENTION + timedelta(milliseconds=1)) == 1
+    assert delivery(notify, waiting)["status"] == "pending"  # no finished_at: kept however old
+    assert sweep(datetime.now(UTC) + timedelta(days=3650)) == 0
 
 
 def test_a_temporary_refusal_is_retried(make_notify: Callable[..., Notify], smtp: SmtpServer) -> None:

@@ -8,6 +8,7 @@ from flask import Flask
 from taskflow_common.app import create_service_app
 from taskflow_common.deactivation import DeactivatedUsers
 from taskflow_common.events.plumbing import ServiceEvents
+from taskflow_common.expiry import expiry_indexes
 from taskflow_common.mongo import Mongo
 from taskflow_common.tokens import TokenVerifier
 
@@ -37,7 +38,7 @@ def assemble(settings: TasksSettings) -> Service:
     events = ServiceEvents("tasks", settings.rabbitmq_url, mongo)
     db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
     tasks = Tasks(TaskStore(db, events.outbox), CountStore(db), TaskEvents(events))
-    mongo.ensure_indexes([*INDEXES, *events.indexes])
+    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, events.expiries)])
     return Service(settings, mongo, events, DeactivatedUsers(db), tasks)
 
 

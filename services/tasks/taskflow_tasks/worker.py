@@ -1,5 +1,6 @@
-"""The tasks worker: ``python -m taskflow_tasks.worker`` runs the outbox relay and the consumer of
-``user.deactivated`` / ``user.activated`` (queue ``tasks.user-status``)."""
+"""The tasks worker: ``python -m taskflow_tasks.worker`` runs the outbox relay, the consumer of
+``user.deactivated`` / ``user.activated`` (queue ``tasks.user-status``) and the housekeeping of
+its de-duplication records."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def main() -> int:
     return worker.run([
         service.events.relay_loop(),
         service.events.consumer_loop(deactivation.subscription("tasks"), service.deactivated.handlers),
+        service.events.housekeeping_loop(service.events.expiries),
     ])
 
 

@@ -3,7 +3,8 @@
 For each message of its queue, in order of arrival (prefetch-limited):
 
 1. parse the CloudEvent; a message that is not one is parked at once;
-2. skip it if its event id is in ``processed_events`` (the record has a unique ``_id``);
+2. skip it if its event id is in ``processed_events`` (the record has a unique ``_id`` and is
+   kept for :data:`DEDUPLICATION_WINDOW`);
 3. run the handler for its type, with the producer's trace context current;
 4. on success record the id in ``processed_events``, then ack;
 5. on failure republish it (confirmed) to the next retry queue, or after the last attempt to the
@@ -41,6 +42,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from ..expiry import Expiry
 from ..mongo import Indexes
 from . import broker
 from .envelope import Event, MalformedEvent
@@ -52,10 +54,11 @@ tracer = trace.get_tracer(__name__)
 
 PROCESSED = "processed_events"
 PARKED = "dead_letters"
-INDEXES = (
-    Indexes(PROCESSED, (IndexModel([("processed_at", ASCENDING)]),)),
-    Indexes(PARKED, (IndexModel([("queue", ASCENDING), ("parked_at", ASCENDING)]),)),
-)
+INDEXES = (Indexes(PARKED, (IndexModel([("queue", ASCENDING), ("parked_at", ASCENDING)]),)),)
+DEDUPLICATION_WINDOW = timedelta(days=7)
+"""How long an applied event's id is remembered: a redelivery within it is skipped; one after it
+(a message held in a queue for over a week) reaches the handler, which is idempotent anyway."""
+EXPIRIES = (Expiry(PROCESSED, "processed_at", DEDUPLICATION_WINDOW),)
 ATTEMPT_HEADER = "x-taskflow-attempt"
 ERROR_HEADER = "x-taskflow-error"
 
@@ -87,7 +90,6 @@ class Consumer:
         db: the consuming service's database (``processed_events``, ``dead_letters``), resolved per call.
         prefetch: unacknowledged messages the broker may send ahead.
         heartbeat_seconds: AMQP heartbeat (None: the broker's default).
-        processed_retention: how long event ids are remembered for de-duplication.
     """
 
     def __init__(
@@ -99,7 +101,6 @@ class Consumer:
         *,
         prefetch: int = 16,
         heartbeat_seconds: int | None = None,
-        processed_retention: timedelta = timedelta(days=7),
     ) -> None:
         self.url = url
         self.subscription = subscription
@@ -107,10 +108,8 @@ class Consumer:
         self.db = db
         self.prefetch = prefetch
         self.heartbeat = heartbeat_seconds
-        self.retention = processed_retention
         self._pending: collections.deque[_Delivery] = collections.deque()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{subscription.queue}-handler")
-        self._last_prune = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -144,7 +143,6 @@ class Consumer:
             while not stop.is_set():
                 if not self._pending:
                     connection.process_data_events(time_limit=0.5)
-                    self._prune_processed()
                     continue
                 self._process(connection, channel, republish, self._pending.popleft())
         finally:
@@ -274,13 +272,3 @@ class Consumer:
             )
         except DuplicateKeyError:
             pass  # a concurrent replica applied it too; the handler is idempotent
-
-    def _prune_processed(self) -> None:
-        """Forget ids older than the retention (FerretDB does not enforce TTL indexes), hourly."""
-        if time.monotonic() - self._last_prune < 3600:
-            return
-        self._last_prune = time.monotonic()
-        try:
-            self.db()[PROCESSED].delete_many({"processed_at": {"$lt": datetime.now(UTC) - self.retention}})
-        except PyMongoError as error:
-            log.warning("consumer %s: pruning processed events failed: %s", self.subscription.queue, error)

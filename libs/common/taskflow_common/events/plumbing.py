@@ -4,9 +4,10 @@ mechanism (see the package docstring for the guarantees)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..expiry import Expiry, Sweeper
 from ..mongo import Indexes, Mongo
 from . import consumer, outbox
 from .consumer import Consumer, Handler
@@ -24,6 +25,7 @@ class ServiceEvents:
     Attributes:
         outbox: ``with events.outbox.write(collection, id, [event]) as pending: ...`` in stores.
         indexes: the outbox and consumer collections' indexes, to create at start-up.
+        expiries: what expires in those collections (the consumers' de-duplication records).
         collector: Prometheus gauges of the outbox depth, for the service's ``/metrics``.
     """
 
@@ -34,6 +36,7 @@ class ServiceEvents:
         self.store = OutboxStore(lambda: mongo.db)
         self.outbox = Outbox(self.store, Dispatcher(self.store, lambda: Publisher(rabbitmq_url)))
         self.indexes: tuple[Indexes, ...] = (outbox.INDEXES, *consumer.INDEXES)
+        self.expiries: tuple[Expiry, ...] = consumer.EXPIRIES
         self.collector = OutboxCollector(self.store)
 
     def event(self, type: str, subject: str, data: Mapping[str, Any], actor_id: str | None = None) -> Event:
@@ -43,6 +46,11 @@ class ServiceEvents:
     def relay_loop(self) -> Loop:
         """The outbox relay, with its own broker connection, for the service's worker."""
         return Loop(f"{self.service}-relay", Relay(self.store, Publisher(self.rabbitmq_url)).run)
+
+    def housekeeping_loop(self, expiries: Sequence[Expiry]) -> Loop:
+        """The sweep of ``expiries`` where the engine does not enforce TTL indexes (see
+        :mod:`taskflow_common.expiry`), for the service's worker."""
+        return Loop(f"{self.service}-housekeeping", Sweeper(lambda: self.mongo.db, expiries).run)
 
     def consumer_loop(self, subscription: Subscription, handlers: Mapping[str, Handler]) -> Loop:
         """A consumer of ``subscription``, with its own broker connection, for the service's worker."""
