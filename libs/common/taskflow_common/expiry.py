@@ -5,9 +5,11 @@ the collection, the date field and how long after that date the document goes. M
 such documents itself once the field is declared as a TTL index (``expireAfterSeconds``; its TTL
 monitor runs every 60 s, https://www.mongodb.com/docs/manual/core/index-ttl/). FerretDB 1.24
 refuses that index option (``NotImplemented``), so on it the same declaration becomes a plain
-index on the field and :class:`Sweeper`, a loop of each service's worker, deletes what the TTL
-monitor would. Either way only dates count: a document whose field is missing, null or not a
-date never expires (as with a TTL index).
+index on the field. :class:`Sweeper`, a loop of each service's worker, deletes what the TTL
+monitor would, on every engine: on MongoDB it finds nothing to do, except where a plain index of
+an earlier version already holds the TTL index's name (``ensure_indexes`` keeps it), which
+no TTL monitor would serve. Either way only dates count: a document whose field is missing,
+null or not a date never expires (as with a TTL index).
 """
 
 from __future__ import annotations
@@ -91,13 +93,8 @@ class Sweeper:
         return deleted
 
     def run(self, stop: threading.Event) -> None:
-        """Sweep until ``stop`` is set; returns at once when the engine enforces TTL indexes itself.
-        A failed sweep (database down) is logged and retried at the next interval."""
-        try:
-            if enforces_ttl(self.db()):
-                return
-        except PyMongoError as error:
-            log.warning("housekeeping: cannot tell whether the engine enforces TTL indexes (%s); sweeping", error)
+        """Sweep until ``stop`` is set. A failed sweep (database down) is logged and retried at
+        the next interval."""
         while not stop.is_set():
             try:
                 deleted = self.sweep()

@@ -19,14 +19,17 @@ def apply_if_newer(collection: Collection, key: Any, version: int, fields: Mappi
 
     One ``update_one({_id: key, version: {$lt: version}}, upsert=True)``: when a document with
     that ``_id`` exists at ``version`` or newer, the upsert's insert is a duplicate key and
-    nothing changes. Idempotent: applying the same snapshot twice, or an older one after it,
-    changes nothing.
+    nothing changes. A duplicate key can also mean that another snapshot's upsert created the
+    document first (MongoDB does not retry an upsert whose filter has more than ``_id``), so the
+    update is tried once more, without the upsert. Idempotent: applying the same snapshot twice,
+    or an older one after it, changes nothing.
 
     Returns:
         True when this snapshot was the newest and was stored.
     """
+    condition, update = {"_id": key, "version": {"$lt": version}}, {"$set": {**fields, "version": version}}
     try:
-        collection.update_one({"_id": key, "version": {"$lt": version}}, {"$set": {**fields, "version": version}}, upsert=True)
+        collection.update_one(condition, update, upsert=True)
     except DuplicateKeyError:
-        return False
+        return collection.update_one(condition, update).matched_count == 1
     return True

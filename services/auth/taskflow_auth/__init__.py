@@ -58,7 +58,7 @@ def assemble(settings: AuthSettings) -> Auth:
     accounts = Accounts(
         settings,
         UserStore(db, events.outbox),
-        RefreshTokenStore(db),
+        RefreshTokenStore(db, ttl_seconds=settings.refresh_token_ttl),
         LoginFailures(db, window_seconds=settings.login_failure_window),
         locks,
         keys,

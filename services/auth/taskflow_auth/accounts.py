@@ -30,7 +30,7 @@ from .events import UserEvents
 from .keys import SigningKeys
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import LoginFailures, RefreshTokenStore, UserStore, VersionConflict, now
+from .store import SESSION_GENERATION, LoginFailures, RefreshTokenStore, UserStore, VersionConflict, now
 from .tokens import access_token, new_refresh_token, refresh_token_hash
 
 
@@ -89,7 +89,7 @@ class Accounts:
             refresh_token_hash(token),
             user_id=str(user["_id"]),
             family_id=family_id or str(ObjectId()),
-            ttl_seconds=self.settings.refresh_token_ttl,
+            generation=user.get(SESSION_GENERATION, 0),
         )
         access = access_token(
             self.keys, user_id=str(user["_id"]), role=user["role"], ttl_seconds=self.settings.access_token_ttl
@@ -150,10 +150,13 @@ class Accounts:
 
         A token that was already rotated (or revoked) is evidence it leaked: the whole family,
         every token descending from that login, is revoked. Spending is one conditional update,
-        so of two requests presenting the same token one at most rotates it. The spent token is
-        read again after the new one is stored: if a revocation (reuse detected by a concurrent
-        request, logout, logout-all) reached it meanwhile, the new token may have been stored too
-        late to be revoked with it, so it is revoked here and the rotation fails.
+        so of two requests presenting the same token one at most rotates it.
+
+        Neither revocation relies on a multi-document update being atomic (MongoDB's are not):
+        a token carries the user's session generation, which logout-all raises before revoking
+        the tokens, so a token issued by a rotation racing it is refused at its first use; and a
+        family is marked revoked before its tokens are, and the rotation looks for that mark
+        after storing the new token, revoking it itself if the mark is there.
 
         Raises:
             InvalidRefreshToken: unknown, expired, reused or revoked, or the account is deactivated.
@@ -166,12 +169,12 @@ class Accounts:
                 self.refresh_tokens.revoke_family(spent["family_id"])  # reused or revoked
             raise InvalidRefreshToken()
         user = self.users.by_id(record["user_id"])
-        if user is None or not user["active"]:
+        stale = record.get("generation", 0) != (user or {}).get(SESSION_GENERATION, 0)
+        if user is None or not user["active"] or stale:
             self.refresh_tokens.revoke_family(record["family_id"])
             raise InvalidRefreshToken()
         session = self._session(user, family_id=record["family_id"])
-        spent = self.refresh_tokens.find(token_hash)
-        if spent is None or spent["revoked_at"] is not None:
+        if self.refresh_tokens.family_revoked(record["family_id"]):
             self.refresh_tokens.revoke(refresh_token_hash(session.refresh_token))
             raise InvalidRefreshToken()
         return session
@@ -181,7 +184,9 @@ class Accounts:
         self.refresh_tokens.revoke(refresh_token_hash(token))
 
     def logout_all(self, user_id: str) -> None:
-        """Revoke every refresh token of the user."""
+        """Revoke every refresh token of the user: the session generation first (tokens of an
+        earlier one are refused), then each token."""
+        self.users.end_sessions(user_id)
         self.refresh_tokens.revoke_user(user_id)
 
     # -- the account -------------------------------------------------------------------------

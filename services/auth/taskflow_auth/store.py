@@ -1,9 +1,10 @@
 """Every MongoDB query of the auth service, with the indexes they need declared in one place.
 
 Collections: ``users`` (with their pending events in ``_outbox``), ``refresh_tokens`` (keyed by the
-token's hash), ``login_failures`` (fixed-window counters keyed by account or client) and ``locks``.
-The last three expire (:data:`EXPIRIES`): a token once expired, a counter once its window closed,
-a lease once it ended.
+token's hash), ``revoked_families`` (login families revoked for reuse), ``login_failures``
+(fixed-window counters keyed by account or client) and ``locks``. All but users expire
+(:data:`EXPIRIES`): a token once expired, a family mark when its tokens would have, a counter once
+its window closed, a lease once it ended.
 
 Every change of one document is a single conditional update, atomic on MongoDB and on the
 FerretDB this project builds: a user's change is conditional on the ``version`` it was computed
@@ -36,6 +37,9 @@ from .errors import EmailTaken
 USERS = "users"
 REFRESH_TOKENS = "refresh_tokens"
 LOGIN_FAILURES = "login_failures"
+REVOKED_FAMILIES = "revoked_families"
+SESSION_GENERATION = "session_generation"
+"""On a user: raised by logout-all; a refresh token issued under an earlier value is refused."""
 
 INDEXES = (
     Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
@@ -45,6 +49,7 @@ EXPIRIES = (
     Expiry(REFRESH_TOKENS, "expires_at"),  # an expired token is refused anyway, reuse included
     Expiry(LOGIN_FAILURES, "window_ends"),  # a closed window counts nothing
     Expiry(LOCKS, "expires_at"),  # a lease past its end may be broken anyway
+    Expiry(REVOKED_FAMILIES, "expires_at"),  # no token of the family outlives it
 )
 WITHOUT_OUTBOX = {OUTBOX_FIELD: 0}
 
@@ -110,6 +115,12 @@ class UserStore:
             if result.matched_count == 0:
                 raise VersionConflict()
 
+    def end_sessions(self, user_id: str) -> None:
+        """Raise the user's session generation (not a change of the user: the version stays)."""
+        key = object_id(user_id)
+        if key is not None:
+            self._users.update_one({"_id": key}, {"$inc": {SESSION_GENERATION: 1}})
+
     def record_login(self, user: dict[str, Any], at: datetime, events: Sequence[Event]) -> None:
         """Remember the login time (not a change of the user: the version stays)."""
         with self.outbox.write(USERS, user["_id"], events) as pending:
@@ -128,26 +139,30 @@ class RefreshTokenStore:
     """Refresh tokens by hash: single use, grouped in families (one login and its rotations).
 
     Revocations (one token, a family, every token of a user) mark every matching token not yet
-    revoked, spent ones included; so a rotation that checks its spent token *after* issuing the
-    next one sees any revocation that missed the new token (see :meth:`Accounts.refresh`).
+    revoked, spent ones included. A multi-document update is not atomic on MongoDB, so neither
+    family nor user revocation relies on reaching a token stored while it runs: see
+    :meth:`Accounts.refresh` for the family mark and the session generation that cover it.
     """
 
-    def __init__(self, db: Callable[[], Database]) -> None:
+    def __init__(self, db: Callable[[], Database], *, ttl_seconds: int) -> None:
         self._db = db
+        self.ttl = timedelta(seconds=ttl_seconds)
 
     @property
     def _tokens(self):  # noqa: ANN202
         return self._db()[REFRESH_TOKENS]
 
-    def add(self, token_hash: str, *, user_id: str, family_id: str, ttl_seconds: int) -> None:
+    def add(self, token_hash: str, *, user_id: str, family_id: str, generation: int) -> None:
+        """Store a new token of ``family_id``, issued under the user's session ``generation``."""
         issued = now()
         self._tokens.insert_one(
             {
                 "_id": token_hash,
                 "user_id": user_id,
                 "family_id": family_id,
+                "generation": generation,
                 "created_at": issued,
-                "expires_at": issued + timedelta(seconds=ttl_seconds),
+                "expires_at": issued + self.ttl,
                 "used_at": None,
                 "revoked_at": None,
             }
@@ -169,7 +184,16 @@ class RefreshTokenStore:
         self._tokens.update_one({"_id": token_hash, "revoked_at": None}, {"$set": {"revoked_at": now()}})
 
     def revoke_family(self, family_id: str) -> None:
-        self._tokens.update_many({"family_id": family_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})
+        """Mark the family revoked, then revoke each of its tokens (see :meth:`family_revoked`)."""
+        moment = now()
+        self._db()[REVOKED_FAMILIES].update_one(
+            {"_id": family_id}, {"$setOnInsert": {"revoked_at": moment, "expires_at": moment + self.ttl}}, upsert=True
+        )
+        self._tokens.update_many({"family_id": family_id, "revoked_at": None}, {"$set": {"revoked_at": moment}})
+
+    def family_revoked(self, family_id: str) -> bool:
+        """Whether :meth:`revoke_family` was called for the family (its tokens may not all be marked yet)."""
+        return self._db()[REVOKED_FAMILIES].find_one({"_id": family_id}, {"_id": 1}) is not None
 
     def revoke_user(self, user_id: str) -> None:
         self._tokens.update_many({"user_id": user_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})

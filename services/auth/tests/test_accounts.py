@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,15 +183,17 @@ def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(client: FlaskC
     assert client.post(f"{AUTH}/refresh", json={"refresh_token": third}).status_code == 401
 
 
-@pytest.mark.parametrize("window", ["as it comes", "widened"])
+@pytest.mark.parametrize("window", ["as it comes", "widened", "piecemeal revocation"])
 def test_eight_concurrent_refreshes_with_one_token_rotate_it_at_most_once_and_kill_the_family(
     app: Flask, register, monkeypatch: pytest.MonkeyPatch, window: str
 ) -> None:
     """Presenting one token eight times at once is reuse: at most one request gets a new pair,
     and whatever refresh token any of them got is dead afterwards (the family is revoked)."""
     token = register()["refresh_token"]
-    if window == "widened":
+    if window != "as it comes":
         _slow_token_inserts(app, monkeypatch)
+    if window == "piecemeal revocation":
+        _piecemeal_revocations(app, monkeypatch)
     barrier = threading.Barrier(8)
     responses: list[Any] = []
 
@@ -225,14 +228,44 @@ def _slow_token_inserts(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tokens, "add", slow_add)
 
 
-@pytest.mark.parametrize("window", ["as it comes", "widened"])
+def _piecemeal_revocations(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Revoke many tokens the way MongoDB's update_many may: it picks the tokens it will reach,
+    and a token stored meanwhile is not among them."""
+    tokens = app.extensions["taskflow_auth.accounts"].refresh_tokens
+
+    def piecemeal(field: str) -> Callable[[str], None]:
+        def revoke(value: str) -> None:
+            picked = [token["_id"] for token in tokens._tokens.find({field: value, "revoked_at": None}, {"_id": 1})]
+            time.sleep(0.4)
+            for token_id in picked:
+                revoked = {"$set": {"revoked_at": datetime.now(UTC)}}
+                tokens._tokens.update_one({"_id": token_id, "revoked_at": None}, revoked)
+        return revoke
+
+    monkeypatch.setattr(tokens, "revoke_user", piecemeal("user_id"))
+    update_many = tokens._tokens.update_many
+    revoke_family = tokens.revoke_family
+
+    def family_piecemeal(family_id: str) -> None:
+        monkeypatch.setattr(tokens._tokens, "update_many", lambda *_: piecemeal("family_id")(family_id))
+        try:
+            revoke_family(family_id)
+        finally:
+            monkeypatch.setattr(tokens._tokens, "update_many", update_many)
+
+    monkeypatch.setattr(tokens, "revoke_family", family_piecemeal)
+
+
+@pytest.mark.parametrize("window", ["as it comes", "widened", "piecemeal revocation"])
 def test_logout_all_racing_a_refresh_leaves_no_live_refresh_token(
     app: Flask, register, monkeypatch: pytest.MonkeyPatch, window: str
 ) -> None:
     """logout-all at the same moment as a refresh: the rotation may or may not answer 200, but
     no refresh token of the user survives, the rotated one included."""
-    if window == "widened":
+    if window != "as it comes":
         _slow_token_inserts(app, monkeypatch)
+    if window == "piecemeal revocation":
+        _piecemeal_revocations(app, monkeypatch)
     for _ in range(5):
         registered = register()
         token, access = registered["refresh_token"], registered["access_token"]

@@ -49,7 +49,8 @@ def assemble(settings: NotifySettings) -> Notify:
     events = ServiceEvents("notify", settings.rabbitmq_url, mongo)
     db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
     store = NotificationStore(db)
-    deliveries = DeliveryStore(db, events.outbox, claim_lease_seconds=max(60.0, 6 * settings.smtp_timeout_seconds))
+    # A claim outlives the slowest SMTP exchange: some ten commands, each allowed the whole timeout.
+    deliveries = DeliveryStore(db, events.outbox, claim_lease_seconds=60.0 + 12 * settings.smtp_timeout_seconds)
     recipients = RecipientStore(db)
     notifications = Notifications(store, deliveries)
     reminders = Reminders(ReminderStore(db), recipients, notifications, lead=timedelta(minutes=settings.reminder_lead_minutes))

@@ -25,6 +25,7 @@ replica that took over records the outcome.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -86,13 +87,17 @@ class Mailer:
             before the next scan instead of trying the next message at once.
         """
         moment = at or now()
+        started = time.monotonic()
         attempted = 0
         for delivery_id in self.deliveries.due(moment, self.batch):
-            delivery = self.deliveries.claim(delivery_id, moment)
+            # Each claim is made at its own moment: a lease counted from the scan would already
+            # be running out for the last deliveries of a slow batch.
+            claimed_at = moment + timedelta(seconds=time.monotonic() - started)
+            delivery = self.deliveries.claim(delivery_id, claimed_at)
             if delivery is None:
                 continue  # finished, rescheduled or taken by another mailer since the scan
             try:
-                failure = self._attempt(delivery, moment)
+                failure = self._attempt(delivery, claimed_at)
             except ClaimLost:
                 log.warning("email %s: the claim outlived its lease; the mailer that took it over records it", delivery_id)
                 continue

@@ -11,11 +11,15 @@ newest snapshot (``version`` decides, events arrive in any order; a deletion is 
 - deleted → nothing owed, ever.
 
 The scheduler (:meth:`Reminders.send_due`, in every worker replica) looks for tasks owed a
-reminder due within ``REMINDER_LEAD_MINUTES``. For each it re-reads the schedule, creates the
-notification (whose id is derived from task and due date, so the insert itself is the claim: a
-second replica's insert is a duplicate) and marks the reminder sent, conditionally on it still
-being owed for that date. Every change of the schedule is conditional on what it was computed
-from; one that lost a race is recomputed from the fresh document.
+reminder due within ``REMINDER_LEAD_MINUTES``. For each it re-reads the schedule and decides,
+with one update conditional on the reminder still being owed for that date, that it is being
+sent (``reminder_outcome: sending``); then it creates the notification (whose id is derived from
+task and due date, so a second creation is a duplicate key, not a second reminder) and records
+the outcome. A task completed, re-dated or deleted before the decision gets no reminder; one
+changed after it gets the reminder that was decided. A scheduler that died between deciding
+and creating leaves ``sending`` behind, which a later scan finishes. Every change of the
+schedule is conditional on what it was computed from; one that lost a race is recomputed from
+the fresh document.
 Reminders that came due while notify was down are found by the same scan when it is back;
 those whose task is already past due by more than a day are dropped as stale.
 """
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 LATE_LIMIT = timedelta(days=1)
 """A reminder missed (notify was down) is still sent until its task is this far past due."""
+SENDING_GRACE = timedelta(minutes=1)
+"""A reminder decided this long ago and still ``sending`` was left by a scheduler that died."""
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -112,6 +118,8 @@ class Reminders:
         settled = 0
         for task_id in self.store.due(moment + self.lead, self.batch):
             settled += self._remind(task_id, moment)
+        for task in self.store.sending(moment - SENDING_GRACE):
+            settled += self._send(task, task["reminded_due"], moment)
         return settled
 
     def _remind(self, task_id: str, moment: datetime) -> bool:
@@ -123,8 +131,18 @@ class Reminders:
             return self._settle(task_id, due, "stale", moment)
         if (owner := self.recipients.get(task["owner_id"])) is not None and not owner["active"]:
             return self._settle(task_id, due, "owner deactivated", moment)
-        created = self.notifications.create(messages.reminder(task_id, task["owner_id"], task["title"], due, at=moment))
-        return self._settle(task_id, due, "sent" if created else "already sent", moment)
+        if not self._settle(task_id, due, "sending", moment):
+            return False
+        return self._send({**task, "_id": task_id}, due, moment)
+
+    def _send(self, task: dict[str, Any], due: datetime, moment: datetime) -> bool:
+        """Create the reminder decided for ``due`` and record that it went out."""
+        reminder = messages.reminder(task["_id"], task["owner_id"], task["title"], due, at=moment)
+        created = self.notifications.create(reminder)
+        outcome = "sent" if created else "already sent"
+        self.store.sent(task["_id"], due, outcome)
+        log.info("reminder for task %s due %s: %s", task["_id"], due.isoformat(), outcome)
+        return True
 
     def _settle(self, task_id: str, due: datetime, outcome: str, moment: datetime) -> bool:
         """Record that the reminder for ``due`` is settled, unless the task no longer owes it
@@ -132,5 +150,6 @@ class Reminders:
         fields: dict[str, Any] = {"reminder_due": None, "reminded_due": due, "reminder_outcome": outcome, "settled_at": moment}
         if not self.store.settle(task_id, due, fields):
             return False
-        log.info("reminder for task %s due %s: %s", task_id, due.isoformat(), outcome)
+        if outcome != "sending":
+            log.info("reminder for task %s due %s: %s", task_id, due.isoformat(), outcome)
         return True

@@ -46,7 +46,10 @@ INDEXES = (
         IndexModel([("user_id", ASCENDING), ("read_at", ASCENDING), *NEWEST_FIRST]),  # unread only; read-all
     )),
     Indexes(DELIVERIES, (IndexModel([("status", ASCENDING), ("next_attempt_at", ASCENDING)]),)),  # the mailer's scan
-    Indexes(REMINDERS, (IndexModel([("reminder_due", ASCENDING)]),)),  # the scheduler's scan
+    Indexes(REMINDERS, (
+        IndexModel([("reminder_due", ASCENDING)]),  # the scheduler's scan
+        IndexModel([("reminder_outcome", ASCENDING)]),  # reminders a dead scheduler left sending
+    )),
 )
 DELIVERY_RETENTION = timedelta(days=30)
 """How long a finished delivery is kept (its outcome, for operators), counted from ``finished_at``;
@@ -232,6 +235,17 @@ class ReminderStore:
     def settle(self, task_id: str, due: datetime, fields: dict[str, Any]) -> bool:
         """Set ``fields`` on the schedule if it still owes the reminder for ``due``; True if it did."""
         return self._reminders.update_one({"_id": task_id, "reminder_due": due}, {"$set": fields}).matched_count == 1
+
+    def sent(self, task_id: str, due: datetime, outcome: str) -> None:
+        """Record the ``outcome`` of the reminder for ``due`` decided as ``sending``."""
+        self._reminders.update_one(
+            {"_id": task_id, "reminded_due": due, "reminder_outcome": "sending"}, {"$set": {"reminder_outcome": outcome}}
+        )
+
+    def sending(self, decided_before: datetime) -> list[dict[str, Any]]:
+        """Reminders decided before ``decided_before`` and still ``sending`` (their scheduler died)."""
+        found = self._reminders.find({"reminder_outcome": "sending"})
+        return [task for task in found if task["settled_at"] < decided_before]
 
     def due(self, until: datetime, limit: int) -> list[str]:
         """Tasks owed a reminder for a due date up to ``until``, earliest first."""

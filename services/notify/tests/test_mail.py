@@ -4,10 +4,13 @@ consumers; permanent refusals recorded; the Maildir without ``SMTP_URL``; ``noti
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import mailbox
 import ssl
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -117,6 +120,31 @@ def test_finished_deliveries_expire_after_the_retention_and_pending_ones_never(
     assert sweep(finished_at + DELIVERY_RETENTION + timedelta(milliseconds=1)) == 1
     assert delivery(notify, waiting)["status"] == "pending"  # no finished_at: kept however old
     assert sweep(datetime.now(UTC) + timedelta(days=3650)) == 0
+
+
+def test_two_mailers_on_a_slow_server_send_each_email_once(make_notify: Callable[..., Notify], smtp: SmtpServer) -> None:
+    """Mailer A works a batch on a server taking 0.4 s per message; mailer B polls meanwhile.
+    Each claim's lease counts from when that delivery was claimed, not from A's scan, so B never
+    takes a delivery A is about to send."""
+    accept = smtp.catcher.handle_DATA
+
+    async def slowly(*args: Any) -> str:
+        await asyncio.sleep(0.4)
+        return await accept(*args)
+
+    smtp.catcher.handle_DATA = slowly
+    first, second = make_notify(smtp_url=smtp.url), make_notify(smtp_url=smtp.url)
+    for mailer in (first.mailer, second.mailer):
+        mailer.deliveries.claim_lease = timedelta(seconds=1.5)
+    users = [new_id() for _ in range(6)]
+    for user_id in users:
+        first.handlers.handle_user_registered(user_event("user.registered", user_id))
+    batch = threading.Thread(target=first.mailer.send_due)
+    batch.start()
+    time.sleep(1.7)  # past the first claims' leases, were they all counted from the scan
+    second.mailer.send_due()
+    batch.join(30)
+    assert sorted(len(smtp.catcher.to(f"{user_id}@example.com")) for user_id in users) == [1] * 6
 
 
 def test_a_temporary_refusal_is_retried(make_notify: Callable[..., Notify], smtp: SmtpServer) -> None:

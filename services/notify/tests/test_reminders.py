@@ -11,8 +11,10 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from taskflow_notify import Notify
 from taskflow_notify.notifications import notification_id
+from taskflow_notify.reminders import SENDING_GRACE
 from taskflow_notify.store import now
 
 from .conftest import Bus, SmtpServer, Workers, eventually, new_id, task_event, user_event
@@ -227,3 +229,54 @@ def test_lead_time_comes_from_the_settings(make_notify: Callable[..., Notify]) -
     assert notify.reminders.send_due(due - timedelta(minutes=6)) == 0
     assert notify.reminders.send_due(due - timedelta(minutes=5)) == 1
     assert len(reminders(notify, task_id)) == 1
+
+
+def test_a_task_completed_while_the_scheduler_looks_at_it_gets_no_reminder(
+    make_notify: Callable[..., Notify], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler reads a task owed a reminder; before it decides, the ``task.completed``
+    snapshot is applied. The decision is conditional on the reminder still being owed: none is sent."""
+    notify = make_notify()
+    task_id, owner = new_id(), new_id()
+    due = now() + timedelta(minutes=10)
+    notify.reminders.apply(task_event("task.created", task_id, owner, due=due))
+    read = notify.reminders.store.get
+
+    def completed_meanwhile(found_id: str) -> dict | None:
+        found = read(found_id)
+        monkeypatch.setattr(notify.reminders.store, "get", read)
+        notify.reminders.apply(task_event("task.completed", task_id, owner, due=due, status="done", version=2))
+        return found
+
+    monkeypatch.setattr(notify.reminders.store, "get", completed_meanwhile)
+    assert notify.reminders.send_due() == 0
+    assert reminders(notify, task_id) == []
+    assert notify.mongo.db["reminders"].find_one({"_id": task_id})["reminder_due"] is None
+
+
+def test_a_reminder_decided_by_a_scheduler_that_died_is_sent_once_by_the_next(
+    make_notify: Callable[..., Notify], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notify = make_notify()
+    task_id, owner = new_id(), new_id()
+    due = now() + timedelta(minutes=10)
+    notify.reminders.apply(task_event("task.created", task_id, owner, due=due))
+
+    def dies(*_: object) -> None:
+        raise ProcessDied("after deciding, before creating the reminder")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(notify.reminders.notifications, "create", dies)
+        with pytest.raises(ProcessDied):
+            notify.reminders.send_due()
+    assert notify.mongo.db["reminders"].find_one({"_id": task_id})["reminder_outcome"] == "sending"
+    assert notify.reminders.send_due() == 0 and reminders(notify, task_id) == []  # it may still be alive
+    later = now() + SENDING_GRACE + timedelta(seconds=1)
+    assert notify.reminders.send_due(later) == 1
+    assert notify.reminders.send_due(later) == 0
+    assert [item["subject_id"] for item in reminders(notify, task_id)] == [task_id]
+    assert notify.mongo.db["reminders"].find_one({"_id": task_id})["reminder_outcome"] == "sent"
+
+
+class ProcessDied(BaseException):
+    """Stands for the process stopping at this point (kill -9): no handler of the service runs."""

@@ -16,7 +16,7 @@ from .api import api
 from .events import TaskEvents
 from .internal import internal, internal_tasks
 from .settings import TasksSettings
-from .store import INDEXES, CountStore, TaskStore
+from .store import EXPIRIES, INDEXES, CountStore, TaskStore
 from .tasks import Tasks
 
 
@@ -38,7 +38,7 @@ def assemble(settings: TasksSettings) -> Service:
     events = ServiceEvents("tasks", settings.rabbitmq_url, mongo)
     db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
     tasks = Tasks(TaskStore(db, events.outbox), CountStore(db), TaskEvents(events))
-    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, events.expiries)])
+    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, [*EXPIRIES, *events.expiries])])
     return Service(settings, mongo, events, DeactivatedUsers(db), tasks)
 
 

@@ -66,6 +66,17 @@ def delta(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> 
     return {path: change for path, change in sorted(changes.items()) if change}
 
 
+def recount(tasks: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
+    """The counters of an owner whose live tasks are ``tasks`` (each with ``seq``, ``status``,
+    ``priority``, ``due_date`` and ``completed_at``), as :func:`apply` would have left them."""
+    total: dict[str, int] = {}
+    for task in tasks:
+        for path, amount in contribution(task).items():
+            total[path] = total.get(path, 0) + amount
+    counters, _ = apply(empty(), total, now)
+    return counters
+
+
 def empty() -> dict[str, Any]:
     """The counters of an owner without tasks."""
     return {

@@ -22,20 +22,31 @@ neither MongoDB without a replica set nor FerretDB has transactions, so a write 
 the counters goes:
 
 1. **claim**: one conditional update of the counters, only while ``pending`` is null, sets
-   ``pending: {id, task_id, deleting, delta, lease_until}`` (the intent) and, for a new task,
+   ``pending: {id, task_id, kind, delta, …, lease_until}`` (the intent) and, for a new task,
    takes the next ``seq``; it returns the counters as they were. A write that finds another
    change pending waits for it (``pending`` is the owner's only mutual exclusion);
 2. **write** the task (with its events), conditional on the version it was computed from;
 3. **finish**: apply the delta to the counters and clear ``pending``, conditional on ``pending.id``.
 
-The task write of step 2 stores the intent's id in the task (``_intent``). A process dying
-between the steps leaves ``pending`` behind; once its lease has passed (longer than any request
-may run), whoever next claims the counters (or reads statistics) *settles* it first by looking
-at the task: if it carries the intent's id (or, for a delete, is gone) the delta is applied,
-otherwise it is dropped. (The version alone would not tell: a change of the title, which claims
-nothing, may have taken the version the intent was for.) A write that fails at step 2 settles
-its own intent at once. So the counters always describe exactly the tasks that exist, whatever
-crashes; a write that changes no counter (a new title, say) skips steps 1 and 3.
+The task write of step 2 stores the intent's id in the task (``_intent``) and is conditional on
+the task's ``version`` *and* ``_intent`` as read (a new task: on its id being free). A process
+dying between the steps leaves ``pending`` behind; once its lease has passed, whoever next
+claims the counters (or reads statistics) *settles* it. Settling first fences the task write
+off, so that it cannot land later (a request slower than the lease is still alive):
+
+- a change or delete: ``_intent`` is set to ``fenced:<id>`` if the task is still at the version
+  and ``_intent`` the write was conditional on: if that matched, the write never happened and
+  never will, and the delta is dropped;
+- a new task: a placeholder is inserted with its id (no owner, so no query sees it; it expires
+  after a day): if that succeeded, the insert never happened and never will.
+
+Otherwise the write happened if the task carries the intent's id, and the delta is applied. (The
+version alone would not tell: a change of the title, which claims nothing, may take the version
+the intent was for.) When the task is gone altogether (a tombstone purged), or a counter would go
+negative, nothing is guessed: the owner's counters are recounted from their tasks (a read of all
+of them, only then). A write that fails at step 2 settles its own intent at once. So the counters
+always describe exactly the tasks that exist, whatever crashes or stalls; a write that changes no
+counter (a new title, say) skips steps 1 and 3.
 
 Pages on a store without usable indexes
 ---------------------------------------
@@ -67,6 +78,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
+from taskflow_common.expiry import Expiry
 from taskflow_common.mongo import Indexes
 from taskflow_common.problems import Conflict, ServiceUnavailable
 
@@ -77,6 +89,11 @@ TASKS = "tasks"
 COUNTS = "task_counts"
 INTENT_FIELD = "_intent"
 """On a task: the id of the counter intent whose write it was last (see "Why counters" above)."""
+FENCED_FIELD = "_fenced_at"
+"""On a placeholder that fences a new task's id off (see "Why counters" above): when it was made."""
+FENCE_RETENTION = timedelta(days=1)
+"""How long a placeholder stays: far longer than any request that could still try the insert."""
+EXPIRIES = (Expiry(TASKS, FENCED_FIELD, FENCE_RETENTION),)
 
 SORT_FIELDS: dict[str, tuple[str, ...]] = {
     "created_at": ("seq",),
@@ -138,6 +155,15 @@ def stored_document(task: Mapping[str, Any], outbox_fields: Mapping[str, Any]) -
     """The document written for a new task: its fields, its helper fields and ``outbox_fields``
     (its pending events; ``{"_outbox": []}`` once they are all published)."""
     return {**task, **helper_fields(task), **outbox_fields}
+
+
+def as_read(before: Mapping[str, Any], *, fenced: bool) -> dict[str, Any]:
+    """The condition of a write based on task ``before`` as read: same version, and (for a write
+    with a counter intent, which settling may fence off) same ``_intent``."""
+    condition = {"_id": before["_id"], "version": before["version"]}
+    if fenced:
+        condition[INTENT_FIELD] = before.get(INTENT_FIELD)
+    return condition
 
 
 def sort_spec(sort: str) -> list[tuple[str, int]]:
@@ -205,13 +231,40 @@ class TaskStore:
         return self._tasks.find_one({"_id": task_id, "owner_id": owner_id}, WITHOUT_OUTBOX)
 
     def stored(self, task_id: ObjectId) -> dict[str, Any] | None:
-        """A task or tombstone as stored (without its events, with ``seq``); None when absent."""
+        """A task, tombstone or placeholder as stored (without its events); None when absent."""
         return self._tasks.find_one({"_id": task_id}, WITHOUT_OUTBOX)
 
+    def fence_new(self, task_id: ObjectId, intent_id: str, now: datetime) -> bool:
+        """Take ``task_id`` with a placeholder, so a late insert of that task fails; False when
+        the id is taken already (the task was inserted, or fenced off before)."""
+        try:
+            self._tasks.insert_one({"_id": task_id, INTENT_FIELD: f"fenced:{intent_id}", FENCED_FIELD: now})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def fence_change(self, task_id: ObjectId, version: int, intent: str | None, intent_id: str) -> bool:
+        """Mark the task fenced if it is still at ``version`` and ``intent`` (what a claimed write
+        of it was conditional on), so that write fails; False when it is no longer there."""
+        condition = {"_id": task_id, "version": version, INTENT_FIELD: intent}
+        return self._tasks.update_one(condition, {"$set": {INTENT_FIELD: f"fenced:{intent_id}"}}).matched_count == 1
+
+    def counted(self, owner_id: str) -> list[dict[str, Any]]:
+        """Every live task of the owner, with the fields its counters are made of."""
+        fields = {"seq": 1, "status": 1, "priority": 1, "due_date": 1, "completed_at": 1}
+        return list(self._tasks.find({"owner_id": owner_id}, fields))
+
     def insert(self, task: dict[str, Any], events: Sequence[Event], intent_id: str) -> None:
-        """Insert a new task with its events, marked as written by counter intent ``intent_id``."""
-        with self.outbox.write(TASKS, task["_id"], events) as pending:
-            self._tasks.insert_one({**stored_document(task, pending.insert_fields), INTENT_FIELD: intent_id})
+        """Insert a new task with its events, marked as written by counter intent ``intent_id``.
+
+        Raises:
+            VersionConflict: its id is taken (fenced off by a settled intent).
+        """
+        try:
+            with self.outbox.write(TASKS, task["_id"], events) as pending:
+                self._tasks.insert_one({**stored_document(task, pending.insert_fields), INTENT_FIELD: intent_id})
+        except DuplicateKeyError:
+            raise VersionConflict() from None
 
     def update(
         self, before: Mapping[str, Any], after: Mapping[str, Any], events: Sequence[Event], intent_id: str | None
@@ -226,7 +279,7 @@ class TaskStore:
         marker = {INTENT_FIELD: intent_id} if intent_id is not None else {}
         with self.outbox.write(TASKS, before["_id"], events) as pending:
             result = self._tasks.update_one(
-                {"_id": before["_id"], "version": before["version"]},
+                as_read(before, fenced=intent_id is not None),
                 {"$set": {**changes, **helper_fields(after), **marker}, **pending.update_operators},
             )
             if result.matched_count == 0:
@@ -243,7 +296,7 @@ class TaskStore:
             operators = pending.tombstone_operators
             hidden = {"owner_id": None, "deleted_owner_id": before["owner_id"], "version": version, INTENT_FIELD: intent_id}
             operators["$set"] = {**operators["$set"], **hidden}
-            result = self._tasks.update_one({"_id": before["_id"], "version": before["version"]}, operators)
+            result = self._tasks.update_one(as_read(before, fenced=True), operators)
             if result.matched_count == 0:
                 raise VersionConflict()
 
@@ -320,8 +373,10 @@ class CountStore:
         pending and calling ``settle(counters)`` on one whose lease has passed.
 
         Args:
-            intent: ``{id, task_id, deleting, delta}`` (``delta`` None: a new task's contribution,
-                read from the task when settling); its lease is added here.
+            intent: ``{id, task_id, kind, delta}`` (``kind``: ``create``, ``change`` or ``delete``;
+                ``delta`` None: a new task's contribution, read from the task when settling), for a
+                change or delete also ``version`` and ``intent``, what its write is conditional on;
+                its lease is added here.
             now: the current time (UTC), for the lease.
             new_task_at: for a new task: its creation time; the claim also takes the next
                 ``seq`` and keeps the latest ``last_created_at``.

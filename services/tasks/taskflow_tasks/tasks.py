@@ -8,6 +8,7 @@ counters exact (claim, write, finish: the protocol is described in :mod:`.store`
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -20,6 +21,8 @@ from .errors import TaskNotFound, TaskVersionMismatch
 from .events import TaskEvents
 from .schemas import TaskCreate, TaskListQuery, TaskStats, etag
 from .store import INTENT_FIELD, CountStore, TaskStore, VersionConflict, list_filter, object_id
+
+log = logging.getLogger(__name__)
 
 CHANGEABLE = ("title", "description", "status", "priority", "due_date", "tags")
 """The fields a client may change, in the order ``task.updated``'s ``changed`` lists them."""
@@ -88,19 +91,29 @@ class Tasks:
 
     def create(self, owner_id: str, body: TaskCreate) -> dict[str, Any]:
         """Create a task owned by (and on behalf of) ``owner_id``; ``task.created`` (and
-        ``task.completed`` when it is created done)."""
-        task_id = ObjectId()
-        moment = self.clock()
-        intent = {"id": uuid.uuid4().hex, "task_id": task_id, "deleting": False, "delta": None}
-        counters = self.counts.claim(owner_id, intent, moment, self._settle, new_task_at=moment)
-        # Creation order (seq) and created_at agree even if clocks of two processes differ.
-        created_at = max(moment, counters.get("last_created_at") or moment)
-        task = new_task(task_id, owner_id, body, created_at, counters.get("next_seq", 0))
-        events = [self.events.created(task, owner_id)]
-        if body.status == "done":
-            events.append(self.events.completed(task, owner_id))
-        self._write(owner_id, counters, intent, counts.delta(None, task), lambda: self.tasks.insert(task, events, intent["id"]))
-        return task
+        ``task.completed`` when it is created done).
+
+        Raises:
+            VersionConflict: the claim kept outliving its lease under ``MAX_WRITE_ATTEMPTS`` attempts.
+        """
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            task_id = ObjectId()
+            moment = self.clock()
+            intent = {"id": uuid.uuid4().hex, "task_id": task_id, "kind": "create", "delta": None}
+            counters = self.counts.claim(owner_id, intent, moment, self._settle, new_task_at=moment)
+            # Creation order (seq) and created_at agree even if clocks of two processes differ.
+            created_at = max(moment, counters.get("last_created_at") or moment)
+            task = new_task(task_id, owner_id, body, created_at, counters.get("next_seq", 0))
+            events = [self.events.created(task, owner_id)]
+            if body.status == "done":
+                events.append(self.events.completed(task, owner_id))
+            try:
+                self._write(owner_id, counters, intent, counts.delta(None, task),
+                            lambda: self.tasks.insert(task, events, intent["id"]))
+            except VersionConflict:
+                continue  # its id was fenced off: this request outlived its claim's lease
+            return task
+        raise VersionConflict()
 
     def update(self, owner_id: str, task_id: str, changes: Mapping[str, Any], if_match: str | None) -> dict[str, Any]:
         """Apply ``changes`` to the task's latest state; ``task.updated`` with the changed field
@@ -183,8 +196,14 @@ class Tasks:
         if not change:
             write(None)
             return
-        delta = [{"path": path, "amount": amount} for path, amount in change.items()]
-        intent = {"id": uuid.uuid4().hex, "task_id": before["_id"], "deleting": after is None, "delta": delta}
+        intent = {
+            "id": uuid.uuid4().hex,
+            "task_id": before["_id"],
+            "kind": "change" if after is not None else "delete",
+            "delta": [{"path": path, "amount": amount} for path, amount in change.items()],
+            "version": before["version"],  # what the write is conditional on, for fencing it off
+            "intent": before.get(INTENT_FIELD),
+        }
         counters = self.counts.claim(owner_id, intent, self.clock(), self._settle)
         self._write(owner_id, counters, intent, change, lambda: write(intent["id"]))
 
@@ -208,23 +227,43 @@ class Tasks:
             except Exception:  # noqa: BLE001 (the original error is the one to report)
                 pass
             raise
-        _, operators = counts.apply(counters, change, self.clock())
-        self.counts.finish(owner_id, intent["id"], operators)
+        self._finish(counters, intent["id"], change)
+
+    def _finish(self, counters: Mapping[str, Any], intent_id: str, change: counts.Delta | None) -> None:
+        """Apply ``change`` to ``counters`` and clear intent ``intent_id`` (step 3, or settling);
+        ``change`` None, or a counter that would go negative, recounts the owner's tasks instead."""
+        moment = self.clock()
+        if change is not None:
+            try:
+                _, operators = counts.apply(counters, change, moment)
+                self.counts.finish(counters["_id"], intent_id, operators)
+                return
+            except ValueError as error:
+                log.error("task counters of %s are off (%s); recounting them", counters["_id"], error)
+        recounted = counts.recount(self.tasks.counted(counters["_id"]), moment)
+        self.counts.finish(counters["_id"], intent_id, {"$set": recounted})
 
     def _settle(self, counters: Mapping[str, Any]) -> None:
-        """Settle the pending change of ``counters`` (left by a process that died, or by a write
-        that failed): apply its delta if the task reached the intended version, else drop it."""
+        """Settle the pending change of ``counters`` (left by a process that died or stalled, or by
+        a write that failed): fence its task write off, then apply its delta if that write
+        happened, drop it if not, or recount when the task is gone (see :mod:`.store`)."""
         pending = counters["pending"]
-        stored = self.tasks.stored(pending["task_id"])
-        reached = pending["deleting"] if stored is None else stored.get(INTENT_FIELD) == pending["id"]
-        if not reached:
-            change: counts.Delta = {}
+        task_id, intent_id = pending["task_id"], pending["id"]
+        if pending.get("kind") == "create":
+            fenced = self.tasks.fence_new(task_id, intent_id, self.clock())
+        else:
+            fenced = self.tasks.fence_change(task_id, pending.get("version"), pending.get("intent"), intent_id)
+        stored = None if fenced else self.tasks.stored(task_id)
+        change: counts.Delta | None
+        if fenced or (stored is not None and stored.get(INTENT_FIELD) != intent_id):
+            change = {}  # the write did not happen, and now never will
+        elif stored is None:
+            change = None  # gone (a purged tombstone): whose deletion it was cannot be told
         elif pending["delta"] is None:  # a new task: what it adds is read from it
             change = counts.delta(None, stored)
         else:
             change = {entry["path"]: entry["amount"] for entry in pending["delta"]}
-        _, operators = counts.apply(counters, change, self.clock())
-        self.counts.finish(counters["_id"], pending["id"], operators)
+        self._finish(counters, intent_id, change)
 
     def _current_counters(self, owner_id: str) -> dict[str, Any] | None:
         """The owner's committed counters, a pending change whose lease passed settled first

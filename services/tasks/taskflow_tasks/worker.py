@@ -1,6 +1,6 @@
 """The tasks worker: ``python -m taskflow_tasks.worker`` runs the outbox relay, the consumer of
 ``user.deactivated`` / ``user.activated`` (queue ``tasks.user-status``) and the housekeeping of
-its de-duplication records."""
+its de-duplication records and fencing placeholders."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from taskflow_common.events import worker
 from taskflow_common.observability import setup_process
 
 from . import assemble
+from .store import EXPIRIES
 from .settings import TasksSettings
 
 
@@ -21,7 +22,7 @@ def main() -> int:
     return worker.run([
         service.events.relay_loop(),
         service.events.consumer_loop(deactivation.subscription("tasks"), service.deactivated.handlers),
-        service.events.housekeeping_loop(service.events.expiries),
+        service.events.housekeeping_loop([*EXPIRIES, *service.events.expiries]),
     ])
 
 

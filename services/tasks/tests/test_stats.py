@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from flask import Flask
 from flask.testing import FlaskClient
 from taskflow_tasks import counts
@@ -322,6 +324,97 @@ def test_a_title_change_taking_the_version_of_a_dead_status_change_is_not_counte
     assert renamed.status_code == 200 and renamed.json["version"] == 2
     clock.advance(seconds=domain.counts.lease.total_seconds())
     assert assert_consistent(client, alice, clock())["by_status"]["todo"] == 1
+
+
+def test_a_request_stalled_past_its_claim_is_fenced_off_and_retried(
+    client: FlaskClient, alice: User, create_task, domain: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live request whose task write lands after its claim's lease passed (queued behind the
+    engine, say) and after another request settled the claim: the late write must not land
+    uncounted. It is fenced off, and the request retries as a new change."""
+    domain.counts.lease = timedelta(seconds=0.5)
+    task = create_task()
+    update, stall = domain.tasks.update, threading.Event()
+
+    def stalled_update(*args: Any, **kwargs: Any) -> None:
+        if threading.current_thread().name == "stalled" and not stall.is_set():
+            stall.set()
+            time.sleep(1.0)
+        update(*args, **kwargs)
+
+    monkeypatch.setattr(domain.tasks, "update", stalled_update)
+    done: list[int] = []
+    slow = threading.Thread(name="stalled", target=lambda: done.append(
+        client.application.test_client().patch(f"{TASKS}/{task['id']}", json={"status": "done"},
+                                               headers=alice.headers).status_code))
+    slow.start()
+    stall.wait(5)
+    time.sleep(0.6)  # the stalled claim's lease has passed
+    create_task(title="settles the stalled claim")
+    slow.join(10)
+    assert done == [200]
+    stats = assert_consistent(client, alice, now())
+    assert stats["by_status"]["done"] == 1 and stats["total"] == 2
+
+
+@pytest.mark.parametrize("second", ["fails", "dies"])
+def test_a_second_delete_of_a_task_already_deleted_and_purged_is_not_counted_twice(
+    client: FlaskClient, alice: User, create_task, domain: Tasks, monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    """A double click on delete: the second request read the task, the first deleted it and its
+    tombstone was purged, then the second's write fails (or its process dies). Whose deletion the
+    missing task was cannot be told, so the owner's counters are recounted, not guessed."""
+    domain.counts.lease = timedelta(seconds=0.3)
+    target, other = create_task(), create_task()
+    read, go_on = threading.Event(), threading.Event()
+    current, tombstone = domain._current, domain.tasks.tombstone
+
+    def reading(*args: Any) -> dict[str, Any]:
+        found = current(*args)
+        if threading.current_thread().name == "second":
+            read.set()
+            go_on.wait(10)
+        return found
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        if threading.current_thread().name == "second":
+            raise (ProcessDied if second == "dies" else RuntimeError)("before the tombstone write")
+        tombstone(*args, **kwargs)
+
+    monkeypatch.setattr(domain, "_current", reading)
+    monkeypatch.setattr(domain.tasks, "tombstone", failing)
+    client.application.testing = False
+
+    def delete_again() -> None:
+        try:
+            client.application.test_client().delete(f"{TASKS}/{target['id']}", headers=alice.headers)
+        except ProcessDied:
+            pass
+
+    second_delete = threading.Thread(name="second", target=delete_again)
+    second_delete.start()
+    read.wait(10)
+    assert client.delete(f"{TASKS}/{target['id']}", headers=alice.headers).status_code == 204
+    domain.tasks._tasks.delete_one({"_id": ObjectId(target["id"])})  # its task.deleted went out: purged
+    go_on.set()
+    second_delete.join(10)
+    time.sleep(0.4)  # a dead request's claim: its lease passes
+    stats = assert_consistent(client, alice, now())
+    assert stats["total"] == 1 and domain.counts.get(alice.id)["pending"] is None
+    assert client.get(f"{TASKS}/{other['id']}", headers=alice.headers).status_code == 200
+
+
+def test_counters_found_wrong_are_recounted_from_the_tasks(
+    client: FlaskClient, alice: User, create_task, domain: Tasks
+) -> None:
+    """Should a counter ever be off (it would go negative), the owner's counters are rebuilt from
+    their tasks instead of the account being stuck with errors."""
+    task = create_task(status="done")
+    create_task()
+    domain.counts._counts.update_one({"_id": alice.id}, {"$set": {"by_status.done": 0, "total": 7}})
+    assert client.delete(f"{TASKS}/{task['id']}", headers=alice.headers).status_code == 204
+    stats = assert_consistent(client, alice, now())
+    assert stats["total"] == 1 and stats["by_status"]["todo"] == 1
 
 
 def test_eight_concurrent_writers_of_one_owner_keep_the_counters_exact(
