@@ -21,7 +21,7 @@ from typing import Any
 
 import pika
 from pymongo import MongoClient
-from taskflow_common.events.outbox import POINTERS
+from taskflow_common.events.outbox import PENDING_FIELD
 
 from .. import flows, perftest
 from ..context import Bench, User
@@ -86,8 +86,8 @@ def handled_at(mongodb_uri: str, event_ids: list[str], *, timeout: float = 30) -
 
 
 def drain(bench: Bench, *, timeout: float = 180) -> float:
-    """Wait until the earlier arms' events are all out: no outbox pointer left in the tasks
-    database and nothing waiting in notify's queue. B4 writes faster than notify consumes, and
+    """Wait until the earlier arms' events are all out: no task marked as holding unpublished
+    events and nothing waiting in notify's queue. B4 writes faster than notify consumes, and
     B3's events would otherwise queue behind hundreds of those. Returns the seconds waited."""
     started = time.monotonic()
     client = MongoClient(bench.infra.mongodb_uri)
@@ -96,11 +96,11 @@ def drain(bench: Bench, *, timeout: float = 180) -> float:
         channel = connection.channel()
         while True:
             waiting = channel.queue_declare(QUEUE, passive=True).method.message_count
-            pointers = client["taskflow_tasks"][POINTERS].count_documents({})
-            if waiting == 0 and pointers == 0:
+            pending = client["taskflow_tasks"]["tasks"].count_documents({PENDING_FIELD: True})
+            if waiting == 0 and pending == 0:
                 return round(time.monotonic() - started, 1)
             if time.monotonic() - started > timeout:
-                raise RuntimeError(f"after {timeout:g} s, {waiting} events wait in {QUEUE} and {pointers} in the outbox")
+                raise RuntimeError(f"after {timeout:g} s, {waiting} events wait in {QUEUE} and {pending} tasks hold unpublished ones")
             time.sleep(0.5)
     finally:
         connection.close()

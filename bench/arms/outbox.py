@@ -1,6 +1,6 @@
 """B4, outbox cost: ``POST /api/v1/tasks`` p50 with the tasks worker's relay running ÷ with it
-stopped. Each write still records its outbox pointer and hands its events to the in-process
-dispatcher; what differs is the relay polling the pointers beside the writes. The relay is
+stopped. Each write still stores its events with it and hands them to the in-process
+dispatcher; what differs is the relay polling for marked documents beside the writes. The relay is
 stopped by pausing the tasks worker process (SIGSTOP, SIGCONT after), which leaves the rest of
 the system, its process manager included, exactly as it was.
 

@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     db = MongoClient(args.mongodb_uri, tz_aware=True)[args.database]
     relay = Relay(
-        OutboxStore(lambda: db),
+        OutboxStore(lambda: db, ["notes"]),
         CrashingPublisher(args.crash, args.rabbitmq_url, exchange=args.exchange),
         lease_seconds=args.lease_seconds,
     )

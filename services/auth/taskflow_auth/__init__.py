@@ -21,7 +21,7 @@ from .events import UserEvents
 from .internal import internal
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import EXPIRIES, INDEXES, LoginFailures, RefreshTokenStore, UserStore
+from .store import EXPIRIES, INDEXES, USERS, LoginFailures, RefreshTokenStore, UserStore
 
 
 API_DOCUMENTS = {
@@ -47,7 +47,7 @@ def assemble(settings: AuthSettings) -> Auth:
     """Connect the stores, load (or, outside production, generate) the signing key, create indexes."""
     mongo = Mongo(settings.mongodb_uri, settings.database_name, app_name="taskflow-auth",
                   timeout_seconds=settings.dependency_timeout_seconds)
-    events = ServiceEvents("auth", settings.rabbitmq_url, mongo)
+    events = ServiceEvents("auth", settings.rabbitmq_url, mongo, [USERS])
     keys = signing_keys.load(
         settings.jwt_private_key_file,
         settings.previous_key_files,

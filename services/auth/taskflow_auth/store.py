@@ -26,7 +26,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
-from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
+from taskflow_common.events.outbox import WITHOUT_EVENTS, Outbox
 from taskflow_common.expiry import Expiry
 from taskflow_common.locks import COLLECTION as LOCKS
 from taskflow_common.mongo import Indexes
@@ -51,7 +51,6 @@ EXPIRIES = (
     Expiry(LOCKS, "expires_at"),  # a lease past its end may be broken anyway
     Expiry(REVOKED_FAMILIES, "expires_at"),  # no token of the family outlives it
 )
-WITHOUT_OUTBOX = {OUTBOX_FIELD: 0}
 
 
 def now() -> datetime:
@@ -95,11 +94,11 @@ class UserStore:
             raise EmailTaken("An account with this email already exists.") from None
 
     def by_email(self, email: str) -> dict[str, Any] | None:
-        return self._users.find_one({"email": email}, WITHOUT_OUTBOX)
+        return self._users.find_one({"email": email}, WITHOUT_EVENTS)
 
     def by_id(self, user_id: str) -> dict[str, Any] | None:
         key = object_id(user_id)
-        return None if key is None else self._users.find_one({"_id": key}, WITHOUT_OUTBOX)
+        return None if key is None else self._users.find_one({"_id": key}, WITHOUT_EVENTS)
 
     def update(self, user: dict[str, Any], changes: dict[str, Any], events: Sequence[Event]) -> None:
         """Apply ``changes`` to ``user`` as read, bumping its version; conditional on that version.
@@ -110,7 +109,7 @@ class UserStore:
         with self.outbox.write(USERS, user["_id"], events) as pending:
             result = self._users.update_one(
                 {"_id": user["_id"], "version": user["version"]},
-                {"$set": {**changes, "version": user["version"] + 1}, **pending.update_operators},
+                pending.update({"$set": {**changes, "version": user["version"] + 1}}),
             )
             if result.matched_count == 0:
                 raise VersionConflict()
@@ -124,11 +123,11 @@ class UserStore:
     def record_login(self, user: dict[str, Any], at: datetime, events: Sequence[Event]) -> None:
         """Remember the login time (not a change of the user: the version stays)."""
         with self.outbox.write(USERS, user["_id"], events) as pending:
-            self._users.update_one({"_id": user["_id"]}, {"$set": {"last_login_at": at}, **pending.update_operators})
+            self._users.update_one({"_id": user["_id"]}, pending.update({"$set": {"last_login_at": at}}))
 
     def page(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Users oldest first (stable), and how many there are."""
-        found = self._users.find({}, WITHOUT_OUTBOX).sort([("created_at", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit)
+        found = self._users.find({}, WITHOUT_EVENTS).sort([("created_at", ASCENDING), ("_id", ASCENDING)]).skip(skip).limit(limit)
         return list(found), self._users.count_documents({})
 
     def count_active_admins(self) -> int:

@@ -25,7 +25,7 @@ from .messages import EmailComposer
 from .notifications import Notifications
 from .reminders import Reminders
 from .settings import NotifySettings
-from .store import EXPIRIES, INDEXES, DeliveryStore, NotificationStore, RecipientStore, ReminderStore
+from .store import DELIVERIES, EXPIRIES, INDEXES, DeliveryStore, NotificationStore, RecipientStore, ReminderStore
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def assemble(settings: NotifySettings) -> Notify:
     """Connect the stores, build the domain, create the indexes."""
     mongo = Mongo(settings.mongodb_uri, settings.database_name, app_name="taskflow-notify",
                   timeout_seconds=settings.dependency_timeout_seconds)
-    events = ServiceEvents("notify", settings.rabbitmq_url, mongo)
+    events = ServiceEvents("notify", settings.rabbitmq_url, mongo, [DELIVERIES])
     db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
     store = NotificationStore(db)
     # A claim outlives the slowest SMTP exchange: some ten commands, each allowed the whole timeout.

@@ -29,7 +29,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
-from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
+from taskflow_common.events.outbox import WITHOUT_EVENTS, Outbox
 from taskflow_common.expiry import Expiry
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import apply_if_newer
@@ -55,7 +55,6 @@ DELIVERY_RETENTION = timedelta(days=30)
 """How long a finished delivery is kept (its outcome, for operators), counted from ``finished_at``;
 longer than the consumers' de-duplication window, so a redelivered event finds its delivery."""
 EXPIRIES = (Expiry(DELIVERIES, "finished_at", DELIVERY_RETENTION),)  # a pending delivery has no finished_at
-WITHOUT_OUTBOX = {OUTBOX_FIELD: 0}
 
 
 def now() -> datetime:
@@ -129,7 +128,7 @@ class DeliveryStore:
             return False
 
     def get(self, delivery_id: str) -> dict[str, Any] | None:
-        return self._deliveries.find_one({"_id": delivery_id}, WITHOUT_OUTBOX)
+        return self._deliveries.find_one({"_id": delivery_id}, WITHOUT_EVENTS)
 
     def due(self, at: datetime, limit: int) -> list[str]:
         """Ids of pending deliveries whose next attempt is due by ``at``, most overdue first."""
@@ -175,7 +174,7 @@ class DeliveryStore:
             self._deliveries.update_one(condition, {"$set": outcome})
             return
         with self.outbox.write(DELIVERIES, claimed["_id"], events) as pending:
-            if self._deliveries.update_one(condition, {"$set": outcome, **pending.update_operators}).matched_count == 0:
+            if self._deliveries.update_one(condition, pending.update({"$set": outcome})).matched_count == 0:
                 raise ClaimLost(claimed["_id"])
 
 

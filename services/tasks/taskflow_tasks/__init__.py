@@ -16,7 +16,7 @@ from .api import api
 from .events import TaskEvents
 from .internal import internal, internal_tasks
 from .settings import TasksSettings
-from .store import EXPIRIES, INDEXES, CountStore, TaskStore
+from .store import EXPIRIES, INDEXES, TASKS, CountStore, TaskStore
 from .tasks import Tasks
 
 
@@ -35,7 +35,7 @@ def assemble(settings: TasksSettings) -> Service:
     """Connect the stores and create the indexes."""
     mongo = Mongo(settings.mongodb_uri, settings.database_name, app_name="taskflow-tasks",
                   timeout_seconds=settings.dependency_timeout_seconds)
-    events = ServiceEvents("tasks", settings.rabbitmq_url, mongo)
+    events = ServiceEvents("tasks", settings.rabbitmq_url, mongo, [TASKS])
     db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
     tasks = Tasks(TaskStore(db, events.outbox), CountStore(db), TaskEvents(events))
     mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, [*EXPIRIES, *events.expiries])])

@@ -77,7 +77,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
-from taskflow_common.events.outbox import OUTBOX_FIELD, Outbox
+from taskflow_common.events.outbox import WITHOUT_EVENTS, Outbox
 from taskflow_common.expiry import Expiry
 from taskflow_common.mongo import Indexes
 from taskflow_common.problems import Conflict, ServiceUnavailable
@@ -125,7 +125,6 @@ INDEXES = (
 TASK_FIELDS = ("title", "description", "status", "priority", "due_date", "tags", "owner_id",
                "created_at", "updated_at", "completed_at", "version")
 LIST_PROJECTION = dict.fromkeys(TASK_FIELDS, 1)
-WITHOUT_OUTBOX = {OUTBOX_FIELD: 0}
 
 
 def object_id(value: str) -> ObjectId | None:
@@ -228,11 +227,11 @@ class TaskStore:
 
     def find(self, owner_id: str, task_id: ObjectId) -> dict[str, Any] | None:
         """The owner's live task (never a tombstone, never another owner's)."""
-        return self._tasks.find_one({"_id": task_id, "owner_id": owner_id}, WITHOUT_OUTBOX)
+        return self._tasks.find_one({"_id": task_id, "owner_id": owner_id}, WITHOUT_EVENTS)
 
     def stored(self, task_id: ObjectId) -> dict[str, Any] | None:
         """A task, tombstone or placeholder as stored (without its events); None when absent."""
-        return self._tasks.find_one({"_id": task_id}, WITHOUT_OUTBOX)
+        return self._tasks.find_one({"_id": task_id}, WITHOUT_EVENTS)
 
     def fence_new(self, task_id: ObjectId, intent_id: str, now: datetime) -> bool:
         """Take ``task_id`` with a placeholder, so a late insert of that task fails; False when
@@ -280,7 +279,7 @@ class TaskStore:
         with self.outbox.write(TASKS, before["_id"], events) as pending:
             result = self._tasks.update_one(
                 as_read(before, fenced=intent_id is not None),
-                {"$set": {**changes, **helper_fields(after), **marker}, **pending.update_operators},
+                pending.update({"$set": {**changes, **helper_fields(after), **marker}}),
             )
             if result.matched_count == 0:
                 raise VersionConflict()
@@ -293,10 +292,8 @@ class TaskStore:
             VersionConflict: the stored version is no longer ``before``'s.
         """
         with self.outbox.write(TASKS, before["_id"], events) as pending:
-            operators = pending.tombstone_operators
             hidden = {"owner_id": None, "deleted_owner_id": before["owner_id"], "version": version, INTENT_FIELD: intent_id}
-            operators["$set"] = {**operators["$set"], **hidden}
-            result = self._tasks.update_one(as_read(before, fenced=True), operators)
+            result = self._tasks.update_one(as_read(before, fenced=True), pending.tombstone(hidden))
             if result.matched_count == 0:
                 raise VersionConflict()
 

@@ -176,8 +176,8 @@ def recorded(infra: Infra) -> Iterator[tuple[Tasks, Recorder, Database]]:
     for group in INDEXES:
         database[group.collection].create_indexes(list(group.models))
     mongo = Mongo(infra.mongodb_uri, name, app_name="index-test")
-    events = ServiceEvents("tasks", infra.rabbitmq_url, mongo)  # builds events only; nothing is published
-    tasks = Tasks(TaskStore(db, Outbox(OutboxStore(db))), CountStore(db), TaskEvents(events))
+    events = ServiceEvents("tasks", infra.rabbitmq_url, mongo, [TASKS])  # builds events only; nothing is published
+    tasks = Tasks(TaskStore(db, Outbox(OutboxStore(db, [TASKS]))), CountStore(db), TaskEvents(events))
     yield tasks, recorder, database
     client.drop_database(name)
     client.close()

@@ -12,15 +12,17 @@ document (``$push`` with its own ``$set``) need nothing holding them apart: each
 single-document update, atomic on MongoDB and on the FerretDB this project builds (each write
 command holds its collection; scripts/patches/ferretdb-v1.24.2-write-lock.patch).
 
-To find pending events without scanning every collection, each write first records a small
-*pointer* (``outbox`` collection: collection name + document id). The order matters: pointer,
-then write. A crash after the pointer but before the write leaves a pointer to a document with
-no pending events, which the relay discards; the reverse order could lose track of a write.
+To find pending events without scanning, the same write also marks the document: 
+``_outbox_pending: true`` (indexed, so the relay's equality query reads only marked documents),
+``_outbox_due`` (when the relay may take it: a moment after the write, leaving it to the
+dispatcher first), ``_outbox_since`` (the oldest unpublished write, for the lag metric) and
+``_outbox_attempts``. The marks go with the events, in the one operation, so no crash can leave
+events the relay does not know about. They are removed once the last event is out.
 
 After the write, :class:`Dispatcher` publishes the events from memory on a background thread
-of the same process (the request never waits for the broker), pulls each confirmed event out
-of ``_outbox`` and deletes the pointer. Whatever it misses (broker down, process killed) the
-:class:`~taskflow_common.events.relay.Relay` finds through the pointers and publishes.
+of the same process (the request never waits for the broker) and pulls each confirmed event out
+of ``_outbox``. Whatever it misses (broker down, process killed) the
+:class:`~taskflow_common.events.relay.Relay` finds by the marks and publishes.
 Delivery is therefore at least once: consumers skip event ids they have already applied.
 """
 
@@ -36,7 +38,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bson import ObjectId
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -51,10 +52,21 @@ log = logging.getLogger(__name__)
 
 OUTBOX_FIELD = "_outbox"
 TOMBSTONE_FIELD = "_deleted"
-POINTERS = "outbox"
-INDEXES = Indexes(POINTERS, (IndexModel([("next_attempt_at", ASCENDING)]), IndexModel([("created_at", ASCENDING)])))
-"""The pointers' indexes; a service creates them with its own at start-up."""
+PENDING_FIELD = "_outbox_pending"
+DUE_FIELD = "_outbox_due"
+SINCE_FIELD = "_outbox_since"
+ATTEMPTS_FIELD = "_outbox_attempts"
+MARKS = (PENDING_FIELD, DUE_FIELD, SINCE_FIELD, ATTEMPTS_FIELD)
+WITHOUT_EVENTS = dict.fromkeys((OUTBOX_FIELD, *MARKS), 0)
+"""A projection leaving out a document's events and their marks."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LEGACY_POINTERS = "outbox"
+"""Where earlier versions recorded a pointer before each write; adopted once by the relay."""
+
+
+def indexes(collections: Sequence[str]) -> tuple[Indexes, ...]:
+    """The index the relay's query needs on each collection whose documents carry events."""
+    return tuple(Indexes(collection, (IndexModel([(PENDING_FIELD, ASCENDING)]),)) for collection in collections)
 
 
 def stored(event: Event) -> dict[str, str]:
@@ -63,64 +75,45 @@ def stored(event: Event) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Pointer:
-    """A write that may have left events to publish in ``collection``/``document_id``."""
+class Pending:
+    """A document with unpublished events, as the relay found it."""
 
-    id: ObjectId
     collection: str
     document_id: Any
-    created_at: datetime
+    due: datetime | None
     attempts: int
 
 
 class OutboxStore:
-    """Every MongoDB query of the outbox, on the database ``db()`` returns (resolved per call, fork-safe)."""
+    """Every MongoDB query of the outbox, on the database ``db()`` returns (resolved per call, fork-safe).
 
-    def __init__(self, db: Callable[[], Database]) -> None:
+    Args:
+        db: the service's database.
+        collections: the collections whose documents carry events.
+    """
+
+    def __init__(self, db: Callable[[], Database], collections: Sequence[str] = ()) -> None:
         self._db = db
+        self.collections = tuple(collections)
 
-    def add_pointer(self, collection: str, document_id: Any, handoff_seconds: float) -> ObjectId:
-        """Record that a write to ``collection``/``document_id`` is about to happen."""
-        now = datetime.now(UTC)
-        pointer = {
-            "_id": ObjectId(),
-            "collection": collection,
-            "document_id": document_id,
-            "created_at": now,
-            "next_attempt_at": now + timedelta(seconds=handoff_seconds),
-            "lease_until": EPOCH,
-            "attempts": 0,
-        }
-        self._db()[POINTERS].insert_one(pointer)
-        return pointer["_id"]
+    def pending(self, collection: str) -> list[Pending]:
+        """Every document of ``collection`` marked pending (one equality query on the index)."""
+        found = self._db()[collection].find({PENDING_FIELD: True}, {DUE_FIELD: 1, ATTEMPTS_FIELD: 1})
+        return [Pending(collection, doc["_id"], doc.get(DUE_FIELD), doc.get(ATTEMPTS_FIELD) or 0) for doc in found]
 
-    def remove_pointer(self, pointer_id: ObjectId) -> None:
-        self._db()[POINTERS].delete_one({"_id": pointer_id})
-
-    def due(self, now: datetime, limit: int) -> list[ObjectId]:
-        """Up to ``limit`` pointers due by ``now`` and not leased, most overdue first (one scan)."""
-        found = self._db()[POINTERS].find(
-            {"next_attempt_at": {"$lte": now}, "lease_until": {"$lte": now}}, {"_id": 1}
-        ).sort("next_attempt_at", ASCENDING).limit(limit)
-        return [pointer["_id"] for pointer in found]
-
-    def claim(self, pointer_id: ObjectId, now: datetime, lease_seconds: float) -> Pointer | None:
-        """Lease one due pointer for ``lease_seconds`` so other relay replicas skip it; None if taken."""
-        found = self._db()[POINTERS].find_one_and_update(
-            {"_id": pointer_id, "next_attempt_at": {"$lte": now}, "lease_until": {"$lte": now}},
-            {"$set": {"lease_until": now + timedelta(seconds=lease_seconds)}},
-            return_document=ReturnDocument.AFTER,
+    def claim(self, pending: Pending, until: datetime) -> bool:
+        """Reserve a pending document for this relay until ``until`` (a lease: other relay replicas
+        skip it), if nobody else moved its due time since it was read; True if reserved."""
+        result = self._db()[pending.collection].update_one(
+            {"_id": pending.document_id, PENDING_FIELD: True, DUE_FIELD: pending.due}, {"$set": {DUE_FIELD: until}}
         )
-        if found is None:
-            return None
-        return Pointer(found["_id"], found["collection"], found["document_id"], found["created_at"], found["attempts"])
+        return result.matched_count == 1
 
-    def reschedule(self, pointer: Pointer, at: datetime, *, failed: bool) -> None:
-        """Release ``pointer`` until ``at``; ``failed`` counts a publishing failure."""
-        update: dict[str, Any] = {"$set": {"next_attempt_at": at, "lease_until": EPOCH}}
-        if failed:
-            update["$inc"] = {"attempts": 1}
-        self._db()[POINTERS].update_one({"_id": pointer.id}, update)
+    def reschedule(self, pending: Pending, at: datetime) -> None:
+        """After a failed publish: try again at ``at``, one more attempt counted."""
+        self._db()[pending.collection].update_one(
+            {"_id": pending.document_id, PENDING_FIELD: True}, {"$set": {DUE_FIELD: at}, "$inc": {ATTEMPTS_FIELD: 1}}
+        )
 
     def pending_events(self, collection: str, document_id: Any) -> tuple[list[dict[str, str]], bool]:
         """The document's unpublished events in write order, and whether it is a tombstone."""
@@ -129,12 +122,19 @@ class OutboxStore:
             return [], False
         return list(document.get(OUTBOX_FIELD) or []), bool(document.get(TOMBSTONE_FIELD))
 
-    def mark_sent(self, collection: str, document_id: Any, items: Sequence[dict[str, str]]) -> None:
-        """Take confirmed events (each exactly as stored) out of the document's ``_outbox``; then
-        delete the document if it is a tombstone with nothing left to publish.
+    def mark_sent(
+        self, collection: str, document_id: Any, items: Sequence[dict[str, str]], *, tombstone: bool = False
+    ) -> None:
+        """Take confirmed events (each exactly as stored) out of the document's ``_outbox``; once
+        none is left, remove the marks, or the document itself if it is a tombstone.
 
         ``$pullAll`` removes exactly the stored values, in one update. (FerretDB 1.24 evaluates
         no condition inside ``$pull``: ``{$pull: {f: {$in: [...]}}}`` silently removes nothing.)
+        The last step is conditional on ``_outbox`` being empty, so events a concurrent write
+        just added keep their marks.
+
+        Args:
+            tombstone: with no ``items``: whether the document is known to be a tombstone.
         """
         documents = self._db()[collection]
         if items:
@@ -142,15 +142,37 @@ class OutboxStore:
             left = documents.find_one_and_update(
                 {"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: list(items)}}, return_document=ReturnDocument.AFTER
             )
-            if left is None or not left.get(TOMBSTONE_FIELD) or left.get(OUTBOX_FIELD):
-                return  # gone, or not a tombstone, or events still to publish
-        documents.delete_one({"_id": document_id, TOMBSTONE_FIELD: True, OUTBOX_FIELD: []})
+            if left is None or left.get(OUTBOX_FIELD):
+                return  # gone, or events still to publish
+            tombstone = bool(left.get(TOMBSTONE_FIELD))
+        if tombstone:
+            documents.delete_one({"_id": document_id, TOMBSTONE_FIELD: True, OUTBOX_FIELD: []})
+        else:
+            documents.update_one({"_id": document_id, OUTBOX_FIELD: []}, {"$unset": dict.fromkeys(MARKS, "")})
+
+    def adopt_legacy_pointers(self) -> int:
+        """Mark the documents that pointers of an earlier version still name, then drop the
+        pointers (idempotent; how many documents had events left)."""
+        db = self._db()
+        adopted = 0
+        for pointer in db[LEGACY_POINTERS].find({}):
+            now = datetime.now(UTC)
+            marks = {"$set": {PENDING_FIELD: True, DUE_FIELD: now}, "$min": {SINCE_FIELD: pointer.get("created_at", now)}}
+            pending = {"_id": pointer["document_id"], f"{OUTBOX_FIELD}.0": {"$exists": True}}
+            adopted += db[pointer["collection"]].update_one(pending, marks).matched_count
+            db[LEGACY_POINTERS].delete_one({"_id": pointer["_id"]})
+        return adopted
 
     def depth(self) -> tuple[int, datetime | None]:
-        """Pointers not yet cleared, and when the oldest was created."""
-        pointers = self._db()[POINTERS]
-        oldest = pointers.find_one({}, {"created_at": 1}, sort=[("created_at", ASCENDING)])
-        return pointers.count_documents({}), oldest["created_at"] if oldest else None
+        """Documents with unpublished events, and when the oldest such write was made."""
+        count, oldest = 0, None
+        for collection in self.collections:
+            for document in self._db()[collection].find({PENDING_FIELD: True}, {SINCE_FIELD: 1}):
+                count += 1
+                since = document.get(SINCE_FIELD)
+                if since is not None and (oldest is None or since < oldest):
+                    oldest = since
+        return count, oldest
 
 
 def publish_pending(store: OutboxStore, publisher: Publisher, collection: str, document_id: Any) -> int:
@@ -180,8 +202,7 @@ def publish_stored(
     ``user.registered`` written before it.
 
     Args:
-        tombstone: the document is known to be a tombstone, so it is checked for deletion even
-            when nothing was published.
+        tombstone: with no ``items``: the document is known to be a tombstone (it is deleted).
 
     Returns:
         how many events were published.
@@ -202,8 +223,8 @@ def publish_stored(
                 continue
             published.append(item)
     finally:
-        if published or tombstone:
-            store.mark_sent(collection, document_id, published)
+        if published or not items:
+            store.mark_sent(collection, document_id, published, tombstone=tombstone)
     if unroutable is not None:
         raise unroutable
     return len(published)
@@ -211,7 +232,6 @@ def publish_stored(
 
 @dataclass(frozen=True)
 class _Handoff:
-    pointer_id: ObjectId
     collection: str
     document_id: Any
     items: Sequence[dict[str, str]]
@@ -223,7 +243,7 @@ class Dispatcher:
 
     One daemon thread and one broker connection per process, started on first use (also after a
     fork). Best effort by design: when the broker is down or the queue is full, the write is left
-    to the relay, which finds it through its pointer.
+    to the relay, which finds it by its marks.
 
     Args:
         store: the service's outbox store.
@@ -239,10 +259,10 @@ class Dispatcher:
         self._pid: int | None = None
         self._lock = threading.Lock()
 
-    def handoff(self, pointer_id: ObjectId, collection: str, document_id: Any, items: Sequence[dict[str, str]]) -> None:
+    def handoff(self, collection: str, document_id: Any, items: Sequence[dict[str, str]]) -> None:
         """Queue a committed write's events (``items``, exactly as stored) for publishing; never blocks."""
         try:
-            self._ensure_running().put_nowait(_Handoff(pointer_id, collection, document_id, items))
+            self._ensure_running().put_nowait(_Handoff(collection, document_id, items))
         except queue.Full:
             log.warning("outbox hand-off queue full; the relay will publish %s/%s", collection, document_id)
 
@@ -271,7 +291,6 @@ class Dispatcher:
                 continue
             try:
                 publish_stored(self.store, publisher, handoff.collection, handoff.document_id, handoff.items)
-                self.store.remove_pointer(handoff.pointer_id)
             except PublishFailed as error:
                 broker_down_until = time.monotonic() + 1.0
                 log.info("hand-off of %s/%s left to the relay: %s", handoff.collection, handoff.document_id, error)
@@ -280,38 +299,49 @@ class Dispatcher:
 
 
 class PendingWrite:
-    """One write's events, as the fields to store with it. Built by :meth:`Outbox.write`."""
+    """One write's events, as the fields to store with it. Built by :meth:`Outbox.write`.
 
-    def __init__(self, events: Sequence[Event]) -> None:
+    Args:
+        events: the write's events.
+        now: the moment of the write (UTC).
+        due: when the relay may take the events, if the dispatcher has not published them.
+    """
+
+    def __init__(self, events: Sequence[Event], now: datetime, due: datetime) -> None:
         self.events = list(events)
         self.items = [stored(event) for event in self.events]
         """The events as stored: encoded once, so the dispatcher pulls exactly what was written."""
+        self.now = now
+        self.due = due
 
     @property
     def insert_fields(self) -> dict[str, Any]:
-        """Fields to add to a document being inserted."""
-        return {OUTBOX_FIELD: list(self.items)}
+        """Fields to add to a document being inserted: its events and the marks."""
+        return {OUTBOX_FIELD: list(self.items), PENDING_FIELD: True, DUE_FIELD: self.due, SINCE_FIELD: self.now,
+                ATTEMPTS_FIELD: 0}
 
-    @property
-    def update_operators(self) -> dict[str, Any]:
-        """Update operators to add to an update (or a soft delete) of an existing document."""
-        return {"$push": {OUTBOX_FIELD: {"$each": list(self.items)}}}
+    def update(self, update: dict[str, Any]) -> dict[str, Any]:
+        """``update`` (the write's own update operators) with the events and the marks added."""
+        merged = {operator: dict(fields) for operator, fields in update.items()}
+        merged.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": list(self.items)}
+        merged.setdefault("$set", {}).update({PENDING_FIELD: True, DUE_FIELD: self.due})
+        merged.setdefault("$min", {})[SINCE_FIELD] = self.now
+        return merged
 
-    @property
-    def tombstone_operators(self) -> dict[str, Any]:
-        """Update operators that turn a document into a tombstone carrying the events."""
-        return {**self.update_operators, "$set": {TOMBSTONE_FIELD: True}}
+    def tombstone(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The update that turns a document into a tombstone carrying the events, setting ``fields`` too."""
+        return self.update({"$set": {**fields, TOMBSTONE_FIELD: True}})
 
 
 class Outbox:
     """A service's outbox: ``with outbox.write(collection, id, events) as pending: <the write>``.
 
-    On entering, the pointer is recorded; the body must make exactly one single-document write
-    that includes ``pending.insert_fields`` or ``pending.update_operators``, and raise if that
-    write did not happen (e.g. a version mismatch). On a normal exit the events are handed to
-    the dispatcher; on an exception the pointer is removed (best effort) and the exception
-    propagates. An update that depends on what was read must be conditional (on the document's
-    ``version``, say), so that a concurrent change makes it match nothing instead of undoing it.
+    The body must make exactly one single-document write that includes ``pending.insert_fields``
+    or ``pending.update(...)``, and raise if that write did not happen (e.g. a version
+    mismatch). On a normal exit the events are handed to the dispatcher; on an exception nothing
+    was written and the exception propagates. An update that depends on what was read must be
+    conditional (on the document's ``version``, say), so that a concurrent change makes it match
+    nothing instead of undoing it.
 
     Args:
         store: the service's outbox store.
@@ -325,7 +355,9 @@ class Outbox:
         self.handoff_seconds = handoff_seconds
 
     def write(self, collection: str, document_id: Any, events: Sequence[Event]) -> _WriteContext:
-        return _WriteContext(self, collection, document_id, PendingWrite(events))
+        now = datetime.now(UTC)
+        pending = PendingWrite(events, now, now + timedelta(seconds=self.handoff_seconds))
+        return _WriteContext(self, collection, document_id, pending)
 
 
 class _WriteContext:
@@ -334,22 +366,13 @@ class _WriteContext:
         self.collection = collection
         self.document_id = document_id
         self.pending = pending
-        self.pointer_id: ObjectId | None = None
 
     def __enter__(self) -> PendingWrite:
-        self.pointer_id = self.outbox.store.add_pointer(self.collection, self.document_id, self.outbox.handoff_seconds)
         return self.pending
 
     def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
-        assert self.pointer_id is not None
-        if error_type is not None:
-            try:
-                self.outbox.store.remove_pointer(self.pointer_id)
-            except PyMongoError:
-                log.warning("could not remove the pointer of an abandoned write; the relay will discard it")
-            return
-        if self.outbox.dispatcher is not None:
-            self.outbox.dispatcher.handoff(self.pointer_id, self.collection, self.document_id, self.pending.items)
+        if error_type is None and self.outbox.dispatcher is not None:
+            self.outbox.dispatcher.handoff(self.collection, self.document_id, self.pending.items)
 
 
 class OutboxCollector(Collector):
@@ -364,7 +387,7 @@ class OutboxCollector(Collector):
         except PyMongoError:
             return
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-        yield GaugeMetricFamily("outbox_pending", "Writes whose events are not yet all published.", value=count)
+        yield GaugeMetricFamily("outbox_pending", "Documents whose events are not yet all published.", value=count)
         yield GaugeMetricFamily(
             "outbox_oldest_pending_age_seconds", "Age of the oldest write with unpublished events (relay lag).", value=age
         )

@@ -20,7 +20,8 @@ from .worker import Loop
 
 
 class ServiceEvents:
-    """The events of service ``service``, stored in ``mongo``'s database, on broker ``rabbitmq_url``.
+    """The events of service ``service``, stored in ``mongo``'s database, on broker ``rabbitmq_url``;
+    ``outbox_collections`` are the collections whose documents carry events (the relay looks there).
 
     Attributes:
         outbox: ``with events.outbox.write(collection, id, [event]) as pending: ...`` in stores.
@@ -29,13 +30,13 @@ class ServiceEvents:
         collector: Prometheus gauges of the outbox depth, for the service's ``/metrics``.
     """
 
-    def __init__(self, service: str, rabbitmq_url: str, mongo: Mongo) -> None:
+    def __init__(self, service: str, rabbitmq_url: str, mongo: Mongo, outbox_collections: Sequence[str] = ()) -> None:
         self.service = service
         self.rabbitmq_url = rabbitmq_url
         self.mongo = mongo
-        self.store = OutboxStore(lambda: mongo.db)
+        self.store = OutboxStore(lambda: mongo.db, outbox_collections)
         self.outbox = Outbox(self.store, Dispatcher(self.store, lambda: Publisher(rabbitmq_url)))
-        self.indexes: tuple[Indexes, ...] = (outbox.INDEXES, *consumer.INDEXES)
+        self.indexes: tuple[Indexes, ...] = (*outbox.indexes(outbox_collections), *consumer.INDEXES)
         self.expiries: tuple[Expiry, ...] = consumer.EXPIRIES
         self.collector = OutboxCollector(self.store)
 

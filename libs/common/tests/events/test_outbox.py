@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,7 +18,16 @@ from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 from taskflow_common.events import broker
 from taskflow_common.events.envelope import Event, new_event
-from taskflow_common.events.outbox import POINTERS, Dispatcher, Outbox, OutboxCollector, OutboxStore
+from pymongo.errors import AutoReconnect
+from taskflow_common.events.outbox import (
+    ATTEMPTS_FIELD,
+    LEGACY_POINTERS,
+    PENDING_FIELD,
+    Dispatcher,
+    Outbox,
+    OutboxCollector,
+    OutboxStore,
+)
 from taskflow_common.events.publisher import Publisher
 from taskflow_common.events.relay import Relay
 
@@ -30,7 +39,12 @@ from .helpers import effects, record_effect, write_note
 
 
 def store_of(db: Database) -> OutboxStore:
-    return OutboxStore(lambda: db)
+    return OutboxStore(lambda: db, ["notes"])
+
+
+def marked(db: Database) -> int:
+    """Notes marked as holding unpublished events."""
+    return db["notes"].count_documents({PENDING_FIELD: True})
 
 
 @pytest.fixture
@@ -53,9 +67,9 @@ def test_events_are_stored_with_the_write_and_handed_off_right_after(
     store = store_of(db)
     outbox = Outbox(store, Dispatcher(store, lambda: Publisher(infra.rabbitmq_url, exchange=exchange)))
     event = write_note(outbox, db, "hi")
-    wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=10, what="hand-off done")
+    wait_for(lambda: marked(db) == 0, timeout=10, what="hand-off done")
     assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
-    assert db["notes"].find_one({"_id": event.subject})["_outbox"] == []
+    assert db["notes"].find_one({"_id": event.subject}) == {"_id": event.subject, "text": "hi", "_outbox": []}
 
 
 class NotesCommands(monitoring.CommandListener):
@@ -85,7 +99,7 @@ def test_the_dispatcher_publishes_from_memory_without_reading_the_document_back(
         store = store_of(watched)
         outbox = Outbox(store, Dispatcher(store, lambda: Publisher(infra.rabbitmq_url, exchange=exchange)))
         event = write_note(outbox, watched, "hi")
-        wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=10, what="hand-off done")
+        wait_for(lambda: marked(db) == 0, timeout=10, what="hand-off done")
     finally:
         client.close()
     assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
@@ -94,14 +108,30 @@ def test_the_dispatcher_publishes_from_memory_without_reading_the_document_back(
     assert commands.names[:2] == ["insert", "findAndModify"]
 
 
-def test_an_abandoned_write_leaves_no_pointer_and_no_event(db: Database, infra: Infra, relay_of, exchange: str, probe: Probe) -> None:
+def test_an_abandoned_write_leaves_no_event(db: Database, infra: Infra, relay_of, exchange: str, probe: Probe) -> None:
     outbox = Outbox(store_of(db))
     event = new_event("note.created", service="test", subject="n1", data={})
     with pytest.raises(RuntimeError), outbox.write("notes", "n1", [event]):
         raise RuntimeError("the write did not happen (e.g. a version mismatch)")
-    assert db[POINTERS].count_documents({}) == 0
-    relay_of(db).run_once()
+    assert relay_of(db).run_once() == 0
     assert probe.messages() == []
+
+
+def test_a_write_whose_reply_was_lost_still_has_its_event_published(
+    db: Database, infra: Infra, relay_of, exchange: str, probe: Probe
+) -> None:
+    """The write happened but the service saw an error (the connection dropped before the
+    reply): nothing is handed off, yet the events sit marked in the document, so the relay
+    publishes them; no later write of the document is needed."""
+    store = store_of(db)
+    outbox = Outbox(store, Dispatcher(store, lambda: Publisher(infra.rabbitmq_url, exchange=exchange)), handoff_seconds=0)
+    event = new_event("note.created", service="test", subject="n1", data={})
+    with pytest.raises(AutoReconnect), outbox.write("notes", "n1", [event]) as pending:
+        db["notes"].insert_one({"_id": "n1", **pending.insert_fields})
+        raise AutoReconnect("connection reset before the reply")
+    assert relay_of(db).run_once() == 1
+    assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
+    assert marked(db) == 0
 
 
 def test_broker_down_during_a_thousand_writes_loses_nothing_and_applies_each_once(
@@ -121,7 +151,7 @@ def test_broker_down_during_a_thousand_writes_loses_nothing_and_applies_each_onc
     applied = effects(db)
     assert len(applied) == 1000
     assert set(applied) == written
-    wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=30, what="outbox drained")
+    wait_for(lambda: marked(db) == 0, timeout=30, what="outbox drained")
 
 
 def test_an_unroutable_event_stays_pending_until_someone_subscribes(
@@ -130,9 +160,9 @@ def test_an_unroutable_event_stays_pending_until_someone_subscribes(
     relay = relay_of(db)
     event = write_note(Outbox(store_of(db), handoff_seconds=0), db, type="note.unheard")
     assert relay.run_once()
-    pointer = db[POINTERS].find_one({})
-    assert pointer["attempts"] == 1
-    assert db["notes"].find_one({"_id": event.subject})["_outbox"][0]["id"] == event.id
+    note = db["notes"].find_one({"_id": event.subject})
+    assert note[ATTEMPTS_FIELD] == 1 and note[PENDING_FIELD] is True
+    assert note["_outbox"][0]["id"] == event.id
     consume("note.unheard", handler=record_effect(db))
     background.start(relay.run)
     wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event delivered once a queue is bound")
@@ -153,7 +183,7 @@ def test_an_unroutable_event_does_not_hold_back_later_events_of_its_document(
     assert relay_of(db).run_once()
     assert [Event.decode(body).id for _, body in heard_only.messages()] == [heard.id]
     assert [item["id"] for item in db["notes"].find_one({"_id": "n1"})["_outbox"]] == [unheard.id]
-    assert db[POINTERS].find_one({})["attempts"] == 1  # the unroutable one is retried with back-off
+    assert db["notes"].find_one({"_id": "n1"})[ATTEMPTS_FIELD] == 1  # the unroutable one is retried with back-off
 
 
 def _crashing_relay(db: Database, infra: Infra, exchange: str, crash: str) -> int:
@@ -186,7 +216,7 @@ def test_relay_killed_after_publish_before_marking_sent_is_applied_once(
     assert _crashing_relay(db, infra, exchange, "after-publish") == -signal.SIGKILL
     assert db["notes"].find_one({"_id": event.subject})["_outbox"][0]["id"] == event.id
     background.start(relay_of(db, lease_seconds=1).run)
-    wait_for(lambda: db[POINTERS].count_documents({}) == 0, timeout=30, what="pointer cleared")
+    wait_for(lambda: marked(db) == 0, timeout=30, what="marks cleared")
     time.sleep(1)
     assert [Event.decode(body).id for _, body in probe.messages()] == [event.id, event.id]
     assert effects(db) == [event.id]
@@ -199,7 +229,7 @@ def test_a_deleted_document_is_a_tombstone_until_its_event_is_published(
     created = write_note(outbox, db)
     deleted = new_event("note.deleted", service="test", subject=created.subject, data={})
     with outbox.write("notes", created.subject, [deleted]) as pending:
-        db["notes"].update_one({"_id": created.subject}, pending.tombstone_operators)
+        db["notes"].update_one({"_id": created.subject}, pending.tombstone({}))
     assert db["notes"].find_one({"_id": created.subject})["_deleted"] is True
     relay = relay_of(db)
     while relay.run_once():
@@ -208,16 +238,30 @@ def test_a_deleted_document_is_a_tombstone_until_its_event_is_published(
     assert db["notes"].find_one({"_id": created.subject}) is None
 
 
-def test_a_pointer_without_a_write_is_discarded_only_after_the_grace(db: Database, infra: Infra, relay_of, exchange: str) -> None:
-    store = store_of(db)
-    store.add_pointer("notes", "never-written", handoff_seconds=0)
-    now = datetime.now(UTC)
-    relay = relay_of(db, write_grace_seconds=60, clock=lambda: now)
-    assert relay.run_once()
-    assert db[POINTERS].count_documents({}) == 1
-    relay.clock = lambda: now + timedelta(seconds=61)
-    assert relay.run_once()
-    assert db[POINTERS].count_documents({}) == 0
+def test_marks_left_without_events_are_cleared_by_the_relay(db: Database, infra: Infra, relay_of, exchange: str) -> None:
+    """A publisher that died between pulling the last event and removing the marks."""
+    db["notes"].insert_one({"_id": "n1", "_outbox": [], PENDING_FIELD: True})
+    assert relay_of(db).run_once() == 1
+    assert db["notes"].find_one({"_id": "n1"}) == {"_id": "n1", "_outbox": []}
+
+
+def test_pointers_of_an_earlier_version_are_adopted_and_their_events_published(
+    db: Database, infra: Infra, relay_of, exchange: str, probe: Probe, background: Background
+) -> None:
+    """Before this version each write recorded a pointer instead of marking the document; a
+    relay of this version marks what those pointers name, once, so no pending event is lost."""
+    event = new_event("note.created", service="test", subject="n1", data={})
+    db["notes"].insert_one({"_id": "n1", "_outbox": [{"id": event.id, "body": event.encode().decode()}]})
+    db["notes"].insert_one({"_id": "n2", "_outbox": []})
+    db[LEGACY_POINTERS].insert_many([
+        {"collection": "notes", "document_id": "n1", "created_at": datetime.now(UTC)},
+        {"collection": "notes", "document_id": "n2", "created_at": datetime.now(UTC)},
+    ])
+    background.start(relay_of(db).run)
+    wait_for(lambda: [Event.decode(body).id for _, body in probe.messages()] == [event.id], timeout=30,
+             what="the adopted event published")
+    wait_for(lambda: marked(db) == 0, timeout=10, what="marks cleared")
+    assert db[LEGACY_POINTERS].count_documents({}) == 0
 
 
 def test_several_relays_deliver_everything_once_to_the_consumer(

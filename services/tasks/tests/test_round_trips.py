@@ -1,0 +1,84 @@
+"""Each write of a task costs a fixed, small number of database round trips, its events included
+(issue 19: ``POST /tasks`` in at most three)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient, monitoring
+from taskflow_common.events.outbox import Outbox, OutboxStore
+from taskflow_common.events.plumbing import ServiceEvents
+from taskflow_common.mongo import Mongo
+from taskflow_tasks.events import TaskEvents
+from taskflow_tasks.schemas import TaskCreate
+from taskflow_tasks.store import TASKS, CountStore, TaskStore
+from taskflow_tasks.tasks import Tasks
+
+from tests.support.infra import Infra
+
+
+class Commands(monitoring.CommandListener):
+    """Every command sent to one database: (name, collection)."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.sent: list[tuple[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.database:
+            self.sent.append((event.command_name, event.command.get(event.command_name)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def counted(infra: Infra) -> Iterator[tuple[Tasks, Commands]]:
+    """The tasks domain on a database of its own, every command to it recorded; no dispatcher
+    (the hand-off publishes after the request, off its path)."""
+    name = f"rt_{uuid.uuid4().hex[:10]}"
+    commands = Commands(name)
+    client: MongoClient = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[commands])
+    database = client[name]
+    mongo = Mongo(infra.mongodb_uri, name, app_name="round-trips")
+    events = ServiceEvents("tasks", infra.rabbitmq_url, mongo, [TASKS])  # builds events; publishes nothing
+    tasks = Tasks(TaskStore(lambda: database, Outbox(OutboxStore(lambda: database, [TASKS]))),
+                  CountStore(lambda: database), TaskEvents(events))
+    yield tasks, commands
+    client.drop_database(name)
+    client.close()
+    mongo.close()
+
+
+def test_each_write_makes_a_fixed_number_of_round_trips(counted: tuple[Tasks, Commands]) -> None:
+    tasks, commands = counted
+    tasks.create("owner", TaskCreate(title="the owner's first"))
+
+    def trips(write: Any) -> list[tuple[str, Any]]:
+        commands.sent.clear()
+        write()
+        return list(commands.sent)
+
+    created: dict[str, Any] = {}
+    assert trips(lambda: created.update(tasks.create("owner", TaskCreate(title="second")))) == [
+        ("findAndModify", "task_counts"),  # claim the counters, take the next seq
+        ("insert", "tasks"),  # the task with its events
+        ("update", "task_counts"),  # the counters
+    ]
+    task_id = str(created["_id"])
+    assert trips(lambda: tasks.update("owner", task_id, {"title": "renamed"}, None)) == [
+        ("find", "tasks"),  # the task as it is
+        ("update", "tasks"),  # the change with its event: no counter changes
+    ]
+    assert trips(lambda: tasks.update("owner", task_id, {"status": "done"}, None)) == [
+        ("find", "tasks"), ("findAndModify", "task_counts"), ("update", "tasks"), ("update", "task_counts"),
+    ]
+    assert trips(lambda: tasks.delete("owner", task_id, None)) == [
+        ("find", "tasks"), ("findAndModify", "task_counts"), ("update", "tasks"), ("update", "task_counts"),
+    ]
