@@ -150,17 +150,23 @@ class OutboxStore:
         else:
             documents.update_one({"_id": document_id, OUTBOX_FIELD: []}, {"$unset": dict.fromkeys(MARKS, "")})
 
-    def adopt_legacy_pointers(self) -> int:
-        """Mark the documents that pointers of an earlier version still name, then drop the
-        pointers (idempotent; how many documents had events left)."""
+    def adopt_legacy_pointers(self, now: datetime, grace: timedelta) -> int:
+        """Mark the documents that pointers of an earlier version name, when they hold events (or
+        are tombstones); drop each pointer once its document is marked or it is older than
+        ``grace`` (an earlier version recorded the pointer *before* its write, so a young pointer
+        may name a write still to land). Replicas of the earlier version may go on writing during
+        a rolling upgrade; the relay calls this on every pass. Returns how many were marked."""
         db = self._db()
         adopted = 0
         for pointer in db[LEGACY_POINTERS].find({}):
-            now = datetime.now(UTC)
-            marks = {"$set": {PENDING_FIELD: True, DUE_FIELD: now}, "$min": {SINCE_FIELD: pointer.get("created_at", now)}}
-            pending = {"_id": pointer["document_id"], f"{OUTBOX_FIELD}.0": {"$exists": True}}
-            adopted += db[pointer["collection"]].update_one(pending, marks).matched_count
-            db[LEGACY_POINTERS].delete_one({"_id": pointer["_id"]})
+            created = pointer.get("created_at") or now
+            marks = {"$set": {PENDING_FIELD: True, DUE_FIELD: now}, "$min": {SINCE_FIELD: created}}
+            unpublished = {"_id": pointer["document_id"],
+                           "$or": [{f"{OUTBOX_FIELD}.0": {"$exists": True}}, {TOMBSTONE_FIELD: True}]}
+            marked = db[pointer["collection"]].update_one(unpublished, marks).matched_count
+            adopted += marked
+            if marked or now - created >= grace:
+                db[LEGACY_POINTERS].delete_one({"_id": pointer["_id"]})
         return adopted
 
     def depth(self) -> tuple[int, datetime | None]:
@@ -324,8 +330,9 @@ class PendingWrite:
         """``update`` (the write's own update operators) with the events and the marks added."""
         merged = {operator: dict(fields) for operator, fields in update.items()}
         merged.setdefault("$push", {})[OUTBOX_FIELD] = {"$each": list(self.items)}
-        merged.setdefault("$set", {}).update({PENDING_FIELD: True, DUE_FIELD: self.due})
-        merged.setdefault("$min", {})[SINCE_FIELD] = self.now
+        merged.setdefault("$set", {})[PENDING_FIELD] = True
+        # $min: a document already due (or leased, or backing off) is never put off by a new write.
+        merged.setdefault("$min", {}).update({SINCE_FIELD: self.now, DUE_FIELD: self.due})
         return merged
 
     def tombstone(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -376,16 +383,27 @@ class _WriteContext:
 
 
 class OutboxCollector(Collector):
-    """Prometheus gauges read at scrape time: ``outbox_pending`` and ``outbox_oldest_pending_age_seconds``."""
+    """Prometheus gauges: ``outbox_pending`` and ``outbox_oldest_pending_age_seconds``.
 
-    def __init__(self, store: OutboxStore) -> None:
+    Read from the database at most every ``refresh_seconds``: on FerretDB the read costs one
+    document decoded per pending write, which a backlog during a broker outage makes large, and
+    several scrapers may ask every few seconds.
+    """
+
+    def __init__(self, store: OutboxStore, *, refresh_seconds: float = 30.0) -> None:
         self.store = store
+        self.refresh_seconds = refresh_seconds
+        self._read: tuple[float, int, datetime | None] | None = None
+        self._lock = threading.Lock()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        try:
-            count, oldest = self.store.depth()
-        except PyMongoError:
-            return
+        with self._lock:
+            if self._read is None or time.monotonic() - self._read[0] >= self.refresh_seconds:
+                try:
+                    self._read = (time.monotonic(), *self.store.depth())
+                except PyMongoError:
+                    return
+            _, count, oldest = self._read
         age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily("outbox_pending", "Documents whose events are not yet all published.", value=count)
         yield GaugeMetricFamily(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +25,12 @@ from .publisher import PublishFailed, Publisher, backoff_seconds
 log = logging.getLogger(__name__)
 
 RELAYED = Counter("outbox_relayed_events_total", "Events the relay published (missed by the hand-off).")
+LEGACY_GRACE = timedelta(seconds=60)
+"""How long a pointer of an earlier version may precede its write (that version's write grace)."""
+IDLE_SHARE = 0.1
+"""At most this share of the time goes to looking for due documents when none is due: after a
+look that took ``t`` seconds, the relay waits at least ``t / IDLE_SHARE - t`` (FerretDB reads
+every marked document to find the due ones, which a broker outage's backlog makes slow)."""
 
 
 class Relay:
@@ -58,6 +65,7 @@ class Relay:
     def run_once(self) -> int:
         """Work the documents due now (up to ``batch``). Returns how many; 0 means idle."""
         now = self.clock()
+        self.store.adopt_legacy_pointers(now, LEGACY_GRACE)
         due = [pending for collection in self.store.collections for pending in self.store.pending(collection)
                if (pending.due or EPOCH) <= now]
         due.sort(key=lambda pending: pending.due or EPOCH)
@@ -80,19 +88,10 @@ class Relay:
         RELAYED.inc(published)
 
     def run(self, stop: threading.Event) -> None:
-        """Relay until ``stop`` is set; database and broker outages are waited out. First adopts
-        the pointers an earlier version may have left (see :meth:`OutboxStore.adopt_legacy_pointers`)."""
-        adopted = False
+        """Relay until ``stop`` is set; database and broker outages are waited out. Idle looks are
+        spaced so that they take at most :data:`IDLE_SHARE` of the time."""
         while not stop.is_set():
-            if not adopted:
-                try:
-                    if count := self.store.adopt_legacy_pointers():
-                        log.info("relay: %d documents with events adopted from the outbox pointers", count)
-                    adopted = True
-                except PyMongoError as error:
-                    log.warning("relay: database unavailable (%s)", error)
-                    stop.wait(self.poll_seconds)
-                    continue
+            started = time.monotonic()
             try:
                 busy = self.run_once()
             except PyMongoError as error:
@@ -100,5 +99,6 @@ class Relay:
                 busy = False
             if not busy:
                 self.publisher.keepalive()
-                stop.wait(self.poll_seconds)
+                looked = time.monotonic() - started
+                stop.wait(max(self.poll_seconds, looked / IDLE_SHARE - looked))
         self.publisher.close()
