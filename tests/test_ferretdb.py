@@ -1,8 +1,8 @@
 """The FerretDB that scripts/bootstrap builds reads, updates and deletes by ``_id`` through the
 table's ``_id`` index, also when the filter has conditions beside ``_id``, and still applies those
-conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch); it selects by a top-level field
-set equal to a string, ObjectID or boolean through that field's index, and still matches as
-MongoDB does (scripts/patches/ferretdb-v1.24.2-sqlite-pushdown-equality.patch).
+conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch); it selects by top-level fields
+set equal to a string, ObjectID, boolean or integer through the (compound) index on them, and still
+matches as MongoDB does (scripts/patches/ferretdb-v1.24.2-sqlite-pushdown-equality.patch).
 
 FerretDB is started with debug logs, which carry every SQL statement it sends to SQLite; SQLite
 itself then says how it runs each of them.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bson import ObjectId
+from bson import Int64, ObjectId
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
@@ -132,3 +132,41 @@ def test_equality_conditions_still_match_as_mongodb_does(ferretdb: DebugFerretDB
     assert notes.update_many({"v": "a"}, {"$set": {"seen": True}}).modified_count == 2
     assert notes.delete_one({"v": "1"}).deleted_count == 1
     assert notes.find_one({"case": "number"})["v"] == 1
+
+
+def test_equalities_on_several_fields_use_every_key_of_a_compound_index(ferretdb: DebugFerretDB) -> None:
+    """Spelled as an OR of ANDs, the pushed-down condition lets SQLite seek on (owner, bucket),
+    not only on owner: a big owner's bucket is read without reading the owner's other rows."""
+    notes = ferretdb.notes
+    notes.create_index([("owner", 1), ("bucket", 1)])
+    notes.insert_many([{"owner": "big" if i % 4 else "small", "bucket": i // 10, "n": i} for i in range(400)])
+    offset = ferretdb.log_path.stat().st_size
+    assert sorted(note["n"] for note in notes.find({"owner": "big", "bucket": 7})) == [70, 71, 73, 74, 75, 77, 78, 79]
+    selects = {statement: table for statement, table in ferretdb.statements_since(offset).items()
+               if statement.startswith("SELECT") and '->"bucket"' in statement}
+    assert selects
+    for statement, table in selects.items():
+        assert f"USING INDEX {table}_owner_1_bucket_1 (<expr>=? AND <expr>=?)" in ferretdb.plan(statement), statement
+
+
+def test_integer_equality_matches_as_mongodb_does(ferretdb: DebugFerretDB) -> None:
+    """An integer equals the int32, int64 and double of its value, zero also -0.0, and arrays
+    holding it; not its text. Beyond 2^53 (left to the handler) too."""
+    notes = ferretdb.notes
+    notes.create_index("v")
+    cases = {"int": 5, "long": Int64(5), "double": 5.0, "fraction": 5.5, "text": "5", "array": [1, 5], "other": 6,
+             "zero": 0, "minus zero": -0.0, "big": Int64(2**53 + 1), "big double": float(2**53), "negative": -5}
+    notes.insert_many([{"case": case, "v": value} for case, value in cases.items()])
+
+    def matching(condition: object) -> list[str]:
+        return sorted(note["case"] for note in notes.find({"v": condition}))
+
+    assert matching(5) == ["array", "double", "int", "long"]
+    assert matching(5.0) == ["array", "double", "int", "long"]
+    assert matching({"$in": [Int64(6), -5]}) == ["negative", "other"]
+    assert matching(0) == ["minus zero", "zero"]
+    assert matching(-0.0) == ["minus zero", "zero"]
+    assert matching(Int64(2**53 + 1)) == ["big"]
+    assert matching(Int64(2**53)) == ["big double"]
+    assert matching(5.5) == ["fraction"]
+    assert notes.count_documents({"v": 5, "case": "long"}) == 1
