@@ -60,3 +60,16 @@ def test_the_housekeeping_loop_sweeps_until_stopped(db: Database) -> None:
         loop.join(10)
     assert not loop.is_alive()
     assert [document["_id"] for document in db[consumer.PROCESSED].find({}, {"_id": 1})] == ["recent"]
+
+
+def test_a_marked_expiry_sweeps_only_the_marked_documents(db: Database) -> None:
+    """Placeholders among many documents: only those marked can expire, whatever their dates."""
+    db["tasks"].insert_many([
+        {"_id": "placeholder", "_placeholder": True, "made_at": NOW - timedelta(days=2)},
+        {"_id": "fresh placeholder", "_placeholder": True, "made_at": NOW},
+        {"_id": "task", "made_at": NOW - timedelta(days=2)},
+    ])
+    expiry = Expiry("tasks", "made_at", timedelta(days=1), marker="_placeholder")
+    assert expiry.indexes(ttl=False).models[0].document["key"] == {"_placeholder": 1, "made_at": 1}
+    assert Sweeper(lambda: db, [expiry], clock=lambda: NOW).sweep() == 1
+    assert sorted(document["_id"] for document in db["tasks"].find()) == ["fresh placeholder", "task"]

@@ -91,9 +91,11 @@ INTENT_FIELD = "_intent"
 """On a task: the id of the counter intent whose write it was last (see "Why counters" above)."""
 FENCED_FIELD = "_fenced_at"
 """On a placeholder that fences a new task's id off (see "Why counters" above): when it was made."""
+PLACEHOLDER_FIELD = "_placeholder"
+"""True on such a placeholder only, so the sweep reads placeholders alone, not every task."""
 FENCE_RETENTION = timedelta(days=1)
 """How long a placeholder stays: far longer than any request that could still try the insert."""
-EXPIRIES = (Expiry(TASKS, FENCED_FIELD, FENCE_RETENTION),)
+EXPIRIES = (Expiry(TASKS, FENCED_FIELD, FENCE_RETENTION, marker=PLACEHOLDER_FIELD),)
 
 SORT_FIELDS: dict[str, tuple[str, ...]] = {
     "created_at": ("seq",),
@@ -237,7 +239,9 @@ class TaskStore:
         """Take ``task_id`` with a placeholder, so a late insert of that task fails; False when
         the id is taken already (the task was inserted, or fenced off before)."""
         try:
-            self._tasks.insert_one({"_id": task_id, INTENT_FIELD: f"fenced:{intent_id}", FENCED_FIELD: now})
+            self._tasks.insert_one(
+                {"_id": task_id, INTENT_FIELD: f"fenced:{intent_id}", PLACEHOLDER_FIELD: True, FENCED_FIELD: now}
+            )
         except DuplicateKeyError:
             return False
         return True
