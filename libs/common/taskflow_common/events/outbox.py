@@ -128,16 +128,24 @@ class OutboxStore:
         """Take confirmed events (each exactly as stored) out of the document's ``_outbox``; once
         none is left, remove the marks, or the document itself if it is a tombstone.
 
-        ``$pullAll`` removes exactly the stored values, in one update. (FerretDB 1.24 evaluates
-        no condition inside ``$pull``: ``{$pull: {f: {$in: [...]}}}`` silently removes nothing.)
-        The last step is conditional on ``_outbox`` being empty, so events a concurrent write
-        just added keep their marks.
+        When the document holds exactly ``items`` (and is no tombstone), one conditional update
+        empties it and removes the marks. Otherwise ``$pullAll`` removes exactly the stored values
+        (FerretDB 1.24 evaluates no condition inside ``$pull``: ``{$pull: {f: {$in: [...]}}}``
+        silently removes nothing), and the last step is conditional on ``_outbox`` being empty, so
+        events a concurrent write just added keep their marks.
 
         Args:
             tombstone: with no ``items``: whether the document is known to be a tombstone.
         """
         documents = self._db()[collection]
         if items:
+            # The common case in one write: the document holds exactly these events and is no tombstone.
+            finished = documents.update_one(
+                {"_id": document_id, OUTBOX_FIELD: list(items), TOMBSTONE_FIELD: {"$ne": True}},
+                {"$set": {OUTBOX_FIELD: []}, "$unset": dict.fromkeys(MARKS, "")},
+            )
+            if finished.matched_count:
+                return
             # Without a projection: FerretDB 1.24's findAndModify refuses one (NotImplemented).
             left = documents.find_one_and_update(
                 {"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: list(items)}}, return_document=ReturnDocument.AFTER

@@ -103,9 +103,9 @@ def test_the_dispatcher_publishes_from_memory_without_reading_the_document_back(
     finally:
         client.close()
     assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
-    # The write, then the pull of the published event (which returns what is left, to delete a
-    # finished tombstone without another read): no read of the note before its publish.
-    assert commands.names[:2] == ["insert", "findAndModify"]
+    # The write, then one conditional update emptying the published events and the marks: no
+    # read of the note before its publish, and nothing else.
+    assert commands.names == ["insert", "update"]
 
 
 def test_an_abandoned_write_leaves_no_event(db: Database, infra: Infra, relay_of, exchange: str, probe: Probe) -> None:
