@@ -202,7 +202,8 @@ def exercise(tasks: Tasks, database: Database) -> None:
     tasks.stats(owner)
     # a leftover intent whose lease passed, settled by the next reader and by the next writer
     for settled_by in (lambda: tasks.stats(owner), lambda: tasks.update(owner, str(made[2]["_id"]), {"status": "done"}, None)):
-        leftover = {"id": "dead", "task_id": made[2]["_id"], "deleting": False, "delta": [], "lease_until": NOW - timedelta(days=1)}
+        leftover = {"id": "dead", "task_id": made[2]["_id"], "kind": "change", "delta": [], "version": 1,
+                    "intent": None, "lease_until": NOW - timedelta(days=1)}
         database[COUNTS].update_one({"_id": owner}, {"$set": {"pending": leftover}})
         settled_by()
     tasks.list(owner, TaskListQuery())
