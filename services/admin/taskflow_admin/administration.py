@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from bson import ObjectId
 from taskflow_common.problems import NotFound
 
 from .events import Projections, TaskSnapshot, UserSnapshot
@@ -53,14 +54,22 @@ class Administration:
         return self.with_task_counts(found), total
 
     def user(self, user_id: str) -> dict[str, Any]:
-        found = self.read_models.user(user_id)
+        """A user of the read model with their task count, or :class:`NotFound` (also for an id
+        that is no ObjectId)."""
+        found = self.read_models.user(user_id) if ObjectId.is_valid(user_id) else None
         if found is None:
             raise NotFound("No such user.")
         return self.with_task_counts([found])[0]
 
     def change_user(self, user_id: str, change: dict[str, Any], authorization: str) -> dict[str, Any]:
         """Have auth apply ``change``; the read model takes auth's answer at once (the events
-        that follow carry the same version and change nothing more)."""
+        that follow carry the same version and change nothing more).
+
+        Raises:
+            NotFound: ``user_id`` is no ObjectId (it never travels to auth), or auth knows no such user.
+        """
+        if not ObjectId.is_valid(user_id):
+            raise NotFound("No such user.")
         record = self.upstreams.change_user(user_id, change, authorization)
         self.read_models.apply_user(UserSnapshot.model_validate(record).model_dump())
         return self.user(record["id"])

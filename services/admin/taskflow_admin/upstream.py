@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from flask import Response
@@ -92,7 +93,7 @@ class Upstreams:
 
     def change_user(self, user_id: str, change: dict[str, Any], authorization: str) -> dict[str, Any]:
         """PATCH a user's role/activation at auth; returns auth's record of the user after it."""
-        return self.auth.call("PATCH", f"/internal/users/{user_id}", authorization, json=change)
+        return self.auth.call("PATCH", f"/internal/users/{quote(user_id, safe='')}", authorization, json=change)
 
     def users(self, authorization: str) -> Iterator[dict[str, Any]]:
         """Every user, oldest first."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
 import pytest
 from flask import Flask
 from taskflow_admin.administration import Administration
+from taskflow_admin.upstream import ServiceClient, Upstreams
 from taskflow_common.events.envelope import new_event
 
 from .conftest import ADMIN_EMAIL, AuthServer, Served, bearer
@@ -89,6 +93,45 @@ def test_demoting_the_last_admin_is_auths_409(admin_app: Flask, auth: AuthServer
 def test_invalid_changes_are_422_before_reaching_auth(admin_app: Flask, admin_token: str, body: dict) -> None:
     response = admin_app.test_client().patch(f"{ADMIN}/users/{'0' * 24}", json=body, headers=bearer(admin_token))
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize("user_id", ["abc%3Fx=1", "0%3F" + "0" * 22, "%2E%2E", "not-an-id", "0" * 23 + "g"])
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
+def test_a_path_id_that_is_no_objectid_is_404_and_never_travels_to_auth(
+    make_admin_app, admin_token: str, user_id: str, method: str
+) -> None:
+    """Issue 17 §7: auth is unreachable here, so an id sent on to it would come back 503."""
+    app = make_admin_app(auth_url="http://127.0.0.1:9")
+    app.extensions["taskflow_admin"].read_models.mark_backfilled()
+    response = app.test_client().open(f"{ADMIN}/users/{user_id}", method=method, json={"role": "user"},
+                                      headers=bearer(admin_token))
+    assert response.status_code == 404
+    assert response.json["detail"] == "No such user."
+
+
+def test_the_upstream_path_is_encoded() -> None:
+    """Whatever id admin passes on, it is one path segment on the wire (a real HTTP server records it)."""
+    seen: list[str] = []
+
+    class Record(BaseHTTPRequestHandler):
+        def do_PATCH(self) -> None:  # noqa: N802 (http.server's name)
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    try:
+        auth = ServiceClient("auth", f"http://127.0.0.1:{server.server_port}", timeout_seconds=5)
+        Upstreams(auth, auth).change_user("a?b#c/../d", {}, "Bearer x")
+    finally:
+        server.server_close()
+    assert seen == ["/internal/users/a%3Fb%23c%2F..%2Fd"]
 
 
 def test_auth_unreachable_is_503(make_admin_app, admin_token: str) -> None:
