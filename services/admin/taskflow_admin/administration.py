@@ -56,7 +56,7 @@ class Administration:
     def user(self, user_id: str) -> dict[str, Any]:
         """A user of the read model with their task count, or :class:`NotFound` (also for an id
         that is no ObjectId)."""
-        found = self.read_models.user(user_id) if ObjectId.is_valid(user_id) else None
+        found = self.read_models.user(str(ObjectId(user_id))) if ObjectId.is_valid(user_id) else None
         if found is None:
             raise NotFound("No such user.")
         return self.with_task_counts([found])[0]
@@ -70,7 +70,7 @@ class Administration:
         """
         if not ObjectId.is_valid(user_id):
             raise NotFound("No such user.")
-        record = self.upstreams.change_user(user_id, change, authorization)
+        record = self.upstreams.change_user(str(ObjectId(user_id)), change, authorization)
         self.read_models.apply_user(UserSnapshot.model_validate(record).model_dump())
         return self.user(record["id"])
 

@@ -62,6 +62,14 @@ def test_users_are_searched_and_filtered(admin_app: Flask, auth: AuthServer, adm
     assert client.get(f"{ADMIN}/users?active=maybe", headers=bearer(admin_token)).status_code == 422
 
 
+def test_an_id_in_capitals_names_the_same_user(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
+    user = auth.register("caps@example.com")["user"]
+    client = admin_app.test_client()
+    changed = client.patch(f"{ADMIN}/users/{user['id'].upper()}", json={"role": "admin"}, headers=bearer(admin_token))
+    assert changed.status_code == 200 and changed.json["id"] == user["id"]
+    assert client.get(f"{ADMIN}/users/{user['id'].upper()}", headers=bearer(admin_token)).json["role"] == "admin"
+
+
 def test_a_change_is_applied_by_auth_and_shown_at_once(admin_app: Flask, auth: AuthServer, admin_token: str) -> None:
     user = auth.register("rise@example.com")["user"]
     client = admin_app.test_client()

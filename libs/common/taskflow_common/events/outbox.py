@@ -61,7 +61,8 @@ WITHOUT_EVENTS = dict.fromkeys((OUTBOX_FIELD, *MARKS), 0)
 """A projection leaving out a document's events and their marks."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LEGACY_POINTERS = "outbox"
-"""Where earlier versions recorded a pointer before each write; adopted once by the relay."""
+"""Where earlier versions recorded a pointer before each write; the relay adopts them (see
+:meth:`OutboxStore.adopt_legacy_pointers`)."""
 
 
 def indexes(collections: Sequence[str]) -> tuple[Indexes, ...]:
@@ -160,20 +161,22 @@ class OutboxStore:
 
     def adopt_legacy_pointers(self, now: datetime, grace: timedelta) -> int:
         """Mark the documents that pointers of an earlier version name, when they hold events (or
-        are tombstones); drop each pointer once its document is marked or it is older than
-        ``grace`` (an earlier version recorded the pointer *before* its write, so a young pointer
-        may name a write still to land). Replicas of the earlier version may go on writing during
-        a rolling upgrade; the relay calls this on every pass. Returns how many were marked."""
+        are tombstones); drop each pointer once it is older than ``grace``. An earlier version
+        recorded the pointer *before* its write, so until then the write may still land (even
+        after the document was marked for older events and cleared again): the pointer is looked
+        at on every pass meanwhile. Replicas of the earlier version may go on writing during a
+        rolling upgrade; the relay calls this on every pass. Marking moves the due time only
+        earlier, so a relay's lease or back-off is kept. Returns how many were marked."""
         db = self._db()
         adopted = 0
         for pointer in db[LEGACY_POINTERS].find({}):
             created = pointer.get("created_at") or now
-            marks = {"$set": {PENDING_FIELD: True, DUE_FIELD: now}, "$min": {SINCE_FIELD: created}}
+            marks = {"$set": {PENDING_FIELD: True}, "$min": {DUE_FIELD: now, SINCE_FIELD: created}}
             unpublished = {"_id": pointer["document_id"],
                            "$or": [{f"{OUTBOX_FIELD}.0": {"$exists": True}}, {TOMBSTONE_FIELD: True}]}
             marked = db[pointer["collection"]].update_one(unpublished, marks).matched_count
             adopted += marked
-            if marked or now - created >= grace:
+            if now - created >= grace:
                 db[LEGACY_POINTERS].delete_one({"_id": pointer["_id"]})
         return adopted
 
