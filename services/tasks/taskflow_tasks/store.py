@@ -66,7 +66,6 @@ FerretDB scans, which is what its handlers do).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,6 +78,7 @@ from pymongo.errors import DuplicateKeyError
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.outbox import WITHOUT_EVENTS, Outbox
 from taskflow_common.expiry import Expiry
+from taskflow_common.locks import Backoff
 from taskflow_common.mongo import Indexes
 from taskflow_common.problems import Conflict, ServiceUnavailable
 
@@ -391,8 +391,7 @@ class CountStore:
         update: dict[str, Any] = {"$set": {"pending": {**intent, "lease_until": now + self.lease}}}
         if new_task_at is not None:
             update |= {"$inc": {"next_seq": 1}, "$max": {"last_created_at": new_task_at}}
-        deadline = time.monotonic() + self.wait_seconds
-        pause = 0.002
+        backoff = Backoff(self.wait_seconds)
         while True:
             try:
                 before = self._counts.find_one_and_update(
@@ -405,10 +404,8 @@ class CountStore:
             if counters is not None and counters.get("pending") and counters["pending"]["lease_until"] <= now:
                 settle(counters)
                 continue
-            if time.monotonic() > deadline:
+            if not backoff.wait():
                 raise OwnerBusy()
-            time.sleep(pause)
-            pause = min(pause * 2, 0.025)
 
     def finish(self, owner_id: str, intent_id: str, operators: Mapping[str, Any]) -> bool:
         """Apply a change's counter ``operators`` (see :func:`.counts.apply`) and clear its
