@@ -190,10 +190,7 @@ def test_eight_concurrent_refreshes_with_one_token_rotate_it_at_most_once_and_ki
     """Presenting one token eight times at once is reuse: at most one request gets a new pair,
     and whatever refresh token any of them got is dead afterwards (the family is revoked)."""
     token = register()["refresh_token"]
-    if window != "as it comes":
-        _slow_token_inserts(app, monkeypatch)
-    if window == "piecemeal revocation":
-        _piecemeal_revocations(app, monkeypatch)
+    _open_window(app, monkeypatch, window)
     barrier = threading.Barrier(8)
     responses: list[Any] = []
 
@@ -256,16 +253,22 @@ def _piecemeal_revocations(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tokens, "revoke_family", family_piecemeal)
 
 
+def _open_window(app: Flask, monkeypatch: pytest.MonkeyPatch, window: str) -> None:
+    """Set up a race test's ``window``: ``as it comes``, ``widened`` (slow token inserts), or
+    ``piecemeal revocation`` (widened, and revocations that miss tokens stored meanwhile)."""
+    if window != "as it comes":
+        _slow_token_inserts(app, monkeypatch)
+    if window == "piecemeal revocation":
+        _piecemeal_revocations(app, monkeypatch)
+
+
 @pytest.mark.parametrize("window", ["as it comes", "widened", "piecemeal revocation"])
 def test_logout_all_racing_a_refresh_leaves_no_live_refresh_token(
     app: Flask, register, monkeypatch: pytest.MonkeyPatch, window: str
 ) -> None:
     """logout-all at the same moment as a refresh: the rotation may or may not answer 200, but
     no refresh token of the user survives, the rotated one included."""
-    if window != "as it comes":
-        _slow_token_inserts(app, monkeypatch)
-    if window == "piecemeal revocation":
-        _piecemeal_revocations(app, monkeypatch)
+    _open_window(app, monkeypatch, window)
     for _ in range(5):
         registered = register()
         token, access = registered["refresh_token"], registered["access_token"]
