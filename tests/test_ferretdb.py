@@ -1,8 +1,11 @@
 """The FerretDB that scripts/bootstrap builds reads, updates and deletes by ``_id`` through the
 table's ``_id`` index, also when the filter has conditions beside ``_id``, and still applies those
 conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch); it selects by top-level fields
-set equal to a string, ObjectID, boolean or integer through the (compound) index on them, and still
-matches as MongoDB does (scripts/patches/ferretdb-v1.24.2-sqlite-pushdown-equality.patch).
+set equal to a string, ObjectID, boolean, date or integer, or bounded by a range, through the
+(compound) index on them, and still matches as MongoDB does; a find with a sort reads an index in
+order and stops at its limit, in MongoDB's order of types and values
+(scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch; tests/test_ferretdb_differential.py
+compares it with the unpatched build).
 
 FerretDB is started with debug logs, which carry every SQL statement it sends to SQLite; SQLite
 itself then says how it runs each of them.
@@ -15,17 +18,19 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from bson import Int64, ObjectId
 from pymongo import MongoClient
+from pymongo.errors import DuplicateKeyError
 from pymongo.collection import Collection
 
 from tests.support.infra import mongodb_answers
 from tests.support.processes import Child, free_port, wait_for
 
-STATEMENT = re.compile(r"<<< ((?:SELECT|UPDATE|DELETE)\b[^\t]*\"(notes_[0-9a-f]+)\"[^\t]*)\t")
+STATEMENT = re.compile(r"<<< ((?:SELECT|UPDATE|DELETE)\b[^\t]*?\"(notes[a-z_]*_[0-9a-f]{8})\"[^\t]*)\t")
 
 
 @dataclass
@@ -105,8 +110,8 @@ def test_equality_on_an_indexed_field_selects_through_its_index(ferretdb: DebugF
     assert notes.delete_one({"owner": {"$eq": "owner-5"}, "n": 5}).deleted_count == 1
 
     selects = {statement: table for statement, table in ferretdb.statements_since(offset).items()
-               if statement.startswith("SELECT") and '->"owner"' in statement}
-    assert {'"owner" IN (?)' in statement for statement in selects} == {True, False}, selects  # one value, and two
+               if statement.startswith("SELECT") and "->>'owner'" in statement}
+    assert {"->>'owner', '') IN (?)" in statement for statement in selects} == {True, False}, selects  # one value, two
     for statement, table in selects.items():
         assert f"USING INDEX {table}_owner_1" in ferretdb.plan(statement), statement
 
@@ -143,10 +148,11 @@ def test_equalities_on_several_fields_use_every_key_of_a_compound_index(ferretdb
     offset = ferretdb.log_path.stat().st_size
     assert sorted(note["n"] for note in notes.find({"owner": "big", "bucket": 7})) == [70, 71, 73, 74, 75, 77, 78, 79]
     selects = {statement: table for statement, table in ferretdb.statements_since(offset).items()
-               if statement.startswith("SELECT") and '->"bucket"' in statement}
+               if statement.startswith("SELECT") and "->>'bucket'" in statement}
     assert selects
+    both_keys = "(<expr>=? AND <expr>=? AND <expr>=? AND <expr>=?)"  # each key is a type bracket and a value
     for statement, table in selects.items():
-        assert f"USING INDEX {table}_owner_1_bucket_1 (<expr>=? AND <expr>=?)" in ferretdb.plan(statement), statement
+        assert f"USING INDEX {table}_owner_1_bucket_1 {both_keys}" in ferretdb.plan(statement), statement
 
 
 def test_integer_equality_matches_as_mongodb_does(ferretdb: DebugFerretDB) -> None:
@@ -170,3 +176,75 @@ def test_integer_equality_matches_as_mongodb_does(ferretdb: DebugFerretDB) -> No
     assert matching(Int64(2**53)) == ["big double"]
     assert matching(5.5) == ["fraction"]
     assert notes.count_documents({"v": 5, "case": "long"}) == 1
+
+
+def test_a_sorted_find_reads_an_index_in_order_and_stops_at_its_limit(ferretdb: DebugFerretDB) -> None:
+    """An owner's newest tasks, with another condition and a range on the way, come from the
+    (owner, seq) index read in order: no sort of the owner's rows (no temporary B-tree)."""
+    ordered = ferretdb.notes.database["notesorted"]
+    ordered.create_index([("owner", 1), ("seq", 1)])
+    ordered.insert_many([{"owner": "big" if i % 4 else "small", "seq": i, "done": i % 3 == 0} for i in range(400)])
+    offset = ferretdb.log_path.stat().st_size
+    assert [note["seq"] for note in ordered.find({"owner": "big"}).sort("seq", -1).limit(3)] == [399, 398, 397]
+    assert [note["seq"] for note in ordered.find({"owner": "big", "done": True}).sort("seq", 1).limit(3)] == [3, 6, 9]
+    assert [note["seq"] for note in ordered.find({"owner": "big", "seq": {"$gt": 200}}).sort("seq", 1).limit(2)] == [
+        201, 202]
+    selects = {statement: table for statement, table in ferretdb.statements_since(offset).items()
+               if statement.startswith("SELECT") and "ORDER BY" in statement}
+    assert len(selects) == 3, selects
+    for statement, table in selects.items():
+        plan = ferretdb.plan(statement)
+        assert f"SEARCH {table} USING INDEX {table}_owner_1_seq_1" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+
+
+def test_sorted_finds_order_types_and_values_as_mongodb_does(ferretdb: DebugFerretDB) -> None:
+    """BSON order (null and missing, numbers, strings by UTF-8 bytes, ObjectIDs, booleans, dates),
+    read from the index; once a row holds an array, the handler sorts it by its least element."""
+    mixed = ferretdb.notes.database["notesmixed"]
+    mixed.create_index("v")
+    first, second = ObjectId("650000000000000000000001"), ObjectId("6500000000000000000000ff")
+    expected = [None, "missing", -(2**62), -7, -0.5, 0, 5, Int64(2**53), Int64(2**53 + 1), "", "B", "a", "ab",
+                'q"<', "é", first, second, False, True, datetime(2026, 1, 1), datetime(2026, 6, 1)]
+    mixed.insert_many([{"rank": rank} if value == "missing" else {"rank": rank, "v": value}
+                       for rank, value in reversed(list(enumerate(expected)))])
+
+    def ranks(direction: int) -> list[int]:
+        return [note["rank"] for note in mixed.find({}).sort([("v", direction), ("rank", direction)])]
+
+    assert ranks(1) == list(range(len(expected)))
+    assert ranks(-1) == list(reversed(range(len(expected))))
+    mixed.insert_one({"rank": 3.5, "v": [-6, "z"]})  # by -6 ascending; by "z" descending, which is below "é"
+    assert ranks(1)[3:5] == [3, 3.5]
+    assert ranks(-1)[6:9] == [14, 3.5, 13]
+
+
+def test_ranges_match_within_their_type_and_arrays_by_an_element(ferretdb: DebugFerretDB) -> None:
+    ranged = ferretdb.notes.database["notesranged"]
+    ranged.create_index("v")
+    ranged.insert_many([{"case": case, "v": value} for case, value in {
+        "low": 1, "high": 9, "double": 7.0, "text": "8", "date": datetime(2026, 1, 1), "array": [0, 8],
+        "null": None, "true": True}.items()])
+
+    def matching(condition: dict) -> list[str]:
+        return sorted(note["case"] for note in ranged.find({"v": condition}))
+
+    assert matching({"$gt": 5}) == ["array", "double", "high"]
+    assert matching({"$gte": 1, "$lt": 7}) == ["array", "low"]
+    assert matching({"$gt": "5"}) == ["text"]
+    assert matching({"$lt": datetime(2027, 1, 1)}) == ["date"]
+    assert matching({"$gt": False}) == ["true"]
+
+
+def test_unique_typed_keys_tell_types_apart_and_equal_numbers_alike(ferretdb: DebugFerretDB) -> None:
+    """An ObjectID and its hex text are two keys (the JSON text made them one); 0 and -0.0, or 5
+    and 5.0, are one key, as in MongoDB."""
+    unique = ferretdb.notes.database["notesunique"]
+    unique.create_index("v", unique=True)
+    object_id = ObjectId()
+    unique.insert_many([{"v": object_id}, {"v": str(object_id)}, {"v": 0}, {"v": 5}])
+    for duplicate in (-0.0, 5.0, Int64(5), object_id):
+        with pytest.raises(DuplicateKeyError):
+            unique.insert_one({"v": duplicate})
+    assert unique.count_documents({}) == 4
+

@@ -1,0 +1,189 @@
+"""The patched FerretDB that scripts/bootstrap builds answers as the unpatched build of the same
+version does (scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch): random documents holding
+every BSON type the typed keys order, arrays and documents, under four compound indexes; random
+finds (equality, $in and ranges on up to three fields, sorts on up to three fields in mixed
+directions, limits), counts, update_many and delete_many. Finds must return the same documents in
+the same order of sort keys (documents equal on every sort key may come in any order, as in
+MongoDB); a limit without a sort may pick any of the matches, so only how many is compared.
+
+One collection has no arrays or documents in its indexed fields (the patched build reads sorts
+through its indexes), one has 5% of them (it falls back to sorting in the handler).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import Int64, ObjectId
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from tests.support.infra import mongodb_answers
+from tests.support.processes import Child, free_port, wait_for
+
+FIELDS = ("a", "b", "c")
+INDEXES = ([("a", 1), ("b", 1)], [("c", 1)], [("a", 1), ("c", -1)], [("b", -1), ("a", 1), ("c", 1)])
+SCALARS: list[Any] = [
+    "a", "b", "B", "ab", "", "1", "0", 'q"\\<', "é", "e\u0301", "650000000000000000000001",
+    ObjectId("650000000000000000000001"), ObjectId("6500000000000000000000ff"), True, False, "true", None,
+    0, 1, -1, 5, Int64(5), 5.0, -0.0, 0.0, 5.5, Int64(2**53), Int64(2**53 + 1), float(2**53), -7, Int64(-7),
+    2**31 - 1, Int64(2**31), float(2**31), Int64(-(2**62)), 1767225600000,
+    datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 6, 1, 12, tzinfo=timezone.utc),
+]
+ODD: list[Any] = [[5, "a"], [0], [], ["b"], {"x": 5}, {"a": 1, "b": 2}]
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = 400
+FINDS = 150
+WRITES = 30
+
+
+@dataclass
+class Builds:
+    unpatched: Database
+    patched: Database
+
+
+def _serve(binary: Path, base: Path) -> tuple[Child, str]:
+    port = free_port()
+    for directory in ("data", "state"):
+        (base / directory).mkdir(parents=True)
+    child = Child([str(binary), f"--listen-addr=127.0.0.1:{port}", "--telemetry=disable", "--debug-addr=-",
+                   f"--state-dir={base / 'state'}", "--log-level=warn", "--handler=sqlite",
+                   f"--sqlite-url=file:{base / 'data'}/"], env=dict(os.environ), log_path=base / "ferretdb.log")
+    uri = f"mongodb://127.0.0.1:{port}/"
+    wait_for(lambda: mongodb_answers(uri), timeout=60, what=f"FerretDB ({binary}) answering")
+    return child, uri
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builds]:
+    tools = Path(os.environ.get("TASKFLOW_TOOLS", ROOT / ".tools"))  # as scripts/env.sh defaults it
+    base = tmp_path_factory.mktemp("differential")
+    unpatched, unpatched_uri = _serve(tools / "ferretdb-unpatched" / "ferretdb", base / "unpatched")
+    try:
+        patched, patched_uri = _serve(tools / "bin" / "ferretdb", base / "patched")
+        try:
+            with MongoClient(unpatched_uri) as left, MongoClient(patched_uri) as right:
+                yield Builds(left["differential"], right["differential"])
+        finally:
+            patched.stop()
+    finally:
+        unpatched.stop()
+
+
+def _document(rng: random.Random, i: int, odd_share: float) -> dict[str, Any]:
+    document: dict[str, Any] = {"_id": i}
+    for field in FIELDS:
+        if rng.random() < 0.85:
+            document[field] = rng.choice(ODD) if rng.random() < odd_share else rng.choice(SCALARS)
+    return document
+
+
+def _condition(rng: random.Random) -> Any:
+    value = rng.choice(SCALARS)
+    roll = rng.random()
+    if roll < 0.4:
+        return value
+    if roll < 0.5:
+        return {"$eq": value}
+    if roll < 0.65:
+        return {"$in": rng.sample(SCALARS, rng.choice([1, 2, 3]))}
+    operators = rng.sample(["$gt", "$gte", "$lt", "$lte"], rng.choice([1, 2]))
+    same_type = [scalar for scalar in SCALARS if type(scalar) is type(value)]
+    pool = same_type if rng.random() < 0.7 else SCALARS
+    return {operator: rng.choice(pool) for operator in operators}
+
+
+def _canonical(value: Any) -> str:
+    """Equal values give equal texts: 5, Int64(5) and 5.0; 0 and -0.0; null and a missing field."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return f"number {Fraction(value)}"
+    return repr(value)
+
+
+def _element_order(value: Any) -> tuple:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (2, Fraction(value), "")
+    return (3, 0, value) if isinstance(value, str) else (9, 0, repr(value))
+
+
+def _sort_key(document: dict[str, Any], sort: list[tuple[str, int]]) -> str:
+    """MongoDB's sort key: an array sorts by its least element ascending, its greatest descending."""
+    keys = []
+    for field, direction in sort:
+        value = document.get(field)
+        if isinstance(value, list) and value:
+            value = (min if direction > 0 else max)(value, key=_element_order)
+        keys.append(_canonical(value))
+    return repr(keys)
+
+
+def _fill(database: Database, name: str, documents: list[dict[str, Any]]) -> None:
+    database.drop_collection(name)
+    for index in INDEXES:
+        database[name].create_index(index)
+    database[name].insert_many([dict(document) for document in documents])
+
+
+def _find(database: Database, name: str, filter_: dict, sort: list | None, limit: int) -> tuple:
+    try:
+        cursor = database[name].find(filter_)
+        if sort:
+            cursor = cursor.sort(sort)
+        found = list(cursor.limit(limit))
+    except Exception as error:  # noqa: BLE001 (both builds must refuse alike)
+        return ("error", type(error).__name__)
+    ids = sorted(repr(document["_id"]) for document in found) if not limit else None
+    keys = [_sort_key(document, sort) for document in found] if sort else None
+    return ids, keys, len(found), database[name].count_documents(filter_)
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+@pytest.mark.parametrize("odd_share", [0.0, 0.05], ids=["scalars", "with arrays and documents"])
+def test_finds_answer_as_the_unpatched_build(builds: Builds, seed: int, odd_share: float) -> None:
+    rng = random.Random(seed)
+    documents = [_document(rng, i, odd_share) for i in range(DOCUMENTS)]
+    _fill(builds.unpatched, "finds", documents)
+    _fill(builds.patched, "finds", documents)
+    differences = []
+    for _ in range(FINDS):
+        filter_ = {field: _condition(rng) for field in rng.sample(FIELDS, rng.choice([0, 1, 1, 2, 2, 3]))}
+        sort = None
+        if rng.random() < 0.8:
+            direction = rng.choice([1, -1])
+            sort = [(field, direction if rng.random() < 0.85 else -direction)
+                    for field in rng.sample(FIELDS, rng.choice([1, 2, 3]))]
+        limit = rng.choice([0, 1, 5, 20])
+        expected = _find(builds.unpatched, "finds", filter_, sort, limit)
+        if _find(builds.patched, "finds", filter_, sort, limit) != expected:
+            differences.append((filter_, sort, limit))
+    assert differences == []
+
+
+@pytest.mark.parametrize("seed", [7])
+def test_writes_change_what_the_unpatched_build_changes(builds: Builds, seed: int) -> None:
+    rng = random.Random(seed)
+    differences = []
+    for _ in range(WRITES):
+        documents = [_document(rng, i, 0.05) for i in range(DOCUMENTS // 2)]
+        filter_ = {field: _condition(rng) for field in rng.sample(FIELDS, rng.choice([1, 2]))}
+        outcomes = []
+        for database in (builds.unpatched, builds.patched):
+            _fill(database, "writes", documents)
+            updated = database.writes.update_many(filter_, {"$set": {"seen": True}}).modified_count
+            deleted = database.writes.delete_many({**filter_, "a": {"$exists": True}}).deleted_count
+            left = sorted(repr(document) for document in database.writes.find({}))
+            outcomes.append((updated, deleted, left))
+        if outcomes[0] != outcomes[1]:
+            differences.append(filter_)
+    assert differences == []
