@@ -248,3 +248,19 @@ def test_unique_typed_keys_tell_types_apart_and_equal_numbers_alike(ferretdb: De
             unique.insert_one({"v": duplicate})
     assert unique.count_documents({}) == 4
 
+
+
+def test_count_documents_is_counted_by_sqlite_while_it_can_be_exact(ferretdb: DebugFerretDB) -> None:
+    """count_documents on indexed fields is one SQL count; once a row holds an array in an indexed
+    field (which may match by an element), the handler counts, and still right."""
+    counted = ferretdb.notes.database["notescounted"]
+    counted.create_index([("owner", 1), ("due", 1)])
+    counted.insert_many([{"owner": "big" if i % 4 else "small", "due": i} for i in range(400)])
+    offset = ferretdb.log_path.stat().st_size
+    assert counted.count_documents({"owner": "big", "due": {"$gte": 100, "$lt": 200}}) == 75
+    assert counted.count_documents({"owner": {"$in": ["big", "small"]}}) == 400
+    assert sum("SELECT count(*)" in statement for statement in ferretdb.statements_since(offset)) == 2
+    counted.insert_one({"owner": ["big", "other"], "due": 150})
+    offset = ferretdb.log_path.stat().st_size
+    assert counted.count_documents({"owner": "big", "due": {"$gte": 100, "$lt": 200}}) == 76
+    assert counted.count_documents({"owner": "big", "due": {"$gte": 100}, "n": 1}) == 0  # n: no index, not counted
