@@ -3,13 +3,11 @@ statistics read from them (pure functions; :mod:`.store` keeps them, :mod:`.task
 
 A task contributes 1 to ``total``, to its ``by_status`` and ``by_priority`` entries, to
 ``open_due_by_day[<UTC day of due_date>]`` while it is open (not done) with a due date, to
-``completed_by_day[<UTC day of completed_at>]`` while it is done, and to one creation-order
-bucket in each of the two page bucketings (``pages.a``, ``pages.b``; see :mod:`.store`). A write
-changes the counters by ``contribution(after) - contribution(before)``: a *delta* of dotted
+``completed_by_day[<UTC day of completed_at>]`` while it is done. A write changes the counters by ``contribution(after) - contribution(before)``: a *delta* of dotted
 paths, e.g. ``{"by_status.todo": -1, "by_status.done": 1, "completed_by_day.2030-01-31": 1}``.
 
 From these, every statistic costs the same whatever the owner's task count, except the two
-partial days, which :mod:`.store` reads with one equality query each:
+partial days, which :mod:`.store` counts with one indexed query each:
 
 - overdue = open tasks due on days before today + open tasks due today before now;
 - completed in the last 7 days = tasks completed on whole days after the day 7 × 24 h ago +
@@ -26,8 +24,9 @@ from .schemas import PRIORITIES, STATUSES, PriorityCounts, StatusCounts, TaskSta
 
 Delta = dict[str, int]
 COMPLETED_WINDOW = timedelta(days=7)
-PAGE_BUCKET = 200
-"""Tasks per creation-order bucket; the two bucketings are offset by half of it (see :mod:`.store`)."""
+LEGACY_FIELDS = ("pages",)
+"""Counters of earlier versions (creation-order page buckets, 10 KB for 100,000 tasks): dropped
+by an owner's next counted change."""
 
 
 def day(moment: datetime) -> str:
@@ -35,23 +34,17 @@ def day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def page_buckets(seq: int) -> tuple[int, int]:
-    """The buckets of creation number ``seq`` in bucketing ``a`` and in the half-shifted ``b``."""
-    return seq // PAGE_BUCKET, (seq + PAGE_BUCKET // 2) // PAGE_BUCKET
+def day_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """The start of ``moment``'s UTC day and of the next one."""
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
 
 
 def contribution(task: Mapping[str, Any] | None) -> Delta:
     """What a stored task (None: no task) adds to its owner's counters."""
     if task is None:
         return {}
-    bucket_a, bucket_b = page_buckets(task["seq"])
-    added = {
-        "total": 1,
-        f"by_status.{task['status']}": 1,
-        f"by_priority.{task['priority']}": 1,
-        f"pages.a.k{bucket_a}": 1,
-        f"pages.b.k{bucket_b}": 1,
-    }
+    added = {"total": 1, f"by_status.{task['status']}": 1, f"by_priority.{task['priority']}": 1}
     if task["status"] == "done":
         added[f"completed_by_day.{day(task['completed_at'])}"] = 1
     elif task["due_date"] is not None:
@@ -67,8 +60,8 @@ def delta(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> 
 
 
 def recount(tasks: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
-    """The counters of an owner whose live tasks are ``tasks`` (each with ``seq``, ``status``,
-    ``priority``, ``due_date`` and ``completed_at``), as :func:`apply` would have left them."""
+    """The counters of an owner whose live tasks are ``tasks`` (each with ``status``, ``priority``,
+    ``due_date`` and ``completed_at``), as :func:`apply` would have left them."""
     total: dict[str, int] = {}
     for task in tasks:
         for path, amount in contribution(task).items():
@@ -85,7 +78,6 @@ def empty() -> dict[str, Any]:
         "by_priority": {},
         "open_due_by_day": {},
         "completed_by_day": {},
-        "pages": {"a": {}, "b": {}},
     }
 
 
@@ -100,7 +92,8 @@ def apply(
     """The counters after ``change``, and the MongoDB update operators that make it so.
 
     Entries that reach 0 are removed (``$unset``), and so are ``completed_by_day`` entries too old
-    to matter again (a change to such a day is ignored), keeping the document small.
+    to matter again (a change to such a day is ignored) and :data:`LEGACY_FIELDS`, keeping the
+    document small.
     """
     result = {key: counters.get(key, value) for key, value in empty().items()}
     result = _deep_copy(result)
@@ -128,6 +121,7 @@ def apply(
     for stale in [key for key in result["completed_by_day"] if key < cutoff]:
         del result["completed_by_day"][stale]
         unset_paths[f"completed_by_day.{stale}"] = ""
+    unset_paths.update({field: "" for field in LEGACY_FIELDS if field in counters})
     operators: dict[str, Any] = {}
     if set_paths:
         operators["$set"] = set_paths
@@ -142,28 +136,22 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-def stats(
-    counters: Mapping[str, Any],
-    now: datetime,
-    open_due_today: Iterable[datetime],
-    completed_on_boundary_day: Iterable[datetime],
-) -> TaskStats:
+def stats(counters: Mapping[str, Any], now: datetime, overdue_today: int, completed_on_boundary_day: int) -> TaskStats:
     """The statistics at ``now`` from an owner's counters plus the two partial days.
 
     Args:
         counters: the owner's counters (without a pending change).
         now: the moment the figures are for (UTC).
-        open_due_today: due dates of the owner's open tasks due on ``now``'s UTC day.
-        completed_on_boundary_day: completion times of the owner's done tasks completed on the
-            UTC day of ``now - 7 days``.
+        overdue_today: how many of the owner's open tasks are due on ``now``'s UTC day before ``now``.
+        completed_on_boundary_day: how many of the owner's done tasks were completed on the UTC day
+            of ``now - 7 days``, at or after that moment.
     """
     today = day(now)
-    since = now - COMPLETED_WINDOW
-    boundary = day(since)
+    boundary = day(now - COMPLETED_WINDOW)
     overdue = sum(count for due_day, count in counters.get("open_due_by_day", {}).items() if due_day < today)
-    overdue += sum(1 for due in open_due_today if due < now)
+    overdue += overdue_today
     completed = sum(count for done_day, count in counters.get("completed_by_day", {}).items() if done_day > boundary)
-    completed += sum(1 for at in completed_on_boundary_day if at >= since)
+    completed += completed_on_boundary_day
     by_status = counters.get("by_status", {})
     by_priority = counters.get("by_priority", {})
     return TaskStats(

@@ -3,12 +3,11 @@
 Collections:
 
 - ``tasks``: one document per task, with its pending events in ``_outbox``. Besides the public
-  fields it stores helpers that make each query an equality or an index-ordered scan:
+  fields it stores what the sorts need that MongoDB cannot compute from them in an index:
   ``seq`` (the owner's creation number: creation order, and the tie-break of every sort),
   ``priority_rank`` (low 0 … urgent 3), ``title_key`` (case-folded title), ``due_missing``
-  (so tasks without a due date sort last), ``open_due_day`` / ``completed_day`` (UTC days, for
-  the statistics' partial days), ``page_a`` / ``page_b`` (creation-order buckets) and ``_intent``
-  (the counter intent of the last write that changed its counters).
+  (so tasks without a due date sort last), and ``_intent`` (the counter intent of the last write
+  that changed its counters).
   A deleted task is a tombstone until its ``task.deleted`` is published: ``_deleted: true`` with
   ``owner_id`` moved to ``deleted_owner_id``, so no owner-scoped query can see it.
 - ``task_counts``: per owner (``_id``), the counters of :mod:`.counts`, the next ``seq``, the
@@ -48,19 +47,12 @@ of them, only then). A write that fails at step 2 settles its own intent at once
 always describe exactly the tasks that exist, whatever crashes or stalls; a write that changes no
 counter (a new title, say) skips steps 1 and 3.
 
-Pages on a store without usable indexes
----------------------------------------
-FerretDB 1.24 evaluates sorts, ranges and limits in its own process, and its PostgreSQL handler
-pushes equality down as ``jsonb @>``, which no btree index serves: every query scans the table.
-Measured among 1.1 M tasks: the first page of a 100,000-task owner by sort and limit took 56 s
-(every task of the owner fetched and sorted), 1.5 s from its bucket (one scan), against 1.2 s
-for a 100-task owner.
-The default list (no filter, creation order) therefore reads only the buckets holding the page:
-each task sits in bucket ``seq // 200`` of bucketing ``a`` and ``(seq + 100) // 200`` of ``b``,
-and the counters know how many tasks each bucket holds. Any page of up to 100 consecutive
-tasks lies within one bucket of ``a`` or of ``b`` unless deletions left gaps, so a page is
-usually one equality query. Filtered and other orders use the indexes below (on MongoDB;
-FerretDB scans, which is what its handlers do).
+Lists
+-----
+Every list is one indexed query: the owner's equality filters, then the sort's fields and ``seq``
+(``INDEXES``); the engine reads the index in order and stops at the page (on FerretDB, the
+``sqlite-typed-*`` patches of ``scripts/patches``). The statistics' two partial days are range
+counts on ``(owner_id, status, due_date)`` and ``(owner_id, completed_at)``.
 """
 
 from __future__ import annotations
@@ -83,7 +75,7 @@ from taskflow_common.mongo import Indexes
 from taskflow_common.problems import Conflict, ServiceUnavailable
 
 from . import counts
-from .schemas import PRIORITIES, TaskListQuery
+from .schemas import PRIORITIES, STATUSES, TaskListQuery
 
 TASKS = "tasks"
 COUNTS = "task_counts"
@@ -116,10 +108,8 @@ INDEXES = (
         TASKS,
         (
             *(_owner_index(*fields) for fields in SORT_FIELDS.values()),  # lists, in each order
-            _owner_index("page_a", "seq"),  # the default list's buckets
-            _owner_index("page_b", "seq"),
-            _owner_index("open_due_day"),  # statistics: open tasks due today
-            _owner_index("completed_day"),  # statistics: tasks completed on the window's first day
+            _owner_index("status", "due_date"),  # statistics: open tasks due earlier today
+            _owner_index("completed_at"),  # statistics: tasks completed on the window's first day
         ),
     ),
     # task_counts is read and written by _id only (and listed in _id order).
@@ -138,17 +128,11 @@ def object_id(value: str) -> ObjectId | None:
 
 
 def helper_fields(task: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored helper fields of a task, derived from its public fields and ``seq``."""
-    open_task = task["status"] != "done"
-    page_a, page_b = counts.page_buckets(task["seq"])
+    """The stored sort fields of a task, derived from its public fields."""
     return {
         "priority_rank": PRIORITIES.index(task["priority"]),
         "title_key": task["title"].casefold(),
         "due_missing": task["due_date"] is None,
-        "open_due_day": counts.day(task["due_date"]) if open_task and task["due_date"] else None,
-        "completed_day": counts.day(task["completed_at"]) if not open_task else None,
-        "page_a": page_a,
-        "page_b": page_b,
     }
 
 
@@ -254,7 +238,7 @@ class TaskStore:
 
     def counted(self, owner_id: str) -> list[dict[str, Any]]:
         """Every live task of the owner, with the fields its counters are made of."""
-        fields = {"seq": 1, "status": 1, "priority": 1, "due_date": 1, "completed_at": 1}
+        fields = {"status": 1, "priority": 1, "due_date": 1, "completed_at": 1}
         return list(self._tasks.find({"owner_id": owner_id}, fields))
 
     def insert(self, task: dict[str, Any], events: Sequence[Event], intent_id: str) -> None:
@@ -315,21 +299,18 @@ class TaskStore:
         found = self._tasks.find(live, LIST_PROJECTION).sort("_id", ASCENDING).skip(skip).limit(limit)
         return list(found), self._tasks.count_documents(live)
 
-    def bucket(self, owner_id: str, bucketing: str, bucket: int, descending: bool) -> list[dict[str, Any]]:
-        """Every task of one creation-order bucket, in creation order (or reversed)."""
-        direction = DESCENDING if descending else ASCENDING
-        found = self._tasks.find({"owner_id": owner_id, f"page_{bucketing}": bucket}, LIST_PROJECTION)
-        return list(found.sort("seq", direction))
+    def overdue_today(self, owner_id: str, now: datetime) -> int:
+        """How many of the owner's open tasks are due on ``now``'s UTC day before ``now``."""
+        start, _ = counts.day_bounds(now)
+        open_statuses = [status for status in STATUSES if status != "done"]
+        return self._tasks.count_documents(
+            {"owner_id": owner_id, "status": {"$in": open_statuses}, "due_date": {"$gte": start, "$lt": now}}
+        )
 
-    def open_due_on(self, owner_id: str, due_day: str) -> list[Any]:
-        """Due dates of the owner's open tasks due on UTC day ``due_day``."""
-        found = self._tasks.find({"owner_id": owner_id, "open_due_day": due_day}, {"due_date": 1})
-        return [task["due_date"] for task in found]
-
-    def completed_on(self, owner_id: str, completed_day: str) -> list[Any]:
-        """Completion times of the owner's tasks completed on UTC day ``completed_day``."""
-        found = self._tasks.find({"owner_id": owner_id, "completed_day": completed_day}, {"completed_at": 1})
-        return [task["completed_at"] for task in found]
+    def completed_on_day_since(self, owner_id: str, since: datetime) -> int:
+        """How many of the owner's tasks were completed on ``since``'s UTC day at or after ``since``."""
+        _, end = counts.day_bounds(since)
+        return self._tasks.count_documents({"owner_id": owner_id, "completed_at": {"$gte": since, "$lt": end}})
 
 
 class OwnerBusy(ServiceUnavailable):

@@ -279,42 +279,23 @@ class Tasks:
 
     def list(self, owner_id: str, query: TaskListQuery) -> tuple[list[dict[str, Any]], int]:
         """One page of the owner's tasks and how many match (see :class:`.schemas.TaskListQuery`)."""
+        conditions = list_filter(owner_id, query, self.clock())
+        return self.tasks.page(conditions, query.sort, query.skip, query.limit), self._total(owner_id, query, conditions)
+
+    def _total(self, owner_id: str, query: TaskListQuery, conditions: Mapping[str, Any]) -> int:
+        """How many of the owner's tasks match: from the counters when they count exactly that
+        (no filter, or one status or priority) and no change is in flight, else counted."""
         filters = query.model_dump(exclude={"page", "limit", "sort"}, exclude_none=True)
-        if not filters and query.sort.lstrip("-") == "created_at":
+        if len(filters) <= 1 and set(filters) <= {"status", "priority"}:
             counters = self.counts.get(owner_id)
             if counters is None:
-                return [], 0
+                return 0
             if not counters.get("pending"):
-                return self._page_from_buckets(owner_id, counters, query)
-        conditions = list_filter(owner_id, query, self.clock())
-        return self.tasks.page(conditions, query.sort, query.skip, query.limit), self.tasks.count(conditions)
-
-    def _page_from_buckets(
-        self, owner_id: str, counters: Mapping[str, Any], query: TaskListQuery
-    ) -> tuple[list[dict[str, Any]], int]:
-        """A page of the unfiltered list in creation order, read from the fewest buckets."""
-        descending = query.sort.startswith("-")
-        total = counters.get("total", 0)
-        start, stop = query.skip, min(query.skip + query.limit, total)
-        if start >= stop:
-            return [], total
-        plans = []
-        for bucketing in ("a", "b"):
-            sizes = {int(name[1:]): size for name, size in counters.get("pages", {}).get(bucketing, {}).items()}
-            chosen, first_rank, seen = [], 0, 0
-            for bucket in sorted(sizes, reverse=descending):
-                if seen + sizes[bucket] > start:
-                    if not chosen:
-                        first_rank = seen
-                    chosen.append(bucket)
-                seen += sizes[bucket]
-                if seen >= stop:
-                    break
-            plans.append((len(chosen), bucketing, chosen, first_rank))
-        _, bucketing, chosen, first_rank = min(plans)
-        items = [task for bucket in chosen for task in self.tasks.bucket(owner_id, bucketing, bucket, descending)]
-        offset = start - first_rank
-        return items[offset : offset + stop - start], total
+                if not filters:
+                    return counters.get("total", 0)
+                ((field, value),) = filters.items()
+                return counters.get(f"by_{field}", {}).get(value, 0)
+        return self.tasks.count(conditions)
 
     def stats(self, owner_id: str) -> TaskStats:
         """The owner's statistics (DESIGN §4), from the counters plus the two partial days."""
@@ -323,8 +304,8 @@ class Tasks:
         return counts.stats(
             counters,
             moment,
-            self.tasks.open_due_on(owner_id, counts.day(moment)),
-            self.tasks.completed_on(owner_id, counts.day(moment - counts.COMPLETED_WINDOW)),
+            self.tasks.overdue_today(owner_id, moment),
+            self.tasks.completed_on_day_since(owner_id, moment - counts.COMPLETED_WINDOW),
         )
 
     def every_task(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
