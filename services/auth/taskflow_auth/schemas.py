@@ -21,12 +21,22 @@ def _trimmed_lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _deliverable_shape(value: str) -> str:
+def mailbox(value: str) -> str:
+    """``value`` as email-validator normalises it, so that one mailbox has one spelling: the local
+    part in Unicode NFC (RFC 6532 §3.1), the domain in its Unicode form (IDNA 2008; punycode is
+    decoded). Raises ValueError when it is not an address."""
     try:
-        validate_email(value, check_deliverability=False)
+        return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as error:
         raise ValueError(str(error)) from None
-    return value
+
+
+def _mailbox_or_as_given(value: str) -> str:
+    # A login with something that is no address matches nobody (401), like an unknown address.
+    try:
+        return mailbox(value)
+    except ValueError:
+        return value
 
 
 def password_length(value: str) -> str:
@@ -47,12 +57,16 @@ Email = Annotated[
     str,
     BeforeValidator(_trimmed_lower),
     Field(max_length=254, json_schema_extra={"format": "email", "not": {"pattern": _SPECIAL_USE_DOMAIN}}),
-    AfterValidator(_deliverable_shape),
+    AfterValidator(mailbox),
 ]
-"""An email address, trimmed and lower-cased before it is checked or stored (DESIGN §4); the
-special-use domains of RFC 6761 (``.test``, ``.localhost``…) can never receive mail and are refused."""
+"""An email address, trimmed and lower-cased, then stored and compared in its :func:`mailbox`
+form (DESIGN §4); the special-use domains of RFC 6761 (``.test``, ``.localhost``…) can never
+receive mail and are refused."""
 LoginEmail = Annotated[
-    str, BeforeValidator(_trimmed_lower), Field(min_length=1, max_length=254, json_schema_extra={"pattern": NOT_BLANK})
+    str,
+    BeforeValidator(_trimmed_lower),
+    Field(min_length=1, max_length=254, json_schema_extra={"pattern": NOT_BLANK}),
+    AfterValidator(_mailbox_or_as_given),
 ]
 NewPassword = Annotated[
     str,

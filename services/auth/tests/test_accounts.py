@@ -118,6 +118,20 @@ def test_wrong_password_and_unknown_email_get_the_same_401(client: FlaskClient, 
     assert wrong_password.json == unknown_email.json
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("jose\u0301@example.com", "jos\u00e9@example.com"), ("ada@xn--bcher-kva.example", "ada@b\u00fccher.example")],
+    ids=["decomposed and composed", "punycode and Unicode domain"],
+)
+def test_two_spellings_of_one_mailbox_are_one_account(client: FlaskClient, register, first: str, second: str) -> None:
+    stored = register(email=first)["user"]["email"]
+    assert stored == second  # the normalised form (NFC; the domain in Unicode)
+    again = client.post(f"{AUTH}/register", json={"email": second, "password": PASSWORD, "name": "G"})
+    assert again.status_code == 409
+    for spelling in (first, second):
+        assert client.post(f"{AUTH}/login", json={"email": spelling, "password": PASSWORD}).status_code == 200
+
+
 def test_login_email_is_normalized(client: FlaskClient, register) -> None:
     register(email="lin@example.com")
     assert client.post(f"{AUTH}/login", json={"email": " LIN@Example.com", "password": PASSWORD}).status_code == 200
