@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import Flask
@@ -15,13 +16,15 @@ from taskflow_common.settings import Environment
 from taskflow_common.tokens import StaticJWKS, TokenVerifier
 
 from . import keys as signing_keys
-from .accounts import Accounts
+from .accounts import Accounts, NotAnAdmin
 from .api import api
 from .events import UserEvents
 from .internal import internal
 from .passwords import PasswordHasher
 from .settings import AuthSettings
 from .store import EXPIRIES, INDEXES, USERS, LoginFailures, RefreshTokenStore, UserStore
+
+log = logging.getLogger(__name__)
 
 
 API_DOCUMENTS = {
@@ -72,11 +75,15 @@ def assemble(settings: AuthSettings) -> Auth:
 def create_app(settings: AuthSettings | None = None) -> Flask:
     """The auth service's WSGI app; ``settings`` default to the environment's.
 
-    At start-up the first admin of ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD`` is created or promoted.
+    At start-up the first admin of ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD`` is created when no account
+    has that email; an existing account is never changed (one that is not an admin is logged).
     """
     auth = assemble(settings or AuthSettings.load())
     if auth.settings.admin_email and auth.settings.admin_password:
-        auth.accounts.ensure_admin(auth.settings.admin_email, auth.settings.admin_password.get_secret_value())
+        try:
+            auth.accounts.create_first_admin(auth.settings.admin_email, auth.settings.admin_password.get_secret_value())
+        except NotAnAdmin as refused:
+            log.error("%s", refused)
     app = create_service_app(
         auth.settings,
         [api, internal],

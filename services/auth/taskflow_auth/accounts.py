@@ -39,6 +39,17 @@ MAX_CHANGE_ATTEMPTS = 20
 attempt means another change of that user succeeded)."""
 
 
+class NotAnAdmin(Exception):
+    """The first admin's email belongs to an account that is not an admin: nobody is promoted
+    from the environment (an operator promotes with ``python -m taskflow_auth.cli promote``)."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(
+            f"{email} (ADMIN_EMAIL) is an existing account that is not an admin; it is left unchanged. "
+            f"If it is yours, promote it: python -m taskflow_auth.cli promote {email}"
+        )
+
+
 @dataclass(frozen=True)
 class Session:
     """A user with a fresh token pair; ``expires_in`` is the access token's lifetime in seconds."""
@@ -299,10 +310,15 @@ class Accounts:
             self.logout_all(user_id)
         return changed
 
-    def ensure_admin(self, email: str, password: str) -> dict[str, Any]:
-        """Make ``email`` an active admin, creating the account with ``password`` if needed.
+    def create_first_admin(self, email: str, password: str) -> dict[str, Any]:
+        """Create ``email`` as an active admin with ``password`` unless an account has that email
+        (start-up's ``ADMIN_EMAIL``, the ``create-admin`` command). An existing account is never
+        changed, whoever registered it: promoting one is :meth:`promote`, an operator's choice.
 
-        Idempotent: an existing account keeps its password and only gains what it lacks.
+        Returns the admin's account.
+
+        Raises:
+            NotAnAdmin: the email belongs to an account that is not an admin (left as it is).
         """
         existing = self.users.by_email(email)
         if existing is None:
@@ -325,7 +341,21 @@ class Accounts:
             except EmailTaken:
                 existing = self.users.by_email(email)  # another process created it meanwhile
                 assert existing is not None
-        return self.change(None, str(existing["_id"]), role="admin", active=True)
+        if existing["role"] != "admin":
+            raise NotAnAdmin(email)
+        return existing
+
+    def promote(self, email: str) -> dict[str, Any]:
+        """Make the existing account of ``email`` an admin (the operator command ``promote``); its
+        password and active flag stay as they are.
+
+        Raises:
+            UserNotFound: no account has that email.
+        """
+        existing = self.users.by_email(email)
+        if existing is None:
+            raise UserNotFound()
+        return self.change(None, str(existing["_id"]), role="admin", active=None)
 
     def page(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """All users, oldest first, for read-model backfill."""

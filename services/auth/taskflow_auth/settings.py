@@ -12,6 +12,11 @@ from taskflow_common.settings import Environment, ServiceSettings
 from .schemas import Email, password_length
 
 
+EXAMPLE_ADMIN = ("admin@example.com", "change-me")
+"""``ADMIN_EMAIL`` and ``ADMIN_PASSWORD`` as ``deploy/compose.env.example`` spells them: refused in
+production, where they would make a known password an admin's."""
+
+
 def _default_key_file() -> Path:
     return Path(os.environ.get("TASKFLOW_VAR", "var")) / "auth" / "jwt-private.pem"
 
@@ -28,7 +33,9 @@ class AuthSettings(ServiceSettings):
         refresh_token_ttl: ``REFRESH_TOKEN_TTL`` in seconds (30 days).
         bcrypt_rounds: ``BCRYPT_ROUNDS``, the bcrypt cost (12; tests lower it).
         admin_email, admin_password: ``ADMIN_EMAIL`` / ``ADMIN_PASSWORD``; the first admin,
-            created or promoted at start-up. The password follows a user's rule (8..128 characters).
+            created at start-up when no account has that email (an existing one is never changed).
+            The password follows a user's rule (8..128 characters); production refuses the
+            example values (:data:`EXAMPLE_ADMIN`).
         login_max_failures_per_account, login_max_failures_per_client, login_failure_window:
             failed logins tolerated per account and per client address within the window (seconds)
             before login answers 429.
@@ -65,6 +72,9 @@ class AuthSettings(ServiceSettings):
                 raise ValueError("JWT_PRIVATE_KEY_FILE must name an existing key file in production")
             if self.bcrypt_rounds < 12:
                 raise ValueError("BCRYPT_ROUNDS below 12 is for tests only")
+            password = self.admin_password.get_secret_value() if self.admin_password else None
+            if self.admin_email == EXAMPLE_ADMIN[0] or password == EXAMPLE_ADMIN[1]:
+                raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD must not be deploy/compose.env.example's in production")
         if (self.admin_email is None) != (self.admin_password is None):
             raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD go together")
         return self

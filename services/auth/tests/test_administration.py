@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -39,15 +41,45 @@ def test_the_first_admin_comes_from_the_environment(admin_client: FlaskClient) -
 
 def test_creating_the_first_admin_again_is_idempotent_and_keeps_the_password(admin_app: Flask) -> None:
     accounts = admin_app.extensions["taskflow_auth.accounts"]
-    first = accounts.ensure_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-    again = accounts.ensure_admin(ADMIN_EMAIL, "another passphrase")
+    first = accounts.create_first_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    again = accounts.create_first_admin(ADMIN_EMAIL, "another passphrase")
     assert again["_id"] == first["_id"] and again["version"] == first["version"]
     assert accounts.hasher.verify(ADMIN_PASSWORD, accounts.users.by_id(str(first["_id"]))["password_hash"])
 
 
-def test_an_existing_user_is_promoted_keeping_their_password(app: Flask, client: FlaskClient, register) -> None:
+def test_start_up_never_makes_an_account_someone_registered_an_admin(
+    app: Flask, client: FlaskClient, register, make_app, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever registers ADMIN_EMAIL first keeps a plain account: starting auth with it changes
+    nothing and says why, once."""
+    squatter = register(email="root-to-be@example.com")["user"]
+    prefix = app.extensions["taskflow_auth.accounts"].settings.mongodb_db_prefix
+    with caplog.at_level(logging.ERROR, logger="taskflow_auth"):
+        restarted = make_app(admin_email="root-to-be@example.com", admin_password=ADMIN_PASSWORD, mongodb_db_prefix=prefix)
+    assert [record.message for record in caplog.records if "not an admin" in record.message] == [
+        "root-to-be@example.com (ADMIN_EMAIL) is an existing account that is not an admin; it is left unchanged. "
+        "If it is yours, promote it: python -m taskflow_auth.cli promote root-to-be@example.com"
+    ]
+    stored = restarted.extensions["taskflow_auth.accounts"].users.by_id(squatter["id"])
+    assert stored["role"] == "user" and stored["version"] == 1
+    assert login(client, "root-to-be@example.com", PASSWORD)["user"]["role"] == "user"
+    assert client.post(f"{AUTH}/login", json={"email": "root-to-be@example.com", "password": ADMIN_PASSWORD}).status_code == 401
+
+
+def test_start_up_never_reactivates_the_first_admin(admin_app: Flask, make_app) -> None:
+    accounts = admin_app.extensions["taskflow_auth.accounts"]
+    first = accounts.users.by_email(ADMIN_EMAIL)
+    accounts.create_first_admin("second-admin@example.com", ADMIN_PASSWORD)
+    accounts.change(None, str(first["_id"]), role=None, active=False)
+    prefix = accounts.settings.mongodb_db_prefix
+    make_app(admin_email=ADMIN_EMAIL, admin_password=ADMIN_PASSWORD, mongodb_db_prefix=prefix)
+    assert accounts.users.by_id(str(first["_id"]))["active"] is False
+
+
+def test_promote_is_the_operators_way_and_keeps_password_and_activation(app: Flask, client: FlaskClient, register) -> None:
     assert register(email="promote-me@example.com")["user"]["role"] == "user"
-    app.extensions["taskflow_auth.accounts"].ensure_admin("promote-me@example.com", "ignored passphrase")
+    promoted = app.extensions["taskflow_auth.accounts"].promote("promote-me@example.com")
+    assert promoted["role"] == "admin" and promoted["active"] is True
     assert login(client, "promote-me@example.com", PASSWORD)["user"]["role"] == "admin"
 
 
@@ -162,3 +194,16 @@ def test_an_admin_password_outside_a_users_length_rule_is_refused(password: str)
         environment.setenv("ADMIN_EMAIL", ADMIN_EMAIL)
         environment.setenv("ADMIN_PASSWORD", password)
         AuthSettings.load()
+
+
+@pytest.mark.parametrize(("email", "password"), [("admin@example.com", "a real passphrase"), (ADMIN_EMAIL, "change-me")])
+def test_production_refuses_the_example_admin(email: str, password: str, key_file: Path) -> None:
+    refusal = r"^auth: refused setting: .*must not be deploy/compose.env.example's in production$"
+    with pytest.MonkeyPatch.context() as environment, pytest.raises(InvalidSettings, match=refusal):
+        environment.setenv("TASKFLOW_ENV", "production")
+        environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
+        environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
+        environment.setenv("ADMIN_EMAIL", email)
+        environment.setenv("ADMIN_PASSWORD", password)
+        AuthSettings.load()
+
