@@ -13,13 +13,18 @@ itself then says how it runs each of them.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bson import Int64, ObjectId
@@ -264,3 +269,46 @@ def test_count_documents_is_counted_by_sqlite_while_it_can_be_exact(ferretdb: De
     offset = ferretdb.log_path.stat().st_size
     assert counted.count_documents({"owner": "big", "due": {"$gte": 100, "$lt": 200}}) == 76
     assert counted.count_documents({"owner": "big", "due": {"$gte": 100}, "n": 1}) == 0  # n: no index, not counted
+
+
+def test_a_sort_field_the_filter_pins_still_sorts_by_its_arrays(ferretdb: DebugFerretDB) -> None:
+    """{b: 5} matches [3, 5] by an element, and sorting by b puts it by its least (or greatest)
+    element: a pinned sort field outside the index read in order is not dropped from the sort."""
+    pinned = ferretdb.notes.database["notespinned"]
+    pinned.create_index("c")
+    pinned.insert_many([{"_id": 1, "b": 5, "c": 1}, {"_id": 2, "b": 5, "c": 2}, {"_id": 3, "b": [3, 5], "c": 3},
+                        {"_id": 4, "b": [5, 7], "c": 4}, {"_id": 5, "b": [5, 9], "c": 1}])
+    assert [note["_id"] for note in pinned.find({"b": 5}).sort([("b", 1), ("c", 1)])] == [3, 1, 5, 2, 4]
+    assert [note["_id"] for note in pinned.find({"b": 5}).sort([("b", -1), ("c", 1)])] == [5, 4, 1, 2, 3]
+    assert [note["_id"] for note in pinned.find({"b": 5}).sort([("c", 1), ("b", -1)])] == [5, 1, 2, 3, 4]
+
+
+def test_sorted_finds_stay_whole_while_a_document_turns_into_an_array_and_back(ferretdb: DebugFerretDB) -> None:
+    """The check for arrays in the index's keys is made in the statement that reads the index, so
+    a concurrent change cannot make a sorted find miss documents that matched all along."""
+    racing = ferretdb.notes.database["notesracing"]
+    racing.create_index([("a", 1), ("b", 1)])
+    racing.insert_many([{"_id": i, "a": 1, "b": i} for i in range(20)] + [{"_id": "x", "a": 2, "b": 0}])
+    stop = threading.Event()
+
+    def toggle() -> None:
+        for turn in itertools.count():
+            if stop.is_set():
+                return
+            racing.update_one({"_id": "x"}, {"$set": {"b": [1, 2] if turn % 2 == 0 else 5}})
+
+    def read() -> list[list[Any]]:
+        wrong = []
+        while not stop.is_set():
+            found = [note["_id"] for note in racing.find({"a": 1}).sort("b", 1)]
+            if found != list(range(20)):
+                wrong.append(found)
+        return wrong
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        writer = pool.submit(toggle)
+        readers = [pool.submit(read) for _ in range(3)]
+        time.sleep(4)
+        stop.set()
+        writer.result()
+        assert [found for reader in readers for found in reader.result()] == []
