@@ -1,8 +1,9 @@
 """``make bench``: runs the arms of issue 11 against a private copy of the system and writes
 ``bench/results/<timestamp>.json``, a table on stdout and ``docs/benchmarks.md``.
 
-Usage: ``bench/run [--arms B1,B5] [--seconds 10] [--no-docs]`` (bench/run installs what is
-missing, then runs this module).
+Usage: ``bench/run [--arms B1,B5] [--seconds 10] [--b7-sizes 1000,100000] [--no-docs]`` (bench/run
+installs what is missing, then runs this module). B7 starts a system of its own per size; run
+alone (``--arms B7``) it needs no other.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ ARMS = ("B1", "B2", "B6", "B5", "B3", "B4", "B7", "B8")
 writes busy long after; see bench/findings.md), memory last."""
 
 
-def run_arms(bench: Bench, selected: list[str]) -> list[dict[str, Any]]:
-    reader = bench.register("reader")
-    task_id = bench.create_task(reader)
+def run_arms(bench: Bench, selected: list[str], b7_sizes: tuple[int, ...] = scale.SIZES) -> list[dict[str, Any]]:
+    if selected != ["B7"]:
+        reader = bench.register("reader")
+        task_id = bench.create_task(reader)
     results = []
     for arm in [arm for arm in ARMS if arm in selected]:
         bench.log(f"{arm} starts; load average {load_average()}")
@@ -49,7 +51,7 @@ def run_arms(bench: Bench, selected: list[str]) -> list[dict[str, Any]]:
         elif arm == "B3":
             results.append(events.run(bench, bench.register("events")))
         elif arm == "B7":
-            results.append(scale.run(bench, bench.register("small"), bench.register("big")))
+            results.append(scale.run(bench, b7_sizes))
         elif arm == "B8":
             results.append(memory.run(bench))
     return results
@@ -59,30 +61,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of " + ",".join(ARMS))
     parser.add_argument("--seconds", type=float, default=10, help="one throughput measurement, seconds")
+    parser.add_argument("--b7-sizes", default=",".join(map(str, scale.SIZES)),
+                        help="B7's store sizes in tasks, comma-separated (a quick check: 1000)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep the run's temporary directory")
     args = parser.parse_args(argv)
     # A SIGTERM stops the run like Ctrl-C does: every process started is stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     selected = [arm.strip().upper() for arm in args.arms.split(",")]
+    b7_sizes = tuple(sorted(int(size) for size in args.b7_sizes.split(",")))
     started, began = datetime.now(UTC), time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="taskflow-bench-"))
-    base.chmod(0o711)  # B7's PostgreSQL runs as the postgres user and must reach its data directory
     results: dict[str, Any] = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "load_average_before": load_average(),
         "machine": machine(), "versions": versions(), "seconds": args.seconds, "arms": [],
     }
-    infra = start_infra(base / "infra")
     try:
-        system = start_system(base / "system", infra, ACCESS_TOKEN_TTL="3600")
-        try:
-            bench = Bench(base, args.seconds, infra, system)
-            bench.log(f"system up in {time.monotonic() - began:.0f} s; state in {base}")
-            results["arms"] = run_arms(bench, selected)
-        finally:
-            system.stop()
+        if selected == ["B7"]:
+            results["arms"] = run_arms(Bench(base, args.seconds, None, None), selected, b7_sizes)
+        else:
+            infra = start_infra(base / "infra")
+            try:
+                system = start_system(base / "system", infra, ACCESS_TOKEN_TTL="3600")
+                try:
+                    bench = Bench(base, args.seconds, infra, system)
+                    bench.log(f"system up in {time.monotonic() - began:.0f} s; state in {base}")
+                    results["arms"] = run_arms(bench, selected, b7_sizes)
+                finally:
+                    system.stop()
+            finally:
+                infra.stop()
     finally:
-        infra.stop()
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     results["duration_s"] = round(time.monotonic() - began, 1)
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     path = report.write_json(results, report.ROOT / "bench" / "results")
     print(report.table(results))
     print(f"\n{path.relative_to(report.ROOT)} written in {results['duration_s']:.0f} s")
-    if not args.no_docs and selected == list(ARMS):
+    if not args.no_docs and selected == list(ARMS) and b7_sizes == scale.SIZES:
         findings = (report.ROOT / "bench" / "findings.md").read_text()
         (report.ROOT / "docs" / "benchmarks.md").write_text(report.markdown(results, findings))
         print("docs/benchmarks.md written")

@@ -42,13 +42,14 @@ class Bench:
     Attributes:
         base: the run's temporary directory (state of every process it starts, logs).
         seconds: how long one throughput measurement lasts; the other durations follow from it.
-        infra, system: FerretDB (SQLite) + RabbitMQ, and the whole system on them.
+        infra, system: FerretDB (SQLite) + RabbitMQ, and the whole system on them (None when only
+            B7 runs: it starts its own).
     """
 
     base: Path
     seconds: float
-    infra: Infra
-    system: System
+    infra: Infra | None
+    system: System | None
     log_lines: list[str] = field(default_factory=list)
 
     def log(self, message: str) -> None:

@@ -1,27 +1,42 @@
-"""Arm B7's data: tasks written in the service's own document format by the service's own code
-(:func:`taskflow_tasks.tasks.new_task`, :func:`taskflow_tasks.store.stored_document`, the
-counters from :mod:`taskflow_tasks.counts` written by its ``CountStore``), in bulk.
+"""Arm B7's data: tasks written in the service's own document format by the service's own code,
+and copies of one user made inside FerretDB's SQLite files.
 
-Each owner's tasks go in with ``insert_many`` through FerretDB, as the service would have left
-them once their events were published (``_outbox: []``), and the owner's counters with one
-``claim``/``finish`` of the whole delta, exactly the document a sequence of creates leaves.
-The other users' million tasks are copies of one such owner made inside PostgreSQL (FerretDB's
-postgresql handler keeps each document as one ``jsonb`` row): only ``_id`` and ``owner_id``
-change, so every copy is a valid task of a distinct owner with exact counters, written in
-seconds instead of minutes.
+:func:`seed_owner` writes an owner's tasks with ``insert_many`` through FerretDB in the service's
+own format (:func:`taskflow_tasks.tasks.new_task`, :func:`taskflow_tasks.store.stored_document`),
+as the service leaves them once their events are published (``_outbox: []``), and the owner's
+counters with one ``claim``/``finish`` of the whole delta (:mod:`taskflow_tasks.counts`), exactly
+the document a sequence of creates leaves. About 0.7 ms a task: minutes for a million.
+
+:func:`copy_template` makes the rest: every document the running system wrote about one template
+user and their tasks (auth's user, tasks' tasks and counters, admin's read models and audit
+entries, notify's recipient, inbox and reminders) is copied inside SQLite, where FerretDB keeps
+each collection as a table of JSON text (one ``_ferretdb_sjson`` column, the type schema under
+``$s``). A copy differs from its template only in identifiers, each the same length and type:
+the middle ten hex digits of every template ObjectId (user and tasks: the 5 bytes an ObjectId
+leaves to its process) become the copy's number, and so does the number in the template's
+email; ids derived from those (a notification's UUID v5 of its key) are derived again, and an
+audit entry's event id gets the number in its last ten digits. So copy ``n`` is a consistent
+user, with tasks, counters, read models and audit trail that point at each other, written as the
+services would have, and SQLite maintains the indexes FerretDB declared.
 """
 
 from __future__ import annotations
 
-import subprocess
+import json
+import re
+import sqlite3
+import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
 from taskflow_common.events.outbox import OUTBOX_FIELD
+from taskflow_notify.notifications import notification_id
 from taskflow_tasks import counts
 from taskflow_tasks.schemas import PRIORITIES, TaskCreate
 from taskflow_tasks.store import COUNTS, TASKS, CountStore, stored_document
@@ -76,50 +91,209 @@ def seed_owner(db: Any, count_store: CountStore, owner_id: str, count: int, now:
     count_store.finish(owner_id, intent["id"], operators)
 
 
-BULK_LOAD_SETTINGS = {"maintenance_work_mem": "1GB", "max_wal_size": "8GB"}
-"""The arm's own PostgreSQL, set for loading: index builds sort in memory, no checkpoint every
-few seconds. Neither changes how a query that reads the table runs."""
+
+# -- the stores of each size -------------------------------------------------------------------
+
+PROBE_TASKS = 100
+"""The measured user's tasks, the same at every size: only the store around them grows."""
+OWNERS = 1_000
+USERS = 100_000
 
 
-def prepare_bulk_load(psql: list[str]) -> None:
-    """Apply :data:`BULK_LOAD_SETTINGS` to the running server (``ALTER SYSTEM``, then a reload)."""
-    statements = [f"ALTER SYSTEM SET {name} = '{value}'" for name, value in BULK_LOAD_SETTINGS.items()]
-    argv = [*psql, *(arg for statement in [*statements, "SELECT pg_reload_conf()"] for arg in ("-c", statement))]
-    subprocess.run(argv, check=True, capture_output=True, text=True)
+@dataclass(frozen=True)
+class Layout:
+    """Who owns the tasks of a store of nominally ``size`` tasks.
 
-
-def _tables(psql: list[str], database: str) -> dict[str, str]:
-    """FerretDB's PostgreSQL table of each collection of ``database``."""
-    tables = subprocess.run(
-        [*psql, "-c", f"SELECT _jsonb->>'_id', _jsonb->>'table' FROM {database}._ferretdb_database_metadata"],
-        check=True, capture_output=True, text=True).stdout
-    return dict(line.split("|") for line in tables.split())
-
-
-def count_rows(psql: list[str], database: str, collection: str) -> int:
-    """The documents of ``collection``, counted by PostgreSQL (FerretDB 1.24 answers ``count``
-    without a filter by reading every document: minutes for a million)."""
-    table = _tables(psql, database)[collection]
-    counted = subprocess.run([*psql, "-c", f'SELECT count(*) FROM {database}."{table}"'],
-                             check=True, capture_output=True, text=True).stdout
-    return int(counted)
-
-
-def replicate_owner(psql: list[str], database: str, owner_id: str, copies: int) -> None:
-    """``copies`` more owners with exactly ``owner_id``'s tasks and counters, made in PostgreSQL:
-    owner ``md5('owner' || n)[:24]``, task ``_id`` ``md5(n || _id)[:24]`` (24 hex digits, an ObjectId)."""
-    table = _tables(psql, database)
-    new_owner = "to_jsonb(substr(md5('owner' || g::text), 1, 24))"
-    script = f"""
-        INSERT INTO {database}."{table[TASKS]}" (_jsonb)
-        SELECT jsonb_set(jsonb_set(t._jsonb, '{{_id}}', to_jsonb(substr(md5(g::text || (t._jsonb->>'_id')), 1, 24))),
-                         '{{owner_id}}', {new_owner})
-        FROM {database}."{table[TASKS]}" t, generate_series(1, {copies}) g
-        WHERE t._jsonb->>'owner_id' = '{owner_id}';
-        INSERT INTO {database}."{table[COUNTS]}" (_jsonb)
-        SELECT jsonb_set(c._jsonb, '{{_id}}', {new_owner})
-        FROM {database}."{table[COUNTS]}" c, generate_series(1, {copies}) g
-        WHERE c._jsonb->>'_id' = '{owner_id}';
-        ANALYZE {database}."{table[TASKS]}";
+    ``probe``: the measured user's tasks; ``big``: one owner with a tenth of the store (100,000 at
+    a million); ``owners`` × ``per_owner``: the template user and their copies. With the probe and
+    the big owner there are :data:`OWNERS` owners (fewer at 1,000 tasks, where each other owner
+    has one task) among :data:`USERS` users.
     """
-    subprocess.run([*psql, "-c", script], check=True, capture_output=True, text=True)
+
+    size: int
+    probe: int
+    big: int
+    owners: int
+    per_owner: int
+
+    @property
+    def tasks(self) -> int:
+        return self.probe + self.big + self.owners * self.per_owner
+
+
+def layout(size: int) -> Layout:
+    """The :class:`Layout` of a store of ``size`` tasks (at least 1,000)."""
+    big = size // 10
+    others = size - PROBE_TASKS - big
+    owners = min(OWNERS - 2, others)
+    return Layout(size, PROBE_TASKS, big, owners, others // owners)
+
+
+# -- copies inside SQLite ----------------------------------------------------------------------
+
+CODE = slice(8, 18)
+"""Where a copy's number goes in an ObjectId's 24 hex digits: the 5 bytes after its timestamp."""
+TEMPLATE_EMAIL = "user-0000000000@bench.example"
+"""The template user's email; copy ``n`` has ``n`` (10 hex digits) in place of the zeros."""
+EMAIL_CODE = 5
+_HEX_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{24}(?![0-9a-f])")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def code(number: int) -> str:
+    """Copy ``number``'s 10 hex digits."""
+    return f"{number:010x}"
+
+
+def remap(object_id: str, number: int) -> str:
+    """Copy ``number``'s version of a template ObjectId (hex)."""
+    return object_id[:CODE.start] + code(number) + object_id[CODE.stop:]
+
+
+def pieces(text: str, object_ids: set[str], own_id_offset: int | None = None) -> list[str]:
+    """``text`` cut where a copy's number goes: the middle of each of ``object_ids``, the zeros
+    of :data:`TEMPLATE_EMAIL`, and (``own_id_offset``) the document's own string ``_id`` from
+    that offset to its end (10 characters)."""
+    cuts = [match.start() + CODE.start for match in _HEX_ID.finditer(text) if match.group() in object_ids]
+    start = text.find(TEMPLATE_EMAIL)
+    while start >= 0:
+        cuts.append(start + EMAIL_CODE)
+        start = text.find(TEMPLATE_EMAIL, start + 1)
+    if own_id_offset is not None:
+        own = json.loads(text)["_id"]
+        cuts.append(text.index(f'"_id":"{own}"') + len('"_id":"') + own_id_offset)
+    cuts.sort()
+    bounds = [0, *(at for cut in cuts for at in (cut, cut + 10)), len(text)]
+    return [text[bounds[i]:bounds[i + 1]] for i in range(0, len(bounds), 2)]
+
+
+class NotificationIds:
+    """Notification ids (UUID v5 of the notification's key) in copies of documents: each template
+    notification id is replaced by the id of its key in the copy."""
+
+    def __init__(self, keys: dict[str, str], object_ids: set[str]) -> None:
+        self.keys = {identifier: pieces(key, object_ids) for identifier, key in keys.items()}
+        self._pattern = re.compile("|".join(map(re.escape, keys))) if keys else None
+
+    def fix(self, text: str, number: int) -> str:
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda match: notification_id(code(number).join(self.keys[match.group()])), text)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection to copy the template's documents of.
+
+    ``scope``: ``user`` (one copy per user), ``owner`` (one per owner of tasks) or ``mixed``
+    (documents naming one of the template's tasks per owner, the others per user);
+    ``own_id_offset``: see :func:`pieces` (audit entries keyed by event id).
+    """
+
+    database: str
+    name: str
+    scope: str
+    own_id_offset: int | None = None
+
+
+COLLECTIONS = (
+    Collection("taskflow_auth", "users", "user"),
+    Collection("taskflow_tasks", "tasks", "owner"),
+    Collection("taskflow_tasks", "task_counts", "owner"),
+    Collection("taskflow_admin", "users", "user"),
+    Collection("taskflow_admin", "tasks", "owner"),
+    Collection("taskflow_admin", "audit", "mixed", own_id_offset=26),
+    Collection("taskflow_notify", "recipients", "user"),
+    Collection("taskflow_notify", "notifications", "mixed"),
+    Collection("taskflow_notify", "reminders", "owner"),
+)
+"""Everything the services keep about a user and their tasks, but what expires: refresh tokens,
+deliveries (kept 30 days after they finish), processed event ids, locks."""
+BATCH_ROWS = 20_000
+
+
+def table(connection: sqlite3.Connection, collection: str) -> str:
+    """FerretDB's table of ``collection`` in an open database file."""
+    (name,) = connection.execute("SELECT table_name FROM _ferretdb_collections WHERE name = ?", (collection,)).fetchone()
+    return name
+
+
+def template_documents(connection: sqlite3.Connection, collection: str, user_id: str) -> list[str]:
+    """The documents of ``collection`` that name the template user (read once, before any copy)."""
+    rows = connection.execute(f'SELECT _ferretdb_sjson FROM "{table(connection, collection)}" WHERE instr(_ferretdb_sjson, ?) > 0',
+                              (user_id,))
+    return [text for (text,) in rows]
+
+
+def _insert(connection: sqlite3.Connection, name: str, documents: Iterable[str]) -> int:
+    """Insert ``documents`` in transactions of :data:`BATCH_ROWS`, so FerretDB's own writes get in between."""
+    inserted, batch = 0, []
+    for document in documents:
+        batch.append((document,))
+        if len(batch) == BATCH_ROWS:
+            inserted += _commit(connection, name, batch)
+            batch = []
+    return inserted + (_commit(connection, name, batch) if batch else 0)
+
+
+def _commit(connection: sqlite3.Connection, name: str, batch: list[tuple[str]]) -> int:
+    connection.execute("BEGIN IMMEDIATE")
+    connection.executemany(f'INSERT INTO "{name}" (_ferretdb_sjson) VALUES (?)', batch)
+    connection.execute("COMMIT")
+    return len(batch)
+
+
+def copies(templates: Sequence[list[str]], numbers: Iterable[int], fix: Callable[[str, int], str]) -> Iterator[str]:
+    """Every template (cut by :func:`pieces`) for copy number after copy number."""
+    for number in numbers:
+        middle = code(number)
+        for cut in templates:
+            yield fix(middle.join(cut), number)
+
+
+def copy_template(data_dir: Path, user_id: str, task_ids: set[str], users: range, owners: range,
+                  log: Callable[[str], None] = print) -> dict[str, int]:
+    """Copy everything the services keep about template user ``user_id`` (email
+    :data:`TEMPLATE_EMAIL`) and their tasks ``task_ids``: once per number of ``users``, and the
+    task-related documents once per number of ``owners`` (a subset: the first users own tasks).
+
+    ``data_dir``: FerretDB's SQLite directory (``<database>.sqlite`` files); FerretDB may run.
+    Returns the documents inserted per ``database.collection``.
+
+    Raises:
+        ValueError: two copies would share an id (the template's ids differ only in their middles).
+    """
+    object_ids = {user_id, *task_ids}
+    if len({oid[:CODE.start] + oid[CODE.stop:] for oid in object_ids}) != len(object_ids):
+        raise ValueError("template ids that differ only in their middle digits would collide in copies")
+    if any(int(oid[CODE], 16) in users for oid in object_ids):
+        raise ValueError("a template id's middle is a copy number")
+    connections = {name: sqlite3.connect(data_dir / f"{name}.sqlite", timeout=120, isolation_level=None)
+                   for name in {collection.database for collection in COLLECTIONS}}
+    try:
+        notifications = {}
+        for text in template_documents(connections["taskflow_notify"], "notifications", user_id):
+            document = json.loads(text)
+            notifications[document["_id"]] = document["key"]
+        ids = NotificationIds(notifications, object_ids)
+        inserted = {}
+        for collection in COLLECTIONS:
+            connection = connections[collection.database]
+            found = template_documents(connection, collection.name, user_id)
+            by_scope: dict[str, list[list[str]]] = {"user": [], "owner": []}
+            for text in found:
+                scope = collection.scope
+                if scope == "mixed":
+                    scope = "owner" if any(match.group() in task_ids for match in _HEX_ID.finditer(text)) else "user"
+                by_scope[scope].append(pieces(text, object_ids, collection.own_id_offset))
+            name = table(connection, collection.name)
+            count = _insert(connection, name, copies(by_scope["user"], users, ids.fix))
+            count += _insert(connection, name, copies(by_scope["owner"], owners, ids.fix))
+            inserted[f"{collection.database}.{collection.name}"] = count
+            log(f"copied {len(found)} documents of {collection.database}.{collection.name}: {count:,} rows")
+        for connection in connections.values():
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return inserted
+    finally:
+        for connection in connections.values():
+            connection.close()
