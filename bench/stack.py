@@ -1,5 +1,5 @@
 """What the arms run against, started the way ``make run`` starts it: the project's own scripts
-(scripts/ferretdb, scripts/rabbitmq, scripts/postgres, scripts/run → supervisor,
+(scripts/ferretdb, scripts/rabbitmq, scripts/run → supervisor,
 scripts/service) on free ports, each copy with its state in the run's temporary directory.
 
 The test suite's process helpers (:mod:`tests.support`) are reused rather than copied: they
@@ -8,7 +8,6 @@ start exactly these scripts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +15,7 @@ from typing import Iterator
 import psutil
 import requests
 
-from tests.support.infra import Infra, mongodb_answers
+from tests.support.infra import Infra
 from tests.support.processes import Child, free_port, wait_for
 from tests.support.system import SERVICES, System
 
@@ -111,34 +110,5 @@ class Service:
         self.child.stop()
 
 
-class PostgresStore:
-    """PostgreSQL and FerretDB's postgresql handler (scripts/postgres, scripts/ferretdb) on free ports."""
-
-    def __init__(self, base: Path, env: Mapping[str, str]) -> None:
-        self.env = {
-            **env,
-            "TASKFLOW_VAR": str(base / "var"),
-            "FERRETDB_HANDLER": "postgresql",
-            "POSTGRES_PORT": str(free_port()),
-            "MONGODB_PORT": str(free_port()),
-        }
-        self.env.pop("MONGODB_URI", None)
-        self.mongodb_uri = f"mongodb://127.0.0.1:{self.env['MONGODB_PORT']}/"
-        base.mkdir(parents=True, exist_ok=True)
-        self.children = [Child(["scripts/postgres"], env=self.env, log_path=base / "postgres.log")]
-        self.children.append(Child(["scripts/ferretdb"], env=self.env, log_path=base / "ferretdb.log"))
-        wait_for(lambda: mongodb_answers(self.mongodb_uri), timeout=120, interval=0.5,
-                 what="FerretDB on PostgreSQL answering")
-
-    def psql(self) -> list[str]:
-        """The psql command line for FerretDB's database on this PostgreSQL."""
-        return ["psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", self.env["POSTGRES_PORT"],
-                "-U", "postgres", "-d", "ferretdb"]
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
-
-
-__all__ = ["SERVICES", "Infra", "PostgresStore", "Service", "System", "cpu_seconds", "find_processes", "paused",
+__all__ = ["SERVICES", "Infra", "Service", "System", "cpu_seconds", "find_processes", "paused",
            "start_infra", "start_system"]
