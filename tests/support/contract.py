@@ -4,7 +4,7 @@ Seed: ``TASKFLOW_CONTRACT_SEED`` replays a run; without it each session draws on
 the report header, so a failure seen once can be replayed exactly.
 
 Client: each request leaves from the next of 254 loopback addresses of a /24 of its own. The
-gateway limits every client address (100 requests/s, 30/min on login and register) and auth
+gateway limits every client address (100 requests/s, 30/min on login, register, password and refresh) and auth
 counts failed logins per address (20 per 15 minutes); a fuzzing run sends hundreds of logins and
 registrations, so from one address almost every one would be a 429 and the service behind it
 untested. Spread over the /24 each address stays far below every limit, while 429 stays
