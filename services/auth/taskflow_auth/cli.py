@@ -24,6 +24,12 @@ from .schemas import Email, NewPassword
 from .settings import AuthSettings
 
 
+def _invalid(error: ValidationError) -> int:
+    """Say which argument was refused and why; the exit status of a refused argument (2)."""
+    print(f"invalid: {error.errors(include_input=False)[0]['msg']}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m taskflow_auth.cli", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         email = TypeAdapter(Email).validate_python(args.email)
     except ValidationError as error:
-        print(f"invalid: {error.errors(include_input=False)[0]['msg']}", file=sys.stderr)
-        return 2
+        return _invalid(error)
     accounts = assemble(AuthSettings.load()).accounts
     if args.command == "promote":
         try:
@@ -48,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         TypeAdapter(NewPassword).validate_python(password)
     except ValidationError as error:
-        print(f"invalid: {error.errors(include_input=False)[0]['msg']}", file=sys.stderr)
-        return 2
+        return _invalid(error)
     try:
         user = accounts.create_first_admin(email, password)
     except NotAnAdmin as refused:

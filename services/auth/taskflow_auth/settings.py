@@ -74,7 +74,9 @@ class AuthSettings(ServiceSettings):
                 raise ValueError("BCRYPT_ROUNDS below 12 is for tests only")
             password = self.admin_password.get_secret_value() if self.admin_password else None
             if self.admin_email == EXAMPLE_ADMIN[0] or password == EXAMPLE_ADMIN[1]:
-                raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD must not be deploy/compose.env.example's in production")
+                raise ValueError(
+                    "ADMIN_EMAIL and ADMIN_PASSWORD must not be deploy/compose.env.example's in production"
+                )
         if (self.admin_email is None) != (self.admin_password is None):
             raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD go together")
         return self

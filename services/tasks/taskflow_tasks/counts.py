@@ -3,8 +3,8 @@ statistics read from them (pure functions; :mod:`.store` keeps them, :mod:`.task
 
 A task contributes 1 to ``total``, to its ``by_status`` and ``by_priority`` entries, to
 ``open_due_by_day[<UTC day of due_date>]`` while it is open (not done) with a due date, to
-``completed_by_day[<UTC day of completed_at>]`` while it is done. A write changes the counters by ``contribution(after) - contribution(before)``: a *delta* of dotted
-paths, e.g. ``{"by_status.todo": -1, "by_status.done": 1, "completed_by_day.2030-01-31": 1}``.
+``completed_by_day[<UTC day of completed_at>]`` while it is done. A write changes the counters
+by ``contribution(after) - contribution(before)``: a *delta* of dotted paths, e.g. ``{"by_status.todo": -1, "by_status.done": 1, "completed_by_day.2030-01-31": 1}``.
 
 From these, every statistic costs the same whatever the owner's task count, except the two
 partial days, which :mod:`.store` counts with one indexed query each:

@@ -88,6 +88,8 @@ PLACEHOLDER_FIELD = "_placeholder"
 FENCE_RETENTION = timedelta(days=1)
 """How long a placeholder stays: far longer than any request that could still try the insert."""
 EXPIRIES = (Expiry(TASKS, FENCED_FIELD, FENCE_RETENTION, marker=PLACEHOLDER_FIELD),)
+OPEN_STATUSES = [status for status in STATUSES if status != "done"]
+"""The statuses of an open task (the statistics' overdue count)."""
 
 SORT_FIELDS: dict[str, tuple[str, ...]] = {
     "created_at": ("seq",),
@@ -302,9 +304,8 @@ class TaskStore:
     def overdue_today(self, owner_id: str, now: datetime) -> int:
         """How many of the owner's open tasks are due on ``now``'s UTC day before ``now``."""
         start, _ = counts.day_bounds(now)
-        open_statuses = [status for status in STATUSES if status != "done"]
         return self._tasks.count_documents(
-            {"owner_id": owner_id, "status": {"$in": open_statuses}, "due_date": {"$gte": start, "$lt": now}}
+            {"owner_id": owner_id, "status": {"$in": OPEN_STATUSES}, "due_date": {"$gte": start, "$lt": now}}
         )
 
     def completed_on_day_since(self, owner_id: str, since: datetime) -> int:

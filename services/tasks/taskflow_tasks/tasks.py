@@ -280,7 +280,8 @@ class Tasks:
     def list(self, owner_id: str, query: TaskListQuery) -> tuple[list[dict[str, Any]], int]:
         """One page of the owner's tasks and how many match (see :class:`.schemas.TaskListQuery`)."""
         conditions = list_filter(owner_id, query, self.clock())
-        return self.tasks.page(conditions, query.sort, query.skip, query.limit), self._total(owner_id, query, conditions)
+        page = self.tasks.page(conditions, query.sort, query.skip, query.limit)
+        return page, self._total(owner_id, query, conditions)
 
     def _total(self, owner_id: str, query: TaskListQuery, conditions: Mapping[str, Any]) -> int:
         """How many of the owner's tasks match: from the counters when they count exactly that
