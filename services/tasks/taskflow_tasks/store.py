@@ -58,6 +58,7 @@ counts on ``(owner_id, status, due_date)`` and ``(owner_id, completed_at)``.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -326,12 +327,16 @@ class CountStore:
 
     Args:
         db: the service's database, resolved per call.
-        lease_seconds: how long a claim outlives a process that died holding it (longer than
-            gunicorn's request timeout, so a live request never loses its claim).
-        wait_seconds: how long :meth:`claim` waits for another pending change before giving up.
+        lease_seconds: how long a claim outlives a process that died holding it, so how long a
+            SIGKILL mid-write holds up the owner's next counted change. Far longer than a write
+            takes (POST p99 0.3 s at 8 clients on a million tasks, docs/benchmarks.md B7), but
+            not required to outlast a request: a live request slower than its lease is fenced off
+            when its claim is settled and retries (see "Why counters" above).
+        wait_seconds: how long :meth:`claim` waits for another pending change before giving up;
+            longer than the lease, so a change queued behind a dead holder's claim settles it.
     """
 
-    def __init__(self, db: Callable[[], Database], *, lease_seconds: float = 60.0, wait_seconds: float = 5.0) -> None:
+    def __init__(self, db: Callable[[], Database], *, lease_seconds: float = 3.0, wait_seconds: float = 5.0) -> None:
         self._db = db
         self.lease = timedelta(seconds=lease_seconds)
         self.wait_seconds = wait_seconds
@@ -360,7 +365,8 @@ class CountStore:
                 ``delta`` None: a new task's contribution, read from the task when settling), for a
                 change or delete also ``version`` and ``intent``, what its write is conditional on;
                 its lease is added here.
-            now: the current time (UTC), for the lease.
+            now: the current time (UTC), for the lease; a pending change's lease is compared with
+                it plus the time waited so far.
             new_task_at: for a new task: its creation time; the claim also takes the next
                 ``seq`` and keeps the latest ``last_created_at``.
 
@@ -374,6 +380,7 @@ class CountStore:
         if new_task_at is not None:
             update |= {"$inc": {"next_seq": 1}, "$max": {"last_created_at": new_task_at}}
         backoff = Backoff(self.wait_seconds)
+        started = time.monotonic()
         while True:
             try:
                 before = self._counts.find_one_and_update(
@@ -383,7 +390,8 @@ class CountStore:
             except DuplicateKeyError:
                 pass  # a change is pending
             counters = self.get(owner_id)
-            if counters is not None and counters.get("pending") and counters["pending"]["lease_until"] <= now:
+            waited = timedelta(seconds=time.monotonic() - started)
+            if counters is not None and counters.get("pending") and counters["pending"]["lease_until"] <= now + waited:
                 settle(counters)
                 continue
             if not backoff.wait():

@@ -311,6 +311,22 @@ def test_a_write_settles_a_leftover_intent_before_its_own(
     assert counters["pending"] is None and counters["total"] == 2 and counters["next_seq"] == 2
 
 
+def test_a_write_queued_behind_a_dead_claim_waits_out_its_lease_and_goes_through(
+    client: FlaskClient, alice: User, domain: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process SIGKILLed mid-POST leaves its claim; the owner's next POST, arriving at once,
+    waits while the lease runs (on the clock as it advances while waiting) and then settles it,
+    instead of answering 503 until a later request comes in after the lease."""
+    domain.counts.lease = timedelta(seconds=0.3)
+    _fail_once(monkeypatch, domain.counts, "finish", ProcessDied)
+    with pytest.raises(ProcessDied):
+        client.post(TASKS, json={"title": "dying"}, headers=alice.headers)
+    assert domain.counts.lease < timedelta(seconds=domain.counts.wait_seconds)
+    assert client.post(TASKS, json={"title": "queued"}, headers=alice.headers).status_code == 201
+    counters = domain.counts.get(alice.id)
+    assert counters["pending"] is None and counters["total"] == 2 and counters["next_seq"] == 2
+
+
 def test_a_title_change_taking_the_version_of_a_dead_status_change_is_not_counted_as_it(
     client: FlaskClient, alice: User, create_task, domain: Tasks, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
