@@ -4,7 +4,8 @@ conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch); it selects by t
 set equal to a string, ObjectID, boolean, date or integer, or bounded by a range, through the
 (compound) index on them, and still matches as MongoDB does; a find with a sort reads an index in
 order and stops at its limit, in MongoDB's order of types and values
-(scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch; tests/test_ferretdb_differential.py
+and SQLite evaluates regexes on top-level fields, so only the rows that match reach FerretDB's
+handler (scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch; tests/test_ferretdb_differential.py
 compares it with the unpatched build).
 
 FerretDB is started with debug logs, which carry every SQL statement it sends to SQLite; SQLite
@@ -29,7 +30,7 @@ from typing import Any
 import pytest
 from bson import Int64, ObjectId
 from pymongo import MongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.collection import Collection
 
 from tests.support.infra import mongodb_answers
@@ -52,6 +53,7 @@ class DebugFerretDB:
     def plan(self, statement: str) -> str:
         """SQLite's query plan of ``statement``, e.g. ``SEARCH notes_… USING INDEX notes_…__id_ (<expr>=?)``."""
         database = sqlite3.connect(self.data_dir / "probe.sqlite")
+        database.create_function("_ferretdb_regex", 3, lambda *_: 1)  # FerretDB's own (typed-regex patch)
         try:
             rows = database.execute(f"EXPLAIN QUERY PLAN {statement}", ["null"] * statement.count("?"))
             return " ".join(row[3] for row in rows)
@@ -312,3 +314,38 @@ def test_sorted_finds_stay_whole_while_a_document_turns_into_an_array_and_back(f
         stop.set()
         writer.result()
         assert [found for reader in readers for found in reader.result()] == []
+
+
+def test_a_search_is_evaluated_by_sqlite_on_the_owners_rows_in_order(ferretdb: DebugFerretDB) -> None:
+    """A task search's shape ($and of an $or of case-insensitive regexes on title and description,
+    beside the owner): SQLite reads the owner's rows through (owner, seq) in order and evaluates
+    the regexes itself, the count is one SQL count, and matches are MongoDB's (Unicode case
+    folding, arrays by an element); an invalid pattern is refused as before."""
+    searched = ferretdb.notes.database["notessearched"]
+    searched.create_index([("owner", 1), ("seq", 1)])
+    searched.insert_many([{"owner": "big" if i % 4 else "small", "seq": i, "title": f"Note {i}",
+                           **({"description": "see note 7"} if i % 10 == 0 else {})} for i in range(400)])
+    searched.insert_many([{"owner": "small", "seq": 1000, "title": "ÉTÉ note 7"},
+                          {"owner": "small", "seq": 1001, "title": "nothing", "description": 7}])
+
+    def search(text: str) -> dict[str, Any]:
+        pattern = {"$regex": re.escape(text), "$options": "i"}
+        return {"owner": "small", "$and": [{"$or": [{"title": pattern}, {"description": pattern}]}]}
+
+    small = [i for i in range(0, 400, 4)]
+    expected = [i for i in small if "note 7" in f"note {i}" or i % 10 == 0] + [1000]
+    offset = ferretdb.log_path.stat().st_size
+    assert [note["seq"] for note in searched.find(search("NOTE 7")).sort("seq", 1).limit(5)] == expected[:5]
+    assert searched.count_documents(search("NOTE 7")) == len(expected)
+    assert [note["seq"] for note in searched.find(search("été"))] == [1000]
+    statements = [statement for statement in ferretdb.statements_since(offset) if "_ferretdb_regex(" in statement]
+    ordered = [statement for statement in statements if "ORDER BY" in statement]
+    counted = [statement for statement in statements if statement.startswith("SELECT count(*)")]
+    assert len(ordered) == 1 and len(counted) == 1, statements
+    table = ferretdb.statements_since(offset)[ordered[0]]
+    plan = ferretdb.plan(ordered[0])
+    assert f"SEARCH {table} USING INDEX {table}_owner_1_seq_1" in plan and "TEMP B-TREE" not in plan, plan
+    searched.insert_one({"owner": "small", "seq": 1002, "title": ["x", "a note 7"]})
+    assert searched.count_documents(search("note 7")) == len(expected) + 1
+    with pytest.raises(OperationFailure, match="Regular expression is invalid"):
+        searched.count_documents({"title": {"$regex": "("}})

@@ -2,7 +2,8 @@
 version does (scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch): random documents holding
 every BSON type the typed keys order, arrays and documents, under four compound indexes; random
 finds (equality, $in and ranges on up to three fields, sorts on up to three fields in mixed
-directions, limits), counts, update_many and delete_many. Finds must return the same documents in
+directions, limits; regexes on a field, in an $or and under an $and), counts, update_many and
+delete_many. Finds must return the same documents in
 the same order of sort keys (documents equal on every sort key may come in any order, as in
 MongoDB); a limit without a sort may pick any of the matches, so only how many is compared.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import Int64, ObjectId
+from bson import Int64, ObjectId, Regex
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -166,6 +167,58 @@ def test_finds_answer_as_the_unpatched_build(builds: Builds, seed: int, odd_shar
         limit = rng.choice([0, 1, 5, 20])
         expected = _find(builds.unpatched, "finds", filter_, sort, limit)
         if _find(builds.patched, "finds", filter_, sort, limit) != expected:
+            differences.append((filter_, sort, limit))
+    assert differences == []
+
+
+PATTERNS = ["a", "^a", "b$", "B", "^$", ".", "é", "e\u0301", "a|1", "^[a-z]+$", "q\"", "0{2}", "(", "[z-a]"]
+OPTIONS = ["", "i", "m", "s", "ims", "x", "u"]
+STORED_REGEXES: list[Any] = [Regex("a", "i"), Regex("^b", ""), ["ab", 5], ["B"], "line\nab", "AB"]
+
+
+def _regex(rng: random.Random) -> Any:
+    pattern, options = rng.choice(PATTERNS), rng.choice(OPTIONS) if rng.random() < 0.7 else "i"
+    roll = rng.random()
+    if roll < 0.6:
+        return {"$regex": pattern, "$options": options} if options else {"$regex": pattern}
+    if roll < 0.8:
+        return Regex(pattern, options)
+    return {"$options": options, "$regex": pattern}
+
+
+def _regex_filter(rng: random.Random) -> dict[str, Any]:
+    branches = [{field: _regex(rng)} for field in rng.sample(FIELDS, rng.choice([1, 2, 3]))]
+    roll = rng.random()
+    if roll < 0.3:
+        return branches[0]
+    either = {"$or": branches}
+    if roll < 0.6:
+        return either
+    others = {field: _condition(rng) for field in rng.sample(FIELDS, rng.choice([0, 1]))}
+    extra = [{"$or": branches}] + ([{FIELDS[0]: _regex(rng)}] if rng.random() < 0.3 else [])
+    return {**others, "$and": extra} if rng.random() < 0.7 else {**others, **either}
+
+
+@pytest.mark.parametrize("seed", [5, 13])
+@pytest.mark.parametrize("odd_share", [0.0, 0.1], ids=["scalars", "with arrays, documents and regexes"])
+def test_regex_finds_answer_as_the_unpatched_build(builds: Builds, seed: int, odd_share: float) -> None:
+    """The typed-regex patch evaluates regexes in SQLite: the same documents, order and counts as
+    the handler's own evaluation, invalid patterns and options refused alike."""
+    rng = random.Random(seed)
+    documents = [_document(rng, i, 0.0) for i in range(DOCUMENTS)]
+    for document in documents:
+        for field in FIELDS:
+            if rng.random() < odd_share:
+                document[field] = rng.choice(STORED_REGEXES + ODD)
+    _fill(builds.unpatched, "regexes", documents)
+    _fill(builds.patched, "regexes", documents)
+    differences = []
+    for _ in range(FINDS):
+        filter_ = _regex_filter(rng)
+        sort = [(field, rng.choice([1, -1])) for field in rng.sample(FIELDS, rng.choice([1, 2]))] if rng.random() < 0.6 else None
+        limit = rng.choice([0, 1, 5, 20])
+        expected = _find(builds.unpatched, "regexes", filter_, sort, limit)
+        if _find(builds.patched, "regexes", filter_, sort, limit) != expected:
             differences.append((filter_, sort, limit))
     assert differences == []
 
