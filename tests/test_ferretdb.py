@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import Int64, ObjectId
+from bson import Int64, ObjectId, Regex
 from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.collection import Collection
@@ -349,3 +349,20 @@ def test_a_search_is_evaluated_by_sqlite_on_the_owners_rows_in_order(ferretdb: D
     assert searched.count_documents(search("note 7")) == len(expected) + 1
     with pytest.raises(OperationFailure, match="Regular expression is invalid"):
         searched.count_documents({"title": {"$regex": "("}})
+
+
+def test_a_regex_tests_the_whole_stored_string_and_counts_stay_exact(ferretdb: DebugFerretDB) -> None:
+    """Found by an attack on the typed-regex patch: a string holding a NUL character was tested
+    only up to it (matches lost by find, count, update and delete), a string holding U+FFFD was
+    counted as a match of any regex, and an empty $and was counted instead of refused."""
+    texts = ferretdb.notes.database["notestexts"]
+    texts.insert_many([{"_id": 1, "a": "a\x00b"}, {"_id": 2, "a": "\ufffd"}, {"_id": 3, "a": "x"}])
+    assert [note["_id"] for note in texts.find({"a": Regex("b")})] == [1]
+    assert texts.count_documents({"a": Regex("b")}) == 1
+    assert texts.count_documents({"a": Regex("^a$")}) == 0
+    assert texts.count_documents({"a": Regex("z")}) == 0
+    assert texts.update_many({"a": {"$regex": "b$"}}, {"$set": {"seen": True}}).modified_count == 1
+    with pytest.raises(OperationFailure, match="nonempty array"):
+        texts.count_documents({"$and": [], "a": Regex("x")})
+    assert texts.delete_many({"a": Regex("b")}).deleted_count == 1
+    assert texts.estimated_document_count() == 2  # the count command, without a filter
