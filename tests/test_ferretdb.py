@@ -3,8 +3,8 @@ table's ``_id`` index, also when the filter has conditions beside ``_id``, and s
 conditions (scripts/patches/ferretdb-v1.24.2-sqlite-id-*.patch); it selects by top-level fields
 set equal to a string, ObjectID, boolean, date or integer, or bounded by a range, through the
 (compound) index on them, and still matches as MongoDB does; a find with a sort reads an index in
-order and stops at its limit, in MongoDB's order of types and values
-and SQLite evaluates regexes on top-level fields, so only the rows that match reach FerretDB's
+order and stops at its limit, in MongoDB's order of types and values;
+SQLite evaluates regexes on top-level fields, so only the rows that match reach FerretDB's
 handler (scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch; tests/test_ferretdb_differential.py
 compares it with the unpatched build).
 
@@ -332,7 +332,7 @@ def test_a_search_is_evaluated_by_sqlite_on_the_owners_rows_in_order(ferretdb: D
         pattern = {"$regex": re.escape(text), "$options": "i"}
         return {"owner": "small", "$and": [{"$or": [{"title": pattern}, {"description": pattern}]}]}
 
-    small = [i for i in range(0, 400, 4)]
+    small = range(0, 400, 4)
     expected = [i for i in small if "note 7" in f"note {i}" or i % 10 == 0] + [1000]
     offset = ferretdb.log_path.stat().st_size
     assert [note["seq"] for note in searched.find(search("NOTE 7")).sort("seq", 1).limit(5)] == expected[:5]

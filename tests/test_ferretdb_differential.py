@@ -3,9 +3,9 @@ version does (scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch): random doc
 every BSON type the typed keys order, arrays and documents, under four compound indexes; random
 finds (equality, $in and ranges on up to three fields, sorts on up to three fields in mixed
 directions, limits; regexes on a field, in an $or and under an $and), counts, update_many and
-delete_many. Finds must return the same documents in
-the same order of sort keys (documents equal on every sort key may come in any order, as in
-MongoDB); a limit without a sort may pick any of the matches, so only how many is compared.
+delete_many. Finds must return the same documents in the same order of sort keys (documents
+equal on every sort key may come in any order, as in MongoDB); a limit without a sort may pick
+any of the matches, so only how many is compared.
 
 One collection has no arrays or documents in its indexed fields (the patched build reads sorts
 through its indexes), one has 5% of them (it falls back to sorting in the handler).
