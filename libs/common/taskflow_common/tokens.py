@@ -2,7 +2,9 @@
 
 Access tokens are JWTs signed by auth with RS256 and a ``kid`` header, typed ``at+jwt``
 (RFC 9068 §2.1), with claims ``iss=taskflow-auth``, ``aud=taskflow``, ``sub``, ``role``, ``iat``,
-``exp`` and ``jti``. :class:`TokenVerifier` accepts nothing else: no other algorithm (so no
+``exp``, ``jti`` and ``gen`` (the account's access generation when the token was issued: a role
+change, deactivation, password change or logout-all raises it, and an :class:`AccessPolicy`
+refuses tokens of an earlier one). :class:`TokenVerifier` accepts nothing else: no other algorithm (so no
 ``alg: none`` and no HS256 signed with the public key), no other issuer or audience, no expired
 or not-yet-valid token, no token without a known ``kid``.
 """
@@ -38,11 +40,13 @@ class KeysUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller an access token names: ``user_id`` (``sub``), ``role``, ``token_id`` (``jti``)."""
+    """The caller an access token names: ``user_id`` (``sub``), ``role``, ``token_id`` (``jti``) and
+    ``generation`` (``gen``; 0 for a token issued before the claim existed)."""
 
     user_id: str
     role: Role
     token_id: str
+    generation: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -130,15 +134,32 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(str(error)) from error
-        if claims["role"] not in ROLES or not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
+        generation = claims.get("gen", 0)
+        if (claims["role"] not in ROLES or not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str)
+                or type(generation) is not int or generation < 0):
             raise InvalidToken("unexpected claims")
-        return Principal(user_id=claims["sub"], role=claims["role"], token_id=claims["jti"])
+        return Principal(user_id=claims["sub"], role=claims["role"], token_id=claims["jti"], generation=generation)
 
 
 class AccessPolicy(Protocol):
-    """Decides whether a verified principal may still act (e.g. not deactivated)."""
+    """Decides whether a verified principal may still act."""
 
-    def allows(self, principal: Principal) -> bool: ...
+    def admit(self, principal: Principal) -> None:
+        """Return when ``principal`` may act.
+
+        Raises:
+            TokenRevoked: the token is of an earlier access generation than the account's.
+            Forbidden: the account is deactivated.
+        """
+        ...
+
+
+class TokenRevoked(Unauthorized):
+    """An access token issued before a change of its account (role, activation, password,
+    logout-all): 401 ``invalid_token``; the client refreshes (or signs in again)."""
+
+    def __init__(self) -> None:
+        super().__init__("The access token was revoked by a change of the account.", error="invalid_token")
 
 
 @dataclass(frozen=True)
@@ -156,7 +177,8 @@ def authenticate(require_admin: bool = False) -> Principal:
     """The principal of the current request's bearer token.
 
     Raises:
-        Unauthorized: no ``Authorization: Bearer`` header, or an invalid token (RFC 6750 §3.1).
+        Unauthorized: no ``Authorization: Bearer`` header, an invalid token (RFC 6750 §3.1), or a
+            revoked one (:class:`TokenRevoked`, from the app's :class:`AccessPolicy`).
         Forbidden: a deactivated account, or ``require_admin`` and the role is not ``admin``.
         ServiceUnavailable: the JWKS cannot be fetched to verify the token.
     """
@@ -170,8 +192,8 @@ def authenticate(require_admin: bool = False) -> Principal:
         raise Unauthorized("The access token is invalid or expired.", error="invalid_token") from None
     except KeysUnavailable:
         raise ServiceUnavailable("Access tokens cannot be verified right now.", headers={"Retry-After": "1"}) from None
-    if authentication.policy is not None and not authentication.policy.allows(principal):
-        raise Forbidden("This account is deactivated.")
+    if authentication.policy is not None:
+        authentication.policy.admit(principal)
     if require_admin and not principal.is_admin:
         raise Forbidden("This operation requires the admin role.")
     return principal

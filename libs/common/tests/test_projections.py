@@ -9,6 +9,7 @@ from pymongo.database import Database
 from taskflow_common.deactivation import DeactivatedUsers
 from taskflow_common.events.envelope import new_event
 from taskflow_common.projections import apply_if_newer
+from taskflow_common.problems import Forbidden
 from taskflow_common.tokens import Principal
 
 
@@ -43,24 +44,33 @@ def test_concurrent_snapshots_leave_the_newest_and_each_is_stored_at_most_once(d
 
 
 def user_event(type: str, version: int, subject: str = "u1"):  # noqa: ANN201
-    return new_event(type, service="auth", subject=subject, data={"version": version})
+    return new_event(type, service="auth", subject=subject,
+                     data={"version": version, "active": type != "user.deactivated"})
+
+
+def allowed(policy: DeactivatedUsers, principal: Principal) -> bool:
+    try:
+        policy.admit(principal)
+    except Forbidden:
+        return False
+    return True
 
 
 def test_deactivation_follows_the_newest_event_whatever_the_order(db: Database) -> None:
     policy = DeactivatedUsers(lambda: db, refresh_seconds=0)
     principal = Principal(user_id="u1", role="user", token_id="t")
-    policy.handle_user_activated(user_event("user.activated", 5))
-    policy.handle_user_deactivated(user_event("user.deactivated", 4))
-    assert policy.allows(principal)
-    policy.handle_user_deactivated(user_event("user.deactivated", 6))
-    assert not policy.allows(principal)
-    assert policy.allows(Principal(user_id="u2", role="user", token_id="t"))
+    policy.handle(user_event("user.activated", 5))
+    policy.handle(user_event("user.deactivated", 4))
+    assert allowed(policy, principal)
+    policy.handle(user_event("user.deactivated", 6))
+    assert not allowed(policy, principal)
+    assert allowed(policy, Principal(user_id="u2", role="user", token_id="t"))
 
 
-def test_the_policy_reads_the_set_at_most_every_refresh_interval(db: Database) -> None:
+def test_the_policy_reads_a_user_at_most_every_refresh_interval(db: Database) -> None:
     policy = DeactivatedUsers(lambda: db, refresh_seconds=3600)
     principal = Principal(user_id="u1", role="user", token_id="t")
-    assert policy.allows(principal)
-    policy.handle_user_deactivated(user_event("user.deactivated", 2))
-    assert policy.allows(principal)  # the copy read a moment ago is still fresh enough
-    assert not DeactivatedUsers(lambda: db, refresh_seconds=0).allows(principal)
+    assert allowed(policy, principal)
+    policy.handle(user_event("user.deactivated", 2))
+    assert allowed(policy, principal)  # the copy read a moment ago is still fresh enough
+    assert not allowed(DeactivatedUsers(lambda: db, refresh_seconds=0), principal)

@@ -20,7 +20,7 @@ from .store import ReadModels
 
 CATALOG = (
     "user.registered", "user.updated", "user.role_changed", "user.deactivated", "user.activated",
-    "user.password_changed", "user.logged_in", "task.created", "task.updated", "task.completed",
+    "user.password_changed", "user.sessions_revoked", "user.logged_in", "task.created", "task.updated", "task.completed",
     "task.deleted", "notification.sent",
 )
 """Every event type of DESIGN §5 (docs/asyncapi.yaml); admin audits them all."""
@@ -60,6 +60,7 @@ def summary(event: Event) -> str:
         "user.deactivated": lambda: "deactivated",
         "user.activated": lambda: "reactivated",
         "user.password_changed": lambda: "changed password",
+        "user.sessions_revoked": lambda: "signed out everywhere",
         "user.logged_in": lambda: "logged in",
         "task.created": lambda: f"created task ({data.get('status')}, {data.get('priority')})",
         "task.updated": lambda: f"changed {', '.join(data.get('changed', []))}",

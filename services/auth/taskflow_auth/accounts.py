@@ -14,7 +14,8 @@ from typing import Any
 from bson import ObjectId
 from taskflow_common.events.envelope import Event
 from taskflow_common.locks import DocumentLocks
-from taskflow_common.tokens import Principal
+from taskflow_common.problems import Forbidden
+from taskflow_common.tokens import Principal, TokenRevoked
 
 from .errors import (
     AccountDeactivated,
@@ -30,7 +31,7 @@ from .events import UserEvents
 from .keys import SigningKeys
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import SESSION_GENERATION, LoginFailures, RefreshTokenStore, UserStore, VersionConflict, now
+from .store import ACCESS_GENERATION, SESSION_GENERATION, LoginFailures, RefreshTokenStore, UserStore, VersionConflict, now
 from .tokens import access_token, new_refresh_token, refresh_token_hash
 
 
@@ -102,9 +103,8 @@ class Accounts:
             family_id=family_id or str(ObjectId()),
             generation=user.get(SESSION_GENERATION, 0),
         )
-        access = access_token(
-            self.keys, user_id=str(user["_id"]), role=user["role"], ttl_seconds=self.settings.access_token_ttl
-        )
+        access = access_token(self.keys, user_id=str(user["_id"]), role=user["role"],
+                              ttl_seconds=self.settings.access_token_ttl, generation=user.get(ACCESS_GENERATION, 0))
         return Session(user, access, token, self.settings.access_token_ttl)
 
     def register(self, email: str, password: str, name: str) -> Session:
@@ -195,6 +195,17 @@ class Accounts:
         self.refresh_tokens.revoke(refresh_token_hash(token))
 
     def logout_all(self, user_id: str) -> None:
+        """End every session of the user: its access tokens (a new access generation, with
+        ``user.sessions_revoked``) and its refresh tokens."""
+
+        def revoke(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
+            fields = {ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1, "updated_at": now()}
+            return fields, [self.events.sessions_revoked({**user, **fields, "version": user["version"] + 1}, user_id)]
+
+        self._change_user(user_id, revoke)
+        self._end_refresh_tokens(user_id)
+
+    def _end_refresh_tokens(self, user_id: str) -> None:
         """Revoke every refresh token of the user: the session generation first (tokens of an
         earlier one are refused), then each token."""
         self.users.end_sessions(user_id)
@@ -266,11 +277,12 @@ class Accounts:
         password_hash = self.hasher.hash(new)
 
         def set_password(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
-            fields = {"password_hash": password_hash, "updated_at": now()}
+            fields = {"password_hash": password_hash, ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1,
+                      "updated_at": now()}
             return fields, [self.events.password_changed({**user, **fields, "version": user["version"] + 1}, user_id)]
 
         self._change_user(user_id, set_password)
-        self.logout_all(user_id)
+        self._end_refresh_tokens(user_id)
 
     # -- administration (the internal API) ---------------------------------------------------
 
@@ -282,6 +294,7 @@ class Accounts:
         two admins demoting each other at once cannot both succeed.
 
         Raises:
+            Forbidden: ``actor_id`` is not an active admin as stored now.
             UserNotFound: no such user.
             LastActiveAdmin: the change would leave no active admin.
         """
@@ -294,7 +307,8 @@ class Accounts:
             loses_admin = user["role"] == "admin" and user["active"] and not (new_role == "admin" and new_active)
             if loses_admin and self.users.count_active_admins() <= 1:
                 raise LastActiveAdmin()
-            fields = {"role": new_role, "active": new_active, "updated_at": now()}
+            fields = {"role": new_role, "active": new_active, ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1,
+                      "updated_at": now()}
             changed = {**user, **fields, "version": user["version"] + 1}
             events = []
             if new_role != user["role"]:
@@ -305,10 +319,22 @@ class Accounts:
 
         # The count of active admins spans documents: changes that could lower it are serialized.
         with self.locks.hold("admin-changes"):
+            if actor_id is not None:
+                self._require_active_admin(actor_id)
             changed = self._change_user(user_id, change)
         if not changed["active"]:
-            self.logout_all(user_id)
+            self._end_refresh_tokens(user_id)
         return changed
+
+    def _require_active_admin(self, actor_id: str) -> None:
+        """The actor of an administrative change is an active admin now, whatever its token says.
+
+        Raises:
+            Forbidden: it is not (any more).
+        """
+        actor = self.users.by_id(actor_id)
+        if actor is None or not actor["active"] or actor["role"] != "admin":
+            raise Forbidden("This operation requires the admin role.")
 
     def create_first_admin(self, email: str, password: str) -> dict[str, Any]:
         """Create ``email`` as an active admin with ``password`` unless an account has that email
@@ -361,7 +387,15 @@ class Accounts:
         """All users, oldest first, for read-model backfill."""
         return self.users.page(skip, limit)
 
-    def allows(self, principal: Principal) -> bool:
-        """The access policy of auth's own routes: the account exists and is active."""
+    def admit(self, principal: Principal) -> None:
+        """The access policy of auth's own routes, from the account as stored now.
+
+        Raises:
+            Forbidden: the account does not exist or is deactivated.
+            TokenRevoked: the token is of an earlier access generation than the account's.
+        """
         user = self.users.by_id(principal.user_id)
-        return user is not None and user["active"]
+        if user is None or not user["active"]:
+            raise Forbidden("This account is deactivated.")
+        if principal.generation < user.get(ACCESS_GENERATION, 0):
+            raise TokenRevoked()

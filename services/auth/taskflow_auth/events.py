@@ -1,5 +1,6 @@
 """The events the auth service emits (DESIGN §5): ``user.*``, each carrying the user's snapshot
-(never a password hash or token) and ``actor_id`` where someone caused it. Auth consumes none."""
+(never a password hash or token) with its ``access_generation``, and ``actor_id`` where someone
+caused it. Auth consumes none."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from taskflow_common.events.envelope import Event
 from taskflow_common.events.plumbing import ServiceEvents
 
 from .schemas import UserRecord
+from .store import ACCESS_GENERATION
 
 
 def snapshot(user: dict[str, Any]) -> dict[str, Any]:
@@ -23,7 +25,8 @@ class UserEvents:
         self._events = events
 
     def _event(self, type: str, user: dict[str, Any], actor_id: str | None, **extra: Any) -> Event:
-        return self._events.event(type, str(user["_id"]), {**snapshot(user), **extra}, actor_id)
+        data = {**snapshot(user), "access_generation": user.get(ACCESS_GENERATION, 0), **extra}
+        return self._events.event(type, str(user["_id"]), data, actor_id)
 
     def registered(self, user: dict[str, Any], actor_id: str | None) -> Event:
         return self._event("user.registered", user, actor_id)
@@ -42,6 +45,9 @@ class UserEvents:
 
     def password_changed(self, user: dict[str, Any], actor_id: str) -> Event:
         return self._event("user.password_changed", user, actor_id)
+
+    def sessions_revoked(self, user: dict[str, Any], actor_id: str) -> Event:
+        return self._event("user.sessions_revoked", user, actor_id)
 
     def logged_in(self, user: dict[str, Any]) -> Event:
         return self._event("user.logged_in", user, str(user["_id"]))

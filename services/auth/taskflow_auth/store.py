@@ -39,6 +39,10 @@ REFRESH_TOKENS = "refresh_tokens"
 LOGIN_FAILURES = "login_failures"
 REVOKED_FAMILIES = "revoked_families"
 SESSION_GENERATION = "session_generation"
+ACCESS_GENERATION = "access_generation"
+"""On a user: raised by a role change, deactivation, password change or logout-all, each in the
+change's own write and event; access tokens carry it (``gen``) and every service refuses those of
+an earlier one (``taskflow_common.deactivation``)."""
 """On a user: raised by logout-all; a refresh token issued under an earlier value is refused."""
 
 INDEXES = (

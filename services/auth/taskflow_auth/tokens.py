@@ -1,7 +1,7 @@
 """Issuing tokens: RS256 access tokens (DESIGN §4) and opaque refresh tokens.
 
 Access tokens are JWTs typed ``at+jwt`` (RFC 9068) with ``iss``, ``aud``, ``sub``, ``role``,
-``iat``, ``exp`` and ``jti``, verified everywhere by :class:`taskflow_common.tokens.TokenVerifier`.
+``iat``, ``exp``, ``jti`` and ``gen`` (the account's access generation), verified everywhere by :class:`taskflow_common.tokens.TokenVerifier`.
 Refresh tokens are 256 random bits; only their SHA-256 is stored, so a database leak yields no
 usable token.
 """
@@ -19,8 +19,9 @@ from taskflow_common.tokens import ALGORITHM, AUDIENCE, ISSUER, TOKEN_TYPE
 from .keys import SigningKeys
 
 
-def access_token(keys: SigningKeys, *, user_id: str, role: str, ttl_seconds: int) -> str:
-    """A signed access token for ``user_id`` with ``role``, valid ``ttl_seconds`` from now."""
+def access_token(keys: SigningKeys, *, user_id: str, role: str, ttl_seconds: int, generation: int = 0) -> str:
+    """A signed access token for ``user_id`` with ``role`` and access ``generation``, valid
+    ``ttl_seconds`` from now."""
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -30,6 +31,7 @@ def access_token(keys: SigningKeys, *, user_id: str, role: str, ttl_seconds: int
         "iat": now,
         "exp": now + ttl_seconds,
         "jti": uuid.uuid4().hex,
+        "gen": generation,
     }
     return jwt.encode(claims, keys.private_key, algorithm=ALGORITHM, headers={"kid": keys.kid, "typ": TOKEN_TYPE})
 

@@ -172,7 +172,9 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(admin_client: Fl
         thread.start()
     for thread in threads:
         thread.join(30)
-    assert sorted(statuses) == [200, 409]
+    # The second to be applied finds its actor demoted: its token is of an earlier access
+    # generation (401), or, when it passed authentication before, auth re-checks the actor (403).
+    assert sorted(statuses)[0] == 200 and sorted(statuses)[1] in (401, 403), statuses
 
 
 @pytest.mark.parametrize("user_id", ["123", "z" * 24, "0" * 24])

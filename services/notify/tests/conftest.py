@@ -218,6 +218,7 @@ def user_event(type: str, user_id: str, *, email: str | None = None, name: str =
         "updated_at": moment,
         "last_login_at": None,
         "version": version,
+        "access_generation": 0,
         **extra,
     }
     return new_event(type, service="auth", subject=user_id, data=snapshot, actor_id=actor_id or user_id)

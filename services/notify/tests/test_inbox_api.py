@@ -118,7 +118,7 @@ def test_every_route_needs_a_token(client: FlaskClient, method: str, path: str) 
 
 def test_a_deactivated_user_is_refused(client: FlaskClient, issuer: Issuer, notify: Notify) -> None:
     user_id = new_id()
-    notify.deactivated.handle_user_deactivated(user_event("user.deactivated", user_id, active=False, version=2))
+    notify.deactivated.handle(user_event("user.deactivated", user_id, active=False, version=2))
     response = client.get(INBOX, headers=issuer.headers(user_id))
     assert response.status_code == 403
 

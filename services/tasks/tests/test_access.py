@@ -42,7 +42,7 @@ def test_a_deactivated_user_is_refused_and_their_tasks_stay(
 ) -> None:
     task = create_task()
     deactivated: DeactivatedUsers = app.extensions["taskflow_tasks.deactivated"]
-    deactivated.handle_user_deactivated(status_event(alice, 2, active=False))
+    deactivated.handle(status_event(alice, 2, active=False))
     wait_for_status(client, alice, 403)
     for method, path in [
         ("POST", TASKS),
@@ -53,7 +53,7 @@ def test_a_deactivated_user_is_refused_and_their_tasks_stay(
     ]:
         response = client.open(path, method=method, json={"title": "x"}, headers=alice.headers)
         assert response.status_code == 403 and response.mimetype == "application/problem+json", (method, path)
-    deactivated.handle_user_activated(status_event(alice, 3, active=True))
+    deactivated.handle(status_event(alice, 3, active=True))
     wait_for_status(client, alice, 200)
     assert client.get(f"{TASKS}/{task['id']}", headers=alice.headers).json == task
 
