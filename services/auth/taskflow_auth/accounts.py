@@ -40,6 +40,13 @@ MAX_CHANGE_ATTEMPTS = 20
 attempt means another change of that user succeeded)."""
 
 
+def _ended_sessions(user: dict[str, Any]) -> dict[str, int]:
+    """The fields that end every session of ``user`` in the write that changes it: a new access
+    generation (its access tokens are refused everywhere) and a new session generation (its
+    refresh tokens are refused, also one a rotation racing the write issues)."""
+    return {ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1, SESSION_GENERATION: user.get(SESSION_GENERATION, 0) + 1}
+
+
 class NotAnAdmin(Exception):
     """The first admin's email belongs to an account that is not an admin: nobody is promoted
     from the environment (an operator promotes with ``python -m taskflow_auth.cli promote``)."""
@@ -164,10 +171,13 @@ class Accounts:
         so of two requests presenting the same token one at most rotates it.
 
         Neither revocation relies on a multi-document update being atomic (MongoDB's are not):
-        a token carries the user's session generation, which logout-all raises before revoking
-        the tokens, so a token issued by a rotation racing it is refused at its first use; and a
-        family is marked revoked before its tokens are, and the rotation looks for that mark
-        after storing the new token, revoking it itself if the mark is there.
+        a token carries the user's session generation, which logout-all, a password change and
+        deactivation raise in the same write as the access generation, before revoking the
+        tokens; so a rotation racing them either read the user before (its access token is of
+        the old access generation, refused everywhere, and its refresh token of the old session
+        generation) or after (it refuses). And a family is marked revoked before its tokens are,
+        and the rotation looks for that mark after storing the new token, revoking it itself if
+        the mark is there.
 
         Raises:
             InvalidRefreshToken: unknown, expired, reused or revoked, or the account is deactivated.
@@ -199,16 +209,10 @@ class Accounts:
         ``user.sessions_revoked``) and its refresh tokens."""
 
         def revoke(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
-            fields = {ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1, "updated_at": now()}
+            fields = {**_ended_sessions(user), "updated_at": now()}
             return fields, [self.events.sessions_revoked({**user, **fields, "version": user["version"] + 1}, user_id)]
 
         self._change_user(user_id, revoke)
-        self._end_refresh_tokens(user_id)
-
-    def _end_refresh_tokens(self, user_id: str) -> None:
-        """Revoke every refresh token of the user: the session generation first (tokens of an
-        earlier one are refused), then each token."""
-        self.users.end_sessions(user_id)
         self.refresh_tokens.revoke_user(user_id)
 
     # -- the account -------------------------------------------------------------------------
@@ -277,12 +281,11 @@ class Accounts:
         password_hash = self.hasher.hash(new)
 
         def set_password(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
-            fields = {"password_hash": password_hash, ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1,
-                      "updated_at": now()}
+            fields = {"password_hash": password_hash, **_ended_sessions(user), "updated_at": now()}
             return fields, [self.events.password_changed({**user, **fields, "version": user["version"] + 1}, user_id)]
 
         self._change_user(user_id, set_password)
-        self._end_refresh_tokens(user_id)
+        self.refresh_tokens.revoke_user(user_id)
 
     # -- administration (the internal API) ---------------------------------------------------
 
@@ -307,8 +310,9 @@ class Accounts:
             loses_admin = user["role"] == "admin" and user["active"] and not (new_role == "admin" and new_active)
             if loses_admin and self.users.count_active_admins() <= 1:
                 raise LastActiveAdmin()
-            fields = {"role": new_role, "active": new_active, ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1,
-                      "updated_at": now()}
+            # A role change ends access tokens only (a refresh brings the new role); deactivation all.
+            ended = _ended_sessions(user) if not new_active else {ACCESS_GENERATION: user.get(ACCESS_GENERATION, 0) + 1}
+            fields = {"role": new_role, "active": new_active, **ended, "updated_at": now()}
             changed = {**user, **fields, "version": user["version"] + 1}
             events = []
             if new_role != user["role"]:
@@ -323,7 +327,7 @@ class Accounts:
                 self._require_active_admin(actor_id)
             changed = self._change_user(user_id, change)
         if not changed["active"]:
-            self._end_refresh_tokens(user_id)
+            self.refresh_tokens.revoke_user(user_id)
         return changed
 
     def _require_active_admin(self, actor_id: str) -> None:

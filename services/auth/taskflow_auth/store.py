@@ -118,12 +118,6 @@ class UserStore:
             if result.matched_count == 0:
                 raise VersionConflict()
 
-    def end_sessions(self, user_id: str) -> None:
-        """Raise the user's session generation (not a change of the user: the version stays)."""
-        key = object_id(user_id)
-        if key is not None:
-            self._users.update_one({"_id": key}, {"$inc": {SESSION_GENERATION: 1}})
-
     def record_login(self, user: dict[str, Any], at: datetime, events: Sequence[Event]) -> None:
         """Remember the login time (not a change of the user: the version stays)."""
         with self.outbox.write(USERS, user["_id"], events) as pending:

@@ -310,6 +310,34 @@ def test_logout_all_racing_a_refresh_leaves_no_live_refresh_token(
         assert client.post(f"{AUTH}/refresh", json={"refresh_token": token}).status_code == 401
 
 
+@pytest.mark.parametrize("change", ["password change", "logout-all"])
+def test_a_refresh_reading_the_user_right_after_a_change_issues_no_live_token(
+    app: Flask, register, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Found by an attack: a rotation that read the user right after the write of a password
+    change or logout-all, before its refresh tokens were ended, saw the new access generation
+    with the old session generation and issued an access token of the new generation, valid
+    everywhere for 15 minutes. Both generations are raised in that one write now."""
+    registered = register()
+    accounts = app.extensions["taskflow_auth.accounts"]
+    update, rotated = accounts.users.update, []
+
+    def update_then_refresh(*args: Any, **kwargs: Any) -> Any:
+        written = update(*args, **kwargs)
+        if not rotated:
+            rotated.append(app.test_client().post(f"{AUTH}/refresh", json={"refresh_token": registered["refresh_token"]}))
+        return written
+
+    monkeypatch.setattr(accounts.users, "update", update_then_refresh)
+    client = app.test_client()
+    if change == "password change":
+        body = {"current_password": PASSWORD, "new_password": PASSWORD + "-new"}
+        assert client.post(f"{AUTH}/password", json=body, headers=bearer(registered["access_token"])).status_code == 204
+    else:
+        assert client.post(f"{AUTH}/logout-all", headers=bearer(registered["access_token"])).status_code == 204
+    assert rotated[0].status_code == 401, rotated[0].json
+
+
 def test_reuse_revokes_only_that_login_family(client: FlaskClient, register) -> None:
     registered = register()
     other_session = client.post(f"{AUTH}/login", json={"email": registered["user"]["email"], "password": PASSWORD}).json
