@@ -274,6 +274,7 @@ class Dispatcher:
         self.capacity = capacity
         self._queue: queue.Queue[_Handoff] | None = None
         self._pid: int | None = None
+        self._thread = threading.Thread()  # not started: the first hand-off starts the real one
         self._lock = threading.Lock()
 
     def handoff(self, collection: str, document_id: Any, items: Sequence[dict[str, str]]) -> None:
@@ -284,11 +285,15 @@ class Dispatcher:
             log.warning("outbox hand-off queue full; the relay will publish %s/%s", collection, document_id)
 
     def _ensure_running(self) -> queue.Queue[_Handoff]:
-        if self._pid != os.getpid():
+        # A new thread after a fork (threads do not survive it) or should the thread have ended
+        # (what it held is left to the relay).
+        if self._pid != os.getpid() or not self._thread.is_alive():
             with self._lock:
-                if self._pid != os.getpid():
+                if self._pid != os.getpid() or not self._thread.is_alive():
                     self._queue = queue.Queue(self.capacity)
-                    threading.Thread(target=self._run, args=(self._queue,), name="outbox-dispatcher", daemon=True).start()
+                    self._thread = threading.Thread(target=self._run, args=(self._queue,), name="outbox-dispatcher",
+                                                    daemon=True)
+                    self._thread.start()
                     self._pid = os.getpid()
         assert self._queue is not None
         return self._queue
@@ -311,7 +316,7 @@ class Dispatcher:
             except PublishFailed as error:
                 broker_down_until = time.monotonic() + 1.0
                 log.info("hand-off of %s/%s left to the relay: %s", handoff.collection, handoff.document_id, error)
-            except PyMongoError:
+            except Exception:  # noqa: BLE001 (the thread serves every later hand-off of the process)
                 log.exception("hand-off of %s/%s left to the relay", handoff.collection, handoff.document_id)
 
 

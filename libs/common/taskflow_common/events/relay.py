@@ -88,14 +88,19 @@ class Relay:
         RELAYED.inc(published)
 
     def run(self, stop: threading.Event) -> None:
-        """Relay until ``stop`` is set; database and broker outages are waited out. Idle looks are
-        spaced so that they take at most :data:`IDLE_SHARE` of the time."""
+        """Relay until ``stop`` is set; database and broker outages are waited out, and any other
+        error of a round is logged and the round tried again after a pause (the events stay
+        stored, so the relay, which keeps the whole system's events moving, never stops for one).
+        Idle looks are spaced so that they take at most :data:`IDLE_SHARE` of the time."""
         while not stop.is_set():
             started = time.monotonic()
             try:
                 busy = self.run_once()
             except PyMongoError as error:
                 log.warning("relay: database unavailable (%s)", error)
+                busy = False
+            except Exception:
+                log.exception("relay: a round failed; its events stay stored and are tried again")
                 busy = False
             if not busy:
                 self.publisher.keepalive()

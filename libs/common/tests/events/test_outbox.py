@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 from taskflow_common.events import broker
+from taskflow_common.events import outbox as outbox_module
 from taskflow_common.events.envelope import Event, new_event
 from pymongo.errors import AutoReconnect
 from taskflow_common.events.outbox import (
@@ -194,6 +195,51 @@ def _crashing_relay(db: Database, infra: Infra, exchange: str, crash: str) -> in
         cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     return result.returncode
+
+
+def test_an_unexpected_error_of_a_hand_off_leaves_its_events_to_the_relay_and_later_ones_flow(
+    db: Database, infra: Infra, relay_of, exchange: str, probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 §2: an error other than the broker's or the database's (a bug, an exception of a
+    dependency) ended the dispatcher thread silently for the life of the process."""
+    store = store_of(db)
+    outbox = Outbox(store, Dispatcher(store, lambda: Publisher(infra.rabbitmq_url, exchange=exchange)), handoff_seconds=0)
+    publish, failures = outbox_module.publish_stored, []
+
+    def failing_once(*args: object, **kwargs: object) -> int:
+        if not failures:
+            failures.append(args)
+            raise RuntimeError("not a broker or database error")
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(outbox_module, "publish_stored", failing_once)
+    first = write_note(outbox, db, "first")
+    wait_for(lambda: failures != [], timeout=10, what="the failed hand-off")
+    second = write_note(outbox, db, "second")
+    wait_for(lambda: marked(db) == 1, timeout=10, what="the second hand-off done by the same dispatcher")
+    assert relay_of(db).run_once() == 1
+    assert sorted(Event.decode(body).id for _, body in probe.messages()) == sorted([first.id, second.id])
+
+
+def test_an_unexpected_error_of_a_relay_round_is_logged_and_the_relay_goes_on(
+    db: Database, infra: Infra, relay_of, exchange: str, probe: Probe, background: Background,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 §2: an error other than the database's escaped Relay.run, ending the worker."""
+    relay = relay_of(db)
+    pending, failures = relay.store.pending, []
+
+    def failing_once(*args: object) -> object:
+        if not failures:
+            failures.append(args)
+            raise RuntimeError("not a database error")
+        return pending(*args)
+
+    monkeypatch.setattr(relay.store, "pending", failing_once)
+    event = write_note(Outbox(store_of(db), handoff_seconds=0), db)
+    background.start(relay.run)
+    wait_for(lambda: marked(db) == 0, timeout=30, what="the event published after the failed round")
+    assert failures != [] and [Event.decode(body).id for _, body in probe.messages()] == [event.id]
 
 
 def test_relay_killed_between_write_and_publish_publishes_after_restart(
