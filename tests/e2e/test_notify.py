@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.accounts import Account, sign_in, sign_up
+from tests.support.accounts import PASSWORD, Account, sign_in, sign_up
 from tests.support.events import EventProbe
 from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.support.processes import wait_for
@@ -108,6 +108,10 @@ def test_a_deactivated_user_is_refused_and_mailed_nothing_more(gateway: Client, 
              what="notify refusing the deactivated user")
     change_user(system, account.id, role="admin")  # changed while deactivated: no notification
     change_user(system, account.id, active=True)
+    # The tokens from before the deactivation stay dead (issue 17 §1); a new sign-in is served.
+    wait_for(lambda: gateway.get(INBOX, headers=account.headers).status_code == 401, timeout=30, interval=0.25,
+             what="notify refusing the token from before the deactivation")
+    account = sign_in(gateway, account.email, PASSWORD)
     wait_for(lambda: gateway.get(INBOX, headers=account.headers).status_code == 200, timeout=30, interval=0.25,
              what="notify serving the reactivated user")
     items = wait_for_inbox(gateway, account, 2)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from tests.support.accounts import Account, sign_in, sign_up
+from tests.support.accounts import PASSWORD, Account, sign_in, sign_up
 from tests.support.events import EventProbe
 from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.support.system import Client, System
@@ -236,7 +236,12 @@ def test_a_deactivated_users_token_is_refused_by_tasks_within_seconds(gateway: C
         timeout=10,
     )
     assert reactivated.status_code == 200
-    while gateway.get(f"{TASKS}/{task['id']}", headers=account.headers).status_code != 200:
+    # The token from before the deactivation stays dead (issue 17 §1); a new sign-in reads the task.
+    while gateway.get(f"{TASKS}/{task['id']}", headers=account.headers).status_code != 401:
+        assert time.monotonic() - started < 20, "the token from before the deactivation came back"
+        time.sleep(0.2)
+    again = sign_in(gateway, account.email, PASSWORD)
+    while gateway.get(f"{TASKS}/{task['id']}", headers=again.headers).status_code != 200:
         assert time.monotonic() - started < 20, "the reactivated user's tasks stay out of reach"
         time.sleep(0.2)
 
