@@ -34,6 +34,19 @@ CACHED_USERS = 100_000
 """How many users' records a process keeps (about 20 MB at most)."""
 
 
+def admit_account(principal: Principal, *, active: bool, access_generation: int) -> None:
+    """Return when ``principal`` may act on an account that is ``active`` at ``access_generation``.
+
+    Raises:
+        Forbidden: the account is deactivated.
+        TokenRevoked: the token is of an earlier access generation than the account's.
+    """
+    if not active:
+        raise Forbidden("This account is deactivated.")
+    if principal.generation < access_generation:
+        raise TokenRevoked()
+
+
 def subscription(service: str) -> Subscription:
     """The queue through which ``service`` learns about changes that end access tokens."""
     return Subscription(f"{service}.user-status", ACCOUNT_EVENTS)
@@ -71,10 +84,8 @@ class DeactivatedUsers:
             TokenRevoked: the token is of an earlier access generation than the account's.
         """
         record = self._record(principal.user_id)
-        if record.get("deactivated"):
-            raise Forbidden("This account is deactivated.")
-        if principal.generation < record.get("access_generation", 0):
-            raise TokenRevoked()
+        admit_account(principal, active=not record.get("deactivated"),
+                      access_generation=record.get("access_generation", 0))
 
     def handle(self, event: Event) -> None:
         """Keep the newest snapshot's activation and access generation (events of one user may

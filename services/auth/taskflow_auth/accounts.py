@@ -15,7 +15,8 @@ from bson import ObjectId
 from taskflow_common.events.envelope import Event
 from taskflow_common.locks import DocumentLocks
 from taskflow_common.problems import Forbidden
-from taskflow_common.tokens import Principal, TokenRevoked
+from taskflow_common.deactivation import admit_account
+from taskflow_common.tokens import Principal
 
 from .errors import (
     AccountDeactivated,
@@ -398,8 +399,5 @@ class Accounts:
             Forbidden: the account does not exist or is deactivated.
             TokenRevoked: the token is of an earlier access generation than the account's.
         """
-        user = self.users.by_id(principal.user_id)
-        if user is None or not user["active"]:
-            raise Forbidden("This account is deactivated.")
-        if principal.generation < user.get(ACCESS_GENERATION, 0):
-            raise TokenRevoked()
+        user = self.users.by_id(principal.user_id) or {"active": False}
+        admit_account(principal, active=user["active"], access_generation=user.get(ACCESS_GENERATION, 0))
