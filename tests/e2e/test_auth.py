@@ -83,6 +83,24 @@ def test_login_flood_from_one_client_is_429_with_retry_after(system: System) -> 
     assert int(correct.headers["Retry-After"]) > 0
 
 
+def test_a_flood_of_wrong_passwords_leaves_the_owner_signing_in_from_a_known_browser(system: System) -> None:
+    """OWASP device cookies through the gateway: the cookie of a sign-in comes back to auth, and
+    the owner's browser keeps its own budget while guesses from everywhere else are 429."""
+    browser = Client(system.gateway_url)
+    account = sign_up(browser)
+    assert browser.cookies.get("taskflow_device", path=AUTH)
+    for _ in range(3):
+        flooder = Client(system.gateway_url)
+        statuses = [
+            flooder.post(f"{AUTH}/login", json={"email": account.email, "password": f"guess {i}"}).status_code
+            for i in range(4)
+        ]
+        assert set(statuses) <= {401, 429}
+    stranger = Client(system.gateway_url).post(f"{AUTH}/login", json={"email": account.email, "password": PASSWORD})
+    assert stranger.status_code == 429
+    assert browser.post(f"{AUTH}/login", json={"email": account.email, "password": PASSWORD}).status_code == 200
+
+
 def test_auth_events_reach_the_exchange_and_match_the_catalog(gateway: Client, events: EventProbe) -> None:
     account = sign_up(gateway, name="Eventful")
     sign_in(gateway, account.email, PASSWORD)

@@ -52,6 +52,11 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before trying again (RFC 9110 §10.2.3).",
         "schema": {"type": "integer", "minimum": 1},
     },
+    "Set-Cookie": {
+        "description": "The device cookie `taskflow_device` (HttpOnly, SameSite=Strict, path /api/v1/auth): "
+        "the device is known to the account, and its failed sign-ins spend a budget of their own (RFC 6265 §4.1).",
+        "schema": {"type": "string", "pattern": "^taskflow_device="},
+    },
     "WWW-Authenticate": {
         "description": "The bearer challenge (RFC 6750 §3).",
         "schema": {"type": "string", "pattern": "^Bearer "},

@@ -22,7 +22,8 @@ from .events import UserEvents
 from .internal import internal
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import EXPIRIES, INDEXES, USERS, LoginFailures, RefreshTokenStore, UserStore
+from .store import EXPIRIES, INDEXES, USERS, Devices, LoginFailures, RefreshTokenStore, UserStore
+from .throttling import SignInThrottle
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,11 @@ def assemble(settings: AuthSettings) -> Auth:
         settings,
         UserStore(db, events.outbox),
         RefreshTokenStore(db, ttl_seconds=settings.refresh_token_ttl),
-        LoginFailures(db, window_seconds=settings.login_failure_window),
+        SignInThrottle(
+            LoginFailures(db, window_seconds=settings.login_failure_window),
+            Devices(db, ttl_seconds=settings.device_cookie_ttl),
+            settings,
+        ),
         locks,
         keys,
         PasswordHasher(settings.bcrypt_rounds),

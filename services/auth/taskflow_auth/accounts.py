@@ -8,7 +8,7 @@ recomputes it from the fresh user when another change came first).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bson import ObjectId
@@ -24,7 +24,6 @@ from .errors import (
     InvalidCredentials,
     InvalidRefreshToken,
     LastActiveAdmin,
-    LoginThrottled,
     UserNotFound,
     WrongCurrentPassword,
 )
@@ -32,7 +31,8 @@ from .events import UserEvents
 from .keys import SigningKeys
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import ACCESS_GENERATION, SESSION_GENERATION, LoginFailures, RefreshTokenStore, UserStore, VersionConflict, now
+from .store import ACCESS_GENERATION, SESSION_GENERATION, RefreshTokenStore, UserStore, VersionConflict, now
+from .throttling import SignInThrottle
 from .tokens import access_token, new_refresh_token, refresh_token_hash
 
 
@@ -61,20 +61,23 @@ class NotAnAdmin(Exception):
 
 @dataclass(frozen=True)
 class Session:
-    """A user with a fresh token pair; ``expires_in`` is the access token's lifetime in seconds."""
+    """A user with a fresh token pair; ``expires_in`` is the access token's lifetime in seconds;
+    ``device`` the token of the device cookie to set (see :mod:`.throttling`)."""
 
     user: dict[str, Any]
     access_token: str
     refresh_token: str
     expires_in: int
+    device: str | None = None
 
 
 class Accounts:
     """The auth domain over its stores.
 
     Args:
-        settings: TTLs, login limits.
-        users, refresh_tokens, failures: the stores (see :mod:`.store`).
+        settings: TTLs.
+        users, refresh_tokens: the stores (see :mod:`.store`).
+        throttle: the budgets of password checks and the devices known to accounts.
         locks: the service's leases (``admin-changes``: the last active admin stays).
         keys: signs access tokens.
         hasher: hashes and verifies passwords.
@@ -86,7 +89,7 @@ class Accounts:
         settings: AuthSettings,
         users: UserStore,
         refresh_tokens: RefreshTokenStore,
-        failures: LoginFailures,
+        throttle: SignInThrottle,
         locks: DocumentLocks,
         keys: SigningKeys,
         hasher: PasswordHasher,
@@ -95,7 +98,7 @@ class Accounts:
         self.settings = settings
         self.users = users
         self.refresh_tokens = refresh_tokens
-        self.failures = failures
+        self.throttle = throttle
         self.locks = locks
         self.keys = keys
         self.hasher = hasher
@@ -115,8 +118,9 @@ class Accounts:
                               ttl_seconds=self.settings.access_token_ttl, generation=user.get(ACCESS_GENERATION, 0))
         return Session(user, access, token, self.settings.access_token_ttl)
 
-    def register(self, email: str, password: str, name: str) -> Session:
-        """A new ``user`` account and its first session. Raises :class:`EmailTaken`."""
+    def register(self, email: str, password: str, name: str, device: str | None = None) -> Session:
+        """A new ``user`` account and its first session; the caller's device (the token of its
+        device cookie, or a new one) becomes known to the account. Raises :class:`EmailTaken`."""
         if self.users.by_email(email) is not None:
             raise EmailTaken("An account with this email already exists.")
         moment = now()
@@ -133,36 +137,32 @@ class Accounts:
             "version": 1,
         }
         self.users.insert(user, [self.events.registered(user, actor_id=str(user["_id"]))])
-        return self._session(user)
+        return replace(self._session(user), device=self.throttle.remember(email, device))
 
-    def login(self, email: str, password: str, client: str) -> Session:
-        """A new session for correct credentials.
+    def login(self, email: str, password: str, client: str, device: str | None = None) -> Session:
+        """A new session for correct credentials; the device becomes (or stays) known to the
+        account.
+
+        Args:
+            client: the caller's address; device: the token of its device cookie, or None.
 
         Raises:
-            LoginThrottled: too many recent failures for this account or this client, even if
-                the password is right this time.
+            LoginThrottled: the attempt's budget is spent (:mod:`.throttling`), even if the
+                password is right this time.
             InvalidCredentials: unknown email or wrong password (indistinguishable, same timing).
             AccountDeactivated: the credentials are right but the account is deactivated.
         """
-        account_key, client_key = f"account:{email}", f"client:{client}"
-        waits = [
-            self.failures.retry_after(account_key, self.settings.login_max_failures_per_account),
-            self.failures.retry_after(client_key, self.settings.login_max_failures_per_client),
-        ]
-        if any(waits):
-            raise LoginThrottled(max(wait for wait in waits if wait))
+        attempt = self.throttle.attempt(email, client, device)
         user = self.users.by_email(email)
         if not self.hasher.verify(password, user["password_hash"] if user else None):
-            self.failures.record(account_key)
-            self.failures.record(client_key)
             raise InvalidCredentials()
         assert user is not None
+        self.throttle.succeeded(attempt)
         if not user["active"]:
             raise AccountDeactivated("This account is deactivated.")
-        self.failures.reset(account_key)
         user["last_login_at"] = now()
         self.users.record_login(user, user["last_login_at"], [self.events.logged_in(user)])
-        return self._session(user)
+        return replace(self._session(user), device=self.throttle.remember(email, device))
 
     def refresh(self, token: str) -> Session:
         """Rotate a refresh token: the presented one dies, a new pair is issued in its family.
@@ -264,21 +264,20 @@ class Accounts:
 
         return self._change_user(user_id, rename)
 
-    def change_password(self, user_id: str, current: str, new: str) -> None:
-        """Set a new password after checking the current one; revokes every refresh token.
+    def change_password(self, user_id: str, current: str, new: str, client: str, device: str | None = None) -> None:
+        """Set a new password after checking the current one; ends every session.
+
+        The check spends the budgets a login from the same client and device would.
 
         Raises:
-            LoginThrottled: too many wrong current passwords for this account.
+            LoginThrottled: the attempt's budget is spent (:mod:`.throttling`).
             WrongCurrentPassword: ``current`` is not the password.
         """
         user = self.user(user_id)
-        account_key = f"account:{user['email']}"
-        wait = self.failures.retry_after(account_key, self.settings.login_max_failures_per_account)
-        if wait:
-            raise LoginThrottled(wait)
+        attempt = self.throttle.attempt(user["email"], client, device)
         if not self.hasher.verify(current, user["password_hash"]):
-            self.failures.record(account_key)
             raise WrongCurrentPassword("The current password is incorrect.")
+        self.throttle.succeeded(attempt)
         password_hash = self.hasher.hash(new)
 
         def set_password(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request
 from taskflow_common.api import Api, Link
+from taskflow_common.settings import Environment
 from taskflow_common.tokens import Principal
+from werkzeug.http import dump_cookie
 
 from .accounts import Accounts, Session
 from .schemas import (
@@ -18,6 +20,7 @@ from .schemas import (
     UpdateMeRequest,
     User,
 )
+from .throttling import DEVICE_COOKIE, device_token
 
 api = Api(
     "auth",
@@ -41,6 +44,29 @@ def token_response(session: Session) -> TokenResponse:
 
 
 NO_STORE = {"Cache-Control": "no-store"}  # RFC 6749 §5.1: token responses must not be cached
+
+
+def caller_device() -> str | None:
+    """The token of the caller's device cookie, or None (see :mod:`.throttling`)."""
+    return device_token(request.cookies.get(DEVICE_COOKIE))
+
+
+def signed_in(session: Session) -> dict[str, str]:
+    """The headers of a sign-in's response: no caching, and the device cookie (RFC 6265bis:
+    HttpOnly, SameSite=Strict, sent only to the auth routes; Secure over HTTPS and in production)."""
+    settings = accounts().settings
+    cookie = dump_cookie(
+        DEVICE_COOKIE,
+        session.device or "",
+        max_age=settings.device_cookie_ttl,
+        path=api.url_prefix,
+        secure=request.is_secure or settings.taskflow_env is Environment.PRODUCTION,
+        httponly=True,
+        samesite="Strict",
+    )
+    return {**NO_STORE, "Set-Cookie": cookie}
+
+
 REFRESH_TOKEN = {"refresh_token": "$response.body#/refresh_token"}
 TOKEN_LINKS = {
     "Refresh": Link("refresh", request_body=REFRESH_TOKEN, description="Rotate the refresh token just issued."),
@@ -49,19 +75,22 @@ TOKEN_LINKS = {
 
 
 @api.post("/register", summary="Create an account", body=RegisterRequest, response=TokenResponse, status=201,
-          access="public", errors=(409,), response_headers=("Cache-Control",), links=TOKEN_LINKS)
+          access="public", errors=(409,), response_headers=("Cache-Control", "Set-Cookie"), links=TOKEN_LINKS)
 def register(body: RegisterRequest) -> tuple[TokenResponse, dict[str, str]]:
-    """Anyone. Creates a ``user`` account (never an admin) and signs it in."""
-    session = accounts().register(body.email, body.password, body.name)
-    return token_response(session), NO_STORE
+    """Anyone. Creates a ``user`` account (never an admin) and signs it in; the device becomes
+    known to it (the ``taskflow_device`` cookie)."""
+    session = accounts().register(body.email, body.password, body.name, caller_device())
+    return token_response(session), signed_in(session)
 
 
 @api.post("/login", summary="Sign in", body=LoginRequest, response=TokenResponse, access="public", errors=(401, 403),
-          response_headers=("Cache-Control",), links=TOKEN_LINKS)
+          response_headers=("Cache-Control", "Set-Cookie"), links=TOKEN_LINKS)
 def login(body: LoginRequest) -> tuple[TokenResponse, dict[str, str]]:
-    """Anyone. One answer for a wrong email or password (401); 429 after repeated failures."""
-    session = accounts().login(body.email, body.password, request.remote_addr or "unknown")
-    return token_response(session), NO_STORE
+    """Anyone. One answer for a wrong email or password (401); 429 once the attempt's budget is
+    spent: the device's own when its ``taskflow_device`` cookie is known to the account, else
+    the account's for unknown devices and the client address's."""
+    session = accounts().login(body.email, body.password, request.remote_addr or "unknown", caller_device())
+    return token_response(session), signed_in(session)
 
 
 @api.post("/refresh", summary="Rotate a refresh token", body=RefreshRequest, response=TokenResponse, access="public",
@@ -97,8 +126,11 @@ def update_me(principal: Principal, body: UpdateMeRequest) -> User:
 
 @api.post("/password", summary="Change the caller's password", body=ChangePasswordRequest, status=204, errors=(403,))
 def change_password(principal: Principal, body: ChangePasswordRequest) -> None:
-    """The signed-in user, who must give the current password; every refresh token is revoked."""
-    accounts().change_password(principal.user_id, body.current_password, body.new_password)
+    """The signed-in user, who must give the current password (a wrong one spends the budget a
+    failed login would; 429 past it); every session ends."""
+    accounts().change_password(
+        principal.user_id, body.current_password, body.new_password, request.remote_addr or "unknown", caller_device()
+    )
 
 
 @api.get("/jwks.json", summary="Public keys that verify access tokens", response=JsonWebKeySet, access="public",

@@ -37,8 +37,12 @@ class AuthSettings(ServiceSettings):
             The password follows a user's rule (8..128 characters); production refuses the
             example values (:data:`EXAMPLE_ADMIN`).
         login_max_failures_per_account, login_max_failures_per_client, login_failure_window:
-            failed logins tolerated per account and per client address within the window (seconds)
-            before login answers 429.
+            failed password checks tolerated per account from unknown devices and per client
+            address within the window (seconds) before login and password change answer 429.
+        login_max_failures_per_device: ``LOGIN_MAX_FAILURES_PER_DEVICE``; the same for one device
+            known to the account (see :mod:`.throttling`).
+        device_cookie_ttl: ``DEVICE_COOKIE_TTL`` in seconds (180 days): how long a device stays
+            known to an account after its last sign-in.
     """
 
     service: ClassVar[str] = "auth"
@@ -52,7 +56,9 @@ class AuthSettings(ServiceSettings):
     admin_password: SecretStr | None = None
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_max_failures_per_device: int = Field(default=5, ge=1)
     login_failure_window: int = Field(default=900, ge=1)
+    device_cookie_ttl: int = Field(default=180 * 86400, ge=60)
 
     @property
     def previous_key_files(self) -> list[Path]:

@@ -2,16 +2,17 @@
 
 Collections: ``users`` (with their pending events in ``_outbox``), ``refresh_tokens`` (keyed by the
 token's hash), ``revoked_families`` (login families revoked for reuse), ``login_failures``
-(fixed-window counters keyed by account or client) and ``locks``. All but users expire
-(:data:`EXPIRIES`): a token once expired, a family mark when its tokens would have, a counter once
-its window closed, a lease once it ended.
+(fixed-window counters keyed by account, client or device), ``devices`` (devices known to an
+account) and ``locks``. All but users expire (:data:`EXPIRIES`): a token once expired, a family
+mark when its tokens would have, a counter once its window closed, a device once unseen for its
+lifetime, a lease once it ended.
 
 Every change of one document is a single conditional update, atomic on MongoDB and on the
 FerretDB this project builds: a user's change is conditional on the ``version`` it was computed
 from (:class:`VersionConflict` otherwise, and the caller recomputes), spending a refresh token on
-it being unspent, a failure counter ``$inc``-ed within its window. The one invariant spanning
-documents, "an active admin remains", is kept under the ``admin-changes`` lease
-(:mod:`taskflow_common.locks`).
+it being unspent, a sign-in attempt reserved by an ``$inc`` conditional on its window's budget.
+The one invariant spanning documents, "an active admin remains", is kept under the
+``admin-changes`` lease (:mod:`taskflow_common.locks`).
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ from .errors import EmailTaken
 USERS = "users"
 REFRESH_TOKENS = "refresh_tokens"
 LOGIN_FAILURES = "login_failures"
+DEVICES = "devices"
 REVOKED_FAMILIES = "revoked_families"
 SESSION_GENERATION = "session_generation"
+"""On a user: raised by logout-all, a password change and deactivation; a refresh token issued
+under an earlier value is refused."""
 ACCESS_GENERATION = "access_generation"
 """On a user: raised by a role change, deactivation, password change or logout-all, each in the
 change's own write and event; access tokens carry it (``gen``) and every service refuses those of
 an earlier one (``taskflow_common.deactivation``)."""
-"""On a user: raised by logout-all; a refresh token issued under an earlier value is refused."""
+RESERVE_TRIES = 10
+"""Rounds of :meth:`LoginFailures.reserve` against windows opening and closing under it."""
 
 INDEXES = (
     Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
@@ -52,6 +57,7 @@ INDEXES = (
 EXPIRIES = (
     Expiry(REFRESH_TOKENS, "expires_at"),  # an expired token is refused anyway, reuse included
     Expiry(LOGIN_FAILURES, "window_ends"),  # a closed window counts nothing
+    Expiry(DEVICES, "expires_at"),  # a device unseen for its lifetime is unknown again
     Expiry(LOCKS, "expires_at"),  # a lease past its end may be broken anyway
     Expiry(REVOKED_FAMILIES, "expires_at"),  # no token of the family outlives it
 )
@@ -197,10 +203,16 @@ class RefreshTokenStore:
 
 
 class LoginFailures:
-    """Failed logins counted per key (``account:<email>``, ``client:<address>``) in fixed windows.
+    """Failed sign-in attempts counted per key in fixed windows, as budgets reserved before the
+    password is checked (DESIGN §4 auth, "Sign-in throttling").
 
-    Counters live in MongoDB so the limit holds across workers and replicas. A window starts at a
-    key's first failure and lasts ``window_seconds``.
+    Keys are ``account:<email>`` (unknown devices of an account), ``client:<address>`` and
+    ``device:<device>`` (one known device of an account). A window starts at a key's first
+    attempt and lasts ``window_seconds``. An attempt reserves one unit of each budget it spends
+    (:meth:`reserve`) before the check; a failed attempt keeps it, a successful one gives it back
+    (:meth:`release`). Reserving is one conditional update (``count < limit``), so N parallel
+    attempts check at most ``limit`` passwords. Counters live in MongoDB so budgets hold across
+    workers and replicas.
     """
 
     def __init__(self, db: Callable[[], Database], *, window_seconds: int) -> None:
@@ -211,34 +223,61 @@ class LoginFailures:
     def _failures(self):  # noqa: ANN202
         return self._db()[LOGIN_FAILURES]
 
-    def retry_after(self, key: str, limit: int) -> int | None:
-        """Seconds until ``key`` may try again, when it has ``limit`` failures in its window."""
-        found = self._failures.find_one({"_id": key})
-        moment = now()
-        if found is None or found["window_ends"] <= moment or found["count"] < limit:
-            return None
-        return max(1, int((found["window_ends"] - moment).total_seconds()) + 1)
+    def reserve(self, key: str, limit: int) -> int | None:
+        """Reserve one attempt of ``key``'s budget of ``limit`` per window.
 
-    def record(self, key: str) -> None:
-        """Count one failure: in the key's open window, or as the first of a new one.
-
-        Each step is one conditional update; when two processes open a window at once, the
-        loser's upsert is a duplicate key and it counts in the winner's window instead.
+        Returns:
+            None when reserved; otherwise the seconds until the window ends (at least 1).
         """
-        while True:
+        for _ in range(RESERVE_TRIES):
             moment = now()
-            counted = self._failures.update_one({"_id": key, "window_ends": {"$gt": moment}}, {"$inc": {"count": 1}})
+            counted = self._failures.update_one(
+                {"_id": key, "window_ends": {"$gt": moment}, "count": {"$lt": limit}}, {"$inc": {"count": 1}}
+            )
             if counted.matched_count == 1:
-                return
+                return None
             try:
                 self._failures.update_one(
                     {"_id": key, "window_ends": {"$lte": moment}},
                     {"$set": {"count": 1, "window_ends": moment + self.window}},
                     upsert=True,
                 )
-                return
+                return None
             except DuplicateKeyError:
-                continue  # a window was opened meanwhile: count in it
+                pass  # the window is open: spent, or opened by another attempt meanwhile
+            found = self._failures.find_one({"_id": key})
+            if found is not None and found["window_ends"] > moment and found["count"] >= limit:
+                return max(1, int((found["window_ends"] - moment).total_seconds()) + 1)
+        return 1  # the window kept changing under us: busy, try again shortly
+
+    def release(self, key: str) -> None:
+        """Give back an attempt :meth:`reserve` counted (it succeeded)."""
+        self._failures.update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
 
     def reset(self, key: str) -> None:
+        """Forget every attempt of ``key``'s window."""
         self._failures.delete_one({"_id": key})
+
+
+class Devices:
+    """The devices that signed in to an account before (OWASP's "device cookies"): one document
+    ``{_id: "<device hash>:<email>", expires_at}`` per device and account, found by ``_id``.
+
+    A device is named by the random token of its cookie; only the token's SHA-256 is stored.
+    """
+
+    def __init__(self, db: Callable[[], Database], *, ttl_seconds: int) -> None:
+        self._db = db
+        self.ttl = timedelta(seconds=ttl_seconds)
+
+    @property
+    def _devices(self):  # noqa: ANN202
+        return self._db()[DEVICES]
+
+    def known(self, device_hash: str, email: str) -> bool:
+        """Whether the device signed in to the account of ``email`` within the last ``ttl``."""
+        return self._devices.find_one({"_id": f"{device_hash}:{email}", "expires_at": {"$gt": now()}}, {"_id": 1}) is not None
+
+    def remember(self, device_hash: str, email: str) -> None:
+        """Record a sign-in of the device to the account; it stays known for ``ttl`` from now."""
+        self._devices.update_one({"_id": f"{device_hash}:{email}"}, {"$set": {"expires_at": now() + self.ttl}}, upsert=True)
