@@ -8,7 +8,8 @@
 ``--queue`` is the consumer's queue (``<service>.<purpose>``); its parking queue is
 ``<queue>.dlq``. The broker is ``--url`` or ``RABBITMQ_URL``. Reading a message to list or show
 it returns it to the parking queue unchanged; requeue publishes it (confirmed) to the consumer's
-queue with its attempt count reset, then removes it from the parking queue.
+queue with its attempt count reset and the broker's dead-letter history removed, then removes it
+from the parking queue.
 """
 
 from __future__ import annotations
@@ -25,6 +26,20 @@ import pika
 from . import broker
 from .consumer import ATTEMPT_HEADER, ERROR_HEADER
 from .envelope import Event, MalformedEvent
+
+
+BROKER_HISTORY = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
+"""Headers (or their prefixes) in which RabbitMQ records a message's dead-lettering and deliveries.
+A requeued message must not carry them: the broker would take its next dead-lettering for a cycle
+through the same queue and drop it (RabbitMQ "Dead Letter Exchanges", dead-lettered cycles)."""
+
+
+def requeued_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
+    """A parked message's headers as requeue publishes them: a fresh attempt count, no error, no
+    broker history (:data:`BROKER_HISTORY`)."""
+    kept = {name: value for name, value in (headers or {}).items() if not name.startswith(BROKER_HISTORY)}
+    kept.pop(ERROR_HEADER, None)
+    return {**kept, ATTEMPT_HEADER: 1}
 
 
 def _parked(channel: Any, queue: str) -> Iterator[tuple[Any, pika.BasicProperties, bytes]]:
@@ -73,15 +88,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             elif args.command == "show":
                 print(json.dumps({**summary, "body": json.loads(body)}, indent=2), file=out)
             elif args.command == "requeue":
-                headers = {**(properties.headers or {}), ATTEMPT_HEADER: 1}
-                headers.pop(ERROR_HEADER, None)
                 republished = pika.BasicProperties(
                     content_type=properties.content_type,
                     delivery_mode=pika.DeliveryMode.Persistent,
                     message_id=properties.message_id,
                     type=properties.type,
                     timestamp=properties.timestamp,
-                    headers=headers,
+                    headers=requeued_headers(properties.headers),
                 )
                 channel.basic_publish("", args.queue, body, republished, mandatory=True)
                 channel.basic_ack(method.delivery_tag)

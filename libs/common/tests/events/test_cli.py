@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pika
 import pytest
@@ -82,3 +83,41 @@ def test_purge_needs_yes(infra: Infra, parked) -> None:
     assert depth(infra, chosen.dead_letter_queue) == 2
     assert run(infra, "--queue", chosen.queue, "purge", "--yes")[0] == 0
     assert depth(infra, chosen.dead_letter_queue) == 0
+
+
+def _wait_for_depth(infra: Infra, queue: str, expected: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if depth(infra, queue) == expected:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_message_the_broker_parked_can_fail_again_after_requeue_and_is_not_dropped(infra: Infra, subscription) -> None:
+    """The broker's own dead-lettering (a message redelivered past ``x-delivery-limit``) marks it
+    with ``x-death``; requeue must not carry that history, or the broker takes the message's next
+    pass through a retry queue for a dead-letter cycle and drops it."""
+    chosen: Subscription = subscription("note.created", delivery_limit=1)
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    declare(channel, chosen)
+    event = new_event("note.created", service="test", subject="cycled", data={})
+    channel.basic_publish("", chosen.queue, event.encode(), pika.BasicProperties(message_id=event.id))
+    deadline = time.monotonic() + 10
+    while depth(infra, chosen.dead_letter_queue) == 0 and time.monotonic() < deadline:
+        method, _, _ = channel.basic_get(chosen.queue, auto_ack=False)  # a consumer that keeps crashing:
+        if method is not None:  # each return counts against the delivery limit
+            channel.basic_nack(method.delivery_tag, requeue=True)
+        time.sleep(0.05)
+    assert _wait_for_depth(infra, chosen.dead_letter_queue, 1)
+    assert run(infra, "--queue", chosen.queue, "requeue", "--all")[0] == 0
+    method, properties, body = channel.basic_get(chosen.queue, auto_ack=False)
+    assert method is not None
+    history = {name for name in properties.headers or {} if name.startswith(("x-death", "x-first-death", "x-last-death"))}
+    assert history == set()
+    # it fails once more: the consumer sends it through the first retry queue, headers and all
+    channel.basic_publish("", chosen.retry_queue(1), body, properties)
+    channel.basic_ack(method.delivery_tag)
+    connection.close()
+    assert _wait_for_depth(infra, chosen.queue, 1), "the retried message never came back"
