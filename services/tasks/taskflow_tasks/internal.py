@@ -46,6 +46,7 @@ internal_tasks = Api(
 
 @internal_tasks.get("", summary="Every live task, by id", query=TaskSnapshotQuery, response=Page[Task], access="admin")
 def every_task(query: TaskSnapshotQuery) -> Page[Task]:
-    """Admins, through the admin service: the same snapshots ``task.*`` events carry."""
-    found, total = tasks().every_task(query.skip, query.limit)
+    """Admins, through the admin service: the same snapshots ``task.*`` events carry. Page with
+    ``after`` (the last id of the previous page); ``total`` counts every live task."""
+    found, total = tasks().every_task(query.after, query.skip, query.limit)
     return Page[Task](items=[Task.from_document(task) for task in found], total=total, page=query.page, limit=query.limit)

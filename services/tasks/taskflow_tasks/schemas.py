@@ -204,7 +204,12 @@ class OwnerTaskCount(BaseModel):
 
 
 class TaskSnapshotQuery(PageQuery):
-    """Pages of every live task, in id order."""
+    """Pages of every live task, in id order; ``after`` pages by the last id seen, so deleting
+    tasks meanwhile never shifts a live task out of the pages still to come."""
+
+    after: str | None = Field(
+        default=None, pattern="^[0-9a-f]{24}$", description="Only tasks whose id sorts after this task id."
+    )
 
 
 class OwnerCountQuery(PageQuery):

@@ -296,10 +296,12 @@ class TaskStore:
     def count(self, query: Mapping[str, Any]) -> int:
         return self._tasks.count_documents(query)
 
-    def every(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Every live task of every owner in id order (the ``_id`` index), and how many there are."""
+    def every(self, after: ObjectId | None, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Live tasks of every owner with an id above ``after`` in id order (the ``_id`` index),
+        and how many live tasks there are."""
         live = {"owner_id": {"$ne": None}}
-        found = self._tasks.find(live, LIST_PROJECTION).sort("_id", ASCENDING).skip(skip).limit(limit)
+        following = {**live, "_id": {"$gt": after}} if after is not None else live
+        found = self._tasks.find(following, LIST_PROJECTION).sort("_id", ASCENDING).skip(skip).limit(limit)
         return list(found), self._tasks.count_documents(live)
 
     def overdue_today(self, owner_id: str, now: datetime) -> int:

@@ -309,9 +309,10 @@ class Tasks:
             self.tasks.completed_on_day_since(owner_id, moment - counts.COMPLETED_WINDOW),
         )
 
-    def every_task(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """Every live task of every owner, in id order, for the admin service's backfill."""
-        return self.tasks.every(skip, limit)
+    def every_task(self, after: str | None, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Live tasks of every owner whose id is after ``after`` (a task id, or None: from the
+        first), in id order, for the admin service's backfill; and how many live tasks there are."""
+        return self.tasks.every(ObjectId(after) if after else None, skip, limit)
 
     def owner_counts(self, skip: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Every owner's counters (settled), in owner id order, for the admin service's backfill."""

@@ -112,6 +112,28 @@ def test_task_snapshots_page_through_every_live_task_of_every_owner(client: Flas
     assert [task["id"] for task in listed] == sorted(task["id"] for task in listed)
 
 
+def test_task_snapshots_paged_by_the_last_id_miss_no_live_task_while_tasks_are_deleted(
+    client: FlaskClient, new_user, create_task
+) -> None:
+    """Issue 18 §8: paging by ``page`` number, a deletion on a page already read shifted the next
+    live task onto that page, and the backfill never saw it."""
+    owner = new_user()
+    created = sorted((create_task(owner) for _ in range(5)), key=lambda task: task["id"])
+    admin = new_user(role="admin")
+    first = client.get(SNAPSHOTS, query_string={"limit": 2}, headers=admin.headers).json["items"]
+    assert [task["id"] for task in first] == [task["id"] for task in created[:2]]
+    client.delete(f"{TASKS}/{first[0]['id']}", headers=owner.headers)
+    rest, after = [], first[-1]["id"]
+    while True:
+        items = client.get(SNAPSHOTS, query_string={"limit": 2, "after": after}, headers=admin.headers).json["items"]
+        rest += items
+        if len(items) < 2:
+            break
+        after = items[-1]["id"]
+    assert [task["id"] for task in rest] == [task["id"] for task in created[2:]]
+    assert client.get(SNAPSHOTS, query_string={"after": "not-an-id"}, headers=admin.headers).status_code == 422
+
+
 def test_the_openapi_documents_are_valid_and_describe_the_routes(client: FlaskClient) -> None:
     public = client.get(f"{TASKS}/openapi.json").json
     validate(public)
