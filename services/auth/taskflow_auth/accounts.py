@@ -118,9 +118,9 @@ class Accounts:
                               ttl_seconds=self.settings.access_token_ttl, generation=user.get(ACCESS_GENERATION, 0))
         return Session(user, access, token, self.settings.access_token_ttl)
 
-    def register(self, email: str, password: str, name: str, device: str | None = None) -> Session:
-        """A new ``user`` account and its first session; the caller's device (the token of its
-        device cookie, or a new one) becomes known to the account. Raises :class:`EmailTaken`."""
+    def register(self, email: str, password: str, name: str) -> Session:
+        """A new ``user`` account and its first session; the caller's device becomes known to the
+        account under a new device token. Raises :class:`EmailTaken`."""
         if self.users.by_email(email) is not None:
             raise EmailTaken("An account with this email already exists.")
         moment = now()
@@ -137,14 +137,14 @@ class Accounts:
             "version": 1,
         }
         self.users.insert(user, [self.events.registered(user, actor_id=str(user["_id"]))])
-        return replace(self._session(user), device=self.throttle.remember(email, device))
+        return replace(self._session(user), device=self.throttle.remember(email))
 
-    def login(self, email: str, password: str, client: str, device: str | None = None) -> Session:
+    def login(self, email: str, password: str, client: str, devices: Sequence[str] = ()) -> Session:
         """A new session for correct credentials; the device becomes (or stays) known to the
         account.
 
         Args:
-            client: the caller's address; device: the token of its device cookie, or None.
+            client: the caller's address; devices: the tokens of its device cookies.
 
         Raises:
             LoginThrottled: the attempt's budget is spent (:mod:`.throttling`), even if the
@@ -152,7 +152,7 @@ class Accounts:
             InvalidCredentials: unknown email or wrong password (indistinguishable, same timing).
             AccountDeactivated: the credentials are right but the account is deactivated.
         """
-        attempt = self.throttle.attempt(email, client, device)
+        attempt = self.throttle.attempt(email, client, devices)
         user = self.users.by_email(email)
         if not self.hasher.verify(password, user["password_hash"] if user else None):
             raise InvalidCredentials()
@@ -162,7 +162,7 @@ class Accounts:
             raise AccountDeactivated("This account is deactivated.")
         user["last_login_at"] = now()
         self.users.record_login(user, user["last_login_at"], [self.events.logged_in(user)])
-        return replace(self._session(user), device=self.throttle.remember(email, device))
+        return replace(self._session(user), device=self.throttle.remember(email, attempt))
 
     def refresh(self, token: str) -> Session:
         """Rotate a refresh token: the presented one dies, a new pair is issued in its family.
@@ -207,14 +207,15 @@ class Accounts:
 
     def logout_all(self, user_id: str) -> None:
         """End every session of the user: its access tokens (a new access generation, with
-        ``user.sessions_revoked``) and its refresh tokens."""
+        ``user.sessions_revoked``) and its refresh tokens; and forget its devices."""
 
         def revoke(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
             fields = {**_ended_sessions(user), "updated_at": now()}
             return fields, [self.events.sessions_revoked({**user, **fields, "version": user["version"] + 1}, user_id)]
 
-        self._change_user(user_id, revoke)
+        user = self._change_user(user_id, revoke)
         self.refresh_tokens.revoke_user(user_id)
+        self.throttle.forget(user["email"])
 
     # -- the account -------------------------------------------------------------------------
 
@@ -264,8 +265,9 @@ class Accounts:
 
         return self._change_user(user_id, rename)
 
-    def change_password(self, user_id: str, current: str, new: str, client: str, device: str | None = None) -> None:
-        """Set a new password after checking the current one; ends every session.
+    def change_password(self, user_id: str, current: str, new: str, client: str, devices: Sequence[str] = ()) -> None:
+        """Set a new password after checking the current one; ends every session and forgets
+        every device of the account but the caller's.
 
         The check spends the budgets a login from the same client and device would.
 
@@ -274,7 +276,7 @@ class Accounts:
             WrongCurrentPassword: ``current`` is not the password.
         """
         user = self.user(user_id)
-        attempt = self.throttle.attempt(user["email"], client, device)
+        attempt = self.throttle.attempt(user["email"], client, devices)
         if not self.hasher.verify(current, user["password_hash"]):
             raise WrongCurrentPassword("The current password is incorrect.")
         self.throttle.succeeded(attempt)
@@ -286,6 +288,9 @@ class Accounts:
 
         self._change_user(user_id, set_password)
         self.refresh_tokens.revoke_user(user_id)
+        self.throttle.forget(user["email"])
+        if attempt.device is not None:
+            self.throttle.remember(user["email"], attempt)
 
     # -- administration (the internal API) ---------------------------------------------------
 
@@ -328,6 +333,7 @@ class Accounts:
             changed = self._change_user(user_id, change)
         if not changed["active"]:
             self.refresh_tokens.revoke_user(user_id)
+            self.throttle.forget(changed["email"])
         return changed
 
     def _require_active_admin(self, actor_id: str) -> None:

@@ -20,7 +20,7 @@ from .schemas import (
     UpdateMeRequest,
     User,
 )
-from .throttling import DEVICE_COOKIE, device_token
+from .throttling import DEVICE_COOKIE, device_tokens
 
 api = Api(
     "auth",
@@ -46,9 +46,9 @@ def token_response(session: Session) -> TokenResponse:
 NO_STORE = {"Cache-Control": "no-store"}  # RFC 6749 §5.1: token responses must not be cached
 
 
-def caller_device() -> str | None:
-    """The token of the caller's device cookie, or None (see :mod:`.throttling`)."""
-    return device_token(request.cookies.get(DEVICE_COOKIE))
+def caller_devices() -> tuple[str, ...]:
+    """The tokens of the caller's device cookies (see :mod:`.throttling`)."""
+    return device_tokens(request.cookies.getlist(DEVICE_COOKIE))
 
 
 def signed_in(session: Session) -> dict[str, str]:
@@ -79,7 +79,7 @@ TOKEN_LINKS = {
 def register(body: RegisterRequest) -> tuple[TokenResponse, dict[str, str]]:
     """Anyone. Creates a ``user`` account (never an admin) and signs it in; the device becomes
     known to it (the ``taskflow_device`` cookie)."""
-    session = accounts().register(body.email, body.password, body.name, caller_device())
+    session = accounts().register(body.email, body.password, body.name)
     return token_response(session), signed_in(session)
 
 
@@ -89,7 +89,7 @@ def login(body: LoginRequest) -> tuple[TokenResponse, dict[str, str]]:
     """Anyone. One answer for a wrong email or password (401); 429 once the attempt's budget is
     spent: the device's own when its ``taskflow_device`` cookie is known to the account, else
     the account's for unknown devices and the client address's."""
-    session = accounts().login(body.email, body.password, request.remote_addr or "unknown", caller_device())
+    session = accounts().login(body.email, body.password, request.remote_addr or "unknown", caller_devices())
     return token_response(session), signed_in(session)
 
 
@@ -129,7 +129,7 @@ def change_password(principal: Principal, body: ChangePasswordRequest) -> None:
     """The signed-in user, who must give the current password (a wrong one spends the budget a
     failed login would; 429 past it); every session ends."""
     accounts().change_password(
-        principal.user_id, body.current_password, body.new_password, request.remote_addr or "unknown", caller_device()
+        principal.user_id, body.current_password, body.new_password, request.remote_addr or "unknown", caller_devices()
     )
 
 

@@ -2,10 +2,10 @@
 
 Collections: ``users`` (with their pending events in ``_outbox``), ``refresh_tokens`` (keyed by the
 token's hash), ``revoked_families`` (login families revoked for reuse), ``login_failures``
-(fixed-window counters keyed by account, client or device), ``devices`` (devices known to an
-account) and ``locks``. All but users expire (:data:`EXPIRIES`): a token once expired, a family
+(fixed-window counters keyed by account, client, device or resend), ``devices`` (devices known to
+an account), ``email_verifications`` (open verification links, by the token's hash) and ``locks``. All but users expire (:data:`EXPIRIES`): a token once expired, a family
 mark when its tokens would have, a counter once its window closed, a device once unseen for its
-lifetime, a lease once it ended.
+lifetime, a verification link once expired, a lease once it ended.
 
 Every change of one document is a single conditional update, atomic on MongoDB and on the
 FerretDB this project builds: a user's change is conditional on the ``version`` it was computed
@@ -17,6 +17,7 @@ The one invariant spanning documents, "an active admin remains", is kept under t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +40,7 @@ USERS = "users"
 REFRESH_TOKENS = "refresh_tokens"
 LOGIN_FAILURES = "login_failures"
 DEVICES = "devices"
+EMAIL_VERIFICATIONS = "email_verifications"
 REVOKED_FAMILIES = "revoked_families"
 SESSION_GENERATION = "session_generation"
 """On a user: raised by logout-all, a password change and deactivation; a refresh token issued
@@ -53,11 +55,14 @@ RESERVE_TRIES = 10
 INDEXES = (
     Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
     Indexes(REFRESH_TOKENS, (IndexModel([("user_id", ASCENDING)]), IndexModel([("family_id", ASCENDING)]))),
+    Indexes(EMAIL_VERIFICATIONS, (IndexModel([("user_id", ASCENDING)]),)),
+    Indexes(DEVICES, (IndexModel([("email", ASCENDING)]),)),
 )
 EXPIRIES = (
     Expiry(REFRESH_TOKENS, "expires_at"),  # an expired token is refused anyway, reuse included
     Expiry(LOGIN_FAILURES, "window_ends"),  # a closed window counts nothing
     Expiry(DEVICES, "expires_at"),  # a device unseen for its lifetime is unknown again
+    Expiry(EMAIL_VERIFICATIONS, "expires_at"),  # an expired link is refused anyway
     Expiry(LOCKS, "expires_at"),  # a lease past its end may be broken anyway
     Expiry(REVOKED_FAMILIES, "expires_at"),  # no token of the family outlives it
 )
@@ -247,7 +252,7 @@ class LoginFailures:
                 pass  # the window is open: spent, or opened by another attempt meanwhile
             found = self._failures.find_one({"_id": key})
             if found is not None and found["window_ends"] > moment and found["count"] >= limit:
-                return max(1, int((found["window_ends"] - moment).total_seconds()) + 1)
+                return max(1, math.ceil((found["window_ends"] - moment).total_seconds()))
         return 1  # the window kept changing under us: busy, try again shortly
 
     def release(self, key: str) -> None:
@@ -261,7 +266,7 @@ class LoginFailures:
 
 class Devices:
     """The devices that signed in to an account before (OWASP's "device cookies"): one document
-    ``{_id: "<device hash>:<email>", expires_at}`` per device and account, found by ``_id``.
+    ``{_id: "<device hash>:<email>", email, expires_at}`` per device and account, found by ``_id``.
 
     A device is named by the random token of its cookie; only the token's SHA-256 is stored.
     """
@@ -280,4 +285,36 @@ class Devices:
 
     def remember(self, device_hash: str, email: str) -> None:
         """Record a sign-in of the device to the account; it stays known for ``ttl`` from now."""
-        self._devices.update_one({"_id": f"{device_hash}:{email}"}, {"$set": {"expires_at": now() + self.ttl}}, upsert=True)
+        self._devices.update_one(
+            {"_id": f"{device_hash}:{email}"}, {"$set": {"email": email, "expires_at": now() + self.ttl}}, upsert=True
+        )
+
+    def forget(self, email: str) -> None:
+        """Every device of the account is unknown again."""
+        self._devices.delete_many({"email": email})
+
+
+class EmailVerifications:
+    """Open email-verification links: ``{_id: <token hash>, user_id, email, expires_at}``; only
+    the SHA-256 of a link's token is stored."""
+
+    def __init__(self, db: Callable[[], Database]) -> None:
+        self._db = db
+
+    @property
+    def _links(self):  # noqa: ANN202
+        return self._db()[EMAIL_VERIFICATIONS]
+
+    def add(self, token_hash: str, user_id: str, email: str, expires_at: datetime) -> None:
+        self._links.insert_one({"_id": token_hash, "user_id": user_id, "email": email, "expires_at": expires_at})
+
+    def find(self, token_hash: str) -> dict[str, Any] | None:
+        """The open link of ``token_hash``, or None (unknown, spent or expired)."""
+        return self._links.find_one({"_id": token_hash, "expires_at": {"$gt": now()}})
+
+    def spend(self, token_hash: str) -> None:
+        self._links.delete_one({"_id": token_hash})
+
+    def close_user(self, user_id: str) -> None:
+        """Close every open link of the user (a newer one replaces them)."""
+        self._links.delete_many({"user_id": user_id})

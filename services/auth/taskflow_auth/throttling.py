@@ -8,6 +8,12 @@ exhausts only budgets that the owner's known devices never spend: the owner keep
 them, while the right password from an unknown device stays throttled. Budgets are reserved
 before the password is checked (:class:`~.store.LoginFailures`), so parallel attempts check at
 most the budget.
+
+Device tokens are only ever made here: a sign-in from a device unknown to the account gets a new
+token, never the one it presented (a token planted in a browser is not adopted). A request may
+carry several device cookies (one planted under a longer path comes first); any of them known to
+the account makes the device known. A password change, logout-all and deactivation forget every
+device of the account, so devices made with an old password buy no guesses at the new one.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import LoginThrottled
@@ -27,9 +34,10 @@ DEVICE_COOKIE = "taskflow_device"
 _DEVICE_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-def device_token(cookie: str | None) -> str | None:
-    """The device token a cookie value carries, or None when it is missing or not one of ours."""
-    return cookie if cookie is not None and _DEVICE_TOKEN.fullmatch(cookie) else None
+def device_tokens(cookies: Sequence[str]) -> tuple[str, ...]:
+    """The device tokens among a request's ``taskflow_device`` cookie values (malformed ones are
+    ignored)."""
+    return tuple(cookie for cookie in cookies if _DEVICE_TOKEN.fullmatch(cookie))
 
 
 def _device_hash(token: str) -> str:
@@ -38,11 +46,12 @@ def _device_hash(token: str) -> str:
 
 @dataclass(frozen=True)
 class Attempt:
-    """The budgets one password check reserved (keys of :class:`~.store.LoginFailures`), and
-    the known device's budget among them, if the device is known to the account."""
+    """The budgets one password check reserved (keys of :class:`~.store.LoginFailures`); for a
+    device known to the account, its token and its budget's key."""
 
     keys: tuple[str, ...]
-    device_key: str | None
+    device: str | None = None
+    device_key: str | None = None
 
 
 class SignInThrottle:
@@ -59,18 +68,19 @@ class SignInThrottle:
         self.devices = devices
         self.settings = settings
 
-    def attempt(self, email: str, client: str, device: str | None) -> Attempt:
+    def attempt(self, email: str, client: str, devices: Sequence[str]) -> Attempt:
         """Reserve one password check of the account of ``email`` (which need not exist).
 
         Args:
             email: the account's normalised email.
             client: the caller's address.
-            device: the token of the caller's device cookie (see :func:`device_token`), or None.
+            devices: the tokens of the caller's device cookies (see :func:`device_tokens`).
 
         Raises:
             LoginThrottled: a budget this attempt would spend is exhausted in its window.
         """
-        if device is not None and self.devices.known(_device_hash(device), email):
+        device = next((token for token in devices if self.devices.known(_device_hash(token), email)), None)
+        if device is not None:
             device_key = f"device:{_device_hash(device)}:{email}"
             budgets = [(device_key, self.settings.login_max_failures_per_device)]
         else:
@@ -87,7 +97,7 @@ class SignInThrottle:
                     self.failures.release(spent)
                 raise LoginThrottled(wait)
             reserved.append(key)
-        return Attempt(tuple(reserved), device_key)
+        return Attempt(tuple(reserved), device, device_key)
 
     def succeeded(self, attempt: Attempt) -> None:
         """The password was right: give the reservations back and forget a known device's
@@ -97,13 +107,21 @@ class SignInThrottle:
         if attempt.device_key is not None:
             self.failures.reset(attempt.device_key)
 
-    def remember(self, email: str, device: str | None) -> str:
-        """Record that the device signed in to the account of ``email``.
+    def remember(self, email: str, attempt: Attempt | None = None) -> str:
+        """Record that the caller's device signed in to the account of ``email``.
+
+        Args:
+            attempt: the sign-in's attempt; None for a new account.
 
         Returns:
-            the device's token for its cookie: ``device`` itself, or a new one (256 random bits)
-            when the caller had none.
+            the device's token for its cookie: the known device's own, or a new one (256 random
+            bits) for a device the account did not know.
         """
-        token = device or secrets.token_urlsafe(32)
+        token = attempt.device if attempt is not None and attempt.device else secrets.token_urlsafe(32)
         self.devices.remember(_device_hash(token), email)
         return token
+
+    def forget(self, email: str) -> None:
+        """Every device of the account is unknown again (a password change, logout-all or
+        deactivation)."""
+        self.devices.forget(email)

@@ -159,3 +159,57 @@ def test_wrong_current_passwords_spend_the_sign_in_budget(make_app) -> None:
     statuses = [thief.post(f"{AUTH}/password", json=change, headers=headers).status_code for _ in range(4)]
     assert statuses == [403, 403, 403, 429]
     assert _login(app.test_client(), email, PASSWORD) == 429
+
+
+def test_a_device_token_the_client_chose_is_never_adopted(make_app) -> None:
+    """A token planted in the owner's browser does not become a known device of the account."""
+    app = make_app(login_max_failures_per_account=2)
+    email = _email()
+    _register(app.test_client(), email)
+    planted = "A" * 43
+    owner = app.test_client()
+    owner.set_cookie(DEVICE_COOKIE, planted, path=AUTH)
+    assert _login(owner, email, PASSWORD) == 200
+    assert owner.get_cookie(DEVICE_COOKIE, path=AUTH).value != planted
+    attacker = app.test_client()
+    attacker.set_cookie(DEVICE_COOKIE, planted, path=AUTH)
+    assert [_login(attacker, email, "guess") for _ in range(3)] == [401, 401, 429]
+
+
+def test_a_known_device_cookie_counts_even_behind_a_planted_one(make_app) -> None:
+    app = make_app(login_max_failures_per_account=1)
+    email = _email()
+    owner = app.test_client()
+    _register(owner, email)
+    real = owner.get_cookie(DEVICE_COOKIE, path=AUTH).value
+    assert _login(app.test_client(), email, "guess") == 401  # the unknown devices' budget is spent
+    planted = f"{DEVICE_COOKIE}={'B' * 43}; {DEVICE_COOKIE}={real}"  # a longer-path cookie comes first
+    response = app.test_client(use_cookies=False).post(
+        f"{AUTH}/login", json={"email": email, "password": PASSWORD}, headers={"Cookie": planted}
+    )
+    assert response.status_code == 200
+
+
+def test_a_password_change_forgets_the_devices_that_signed_in_with_the_old_password(make_app) -> None:
+    """Devices farmed with a leaked password buy no guesses at the new one; the device that
+    changed the password stays known."""
+    app = make_app(login_max_failures_per_account=2)
+    email = _email()
+    owner = app.test_client()
+    headers = bearer(_register(owner, email)["access_token"])
+    farmed = [app.test_client() for _ in range(3)]
+    assert [_login(device, email, PASSWORD) for device in farmed] == [200, 200, 200]
+    change = {"current_password": PASSWORD, "new_password": "a new passphrase"}
+    assert owner.post(f"{AUTH}/password", json=change, headers=headers).status_code == 204
+    guesses = [_login(device, email, "guess at the new one") for device in farmed]
+    assert guesses == [401, 401, 429]  # the unknown devices' budget, shared
+    assert _login(owner, email, "a new passphrase") == 200
+
+
+def test_logout_all_forgets_every_device(make_app) -> None:
+    app = make_app(login_max_failures_per_account=1)
+    email = _email()
+    owner = app.test_client()
+    headers = bearer(_register(owner, email)["access_token"])
+    assert owner.post(f"{AUTH}/logout-all", headers=headers).status_code == 204
+    assert [_login(owner, email, "guess"), _login(owner, email, PASSWORD)] == [401, 429]
