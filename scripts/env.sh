@@ -53,6 +53,7 @@ export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT
 export JWKS_URL="${JWKS_URL:-http://127.0.0.1:$AUTH_PORT/api/v1/auth/jwks.json}"
 export AUTH_URL="${AUTH_URL:-http://127.0.0.1:$AUTH_PORT}"
 export TASKS_URL="${TASKS_URL:-http://127.0.0.1:$TASKS_PORT}"
+export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$GATEWAY_PORT}"
 
 # Debian installs nginx in /usr/sbin, which is not on a normal user's PATH.
 export PATH="$TASKFLOW_VENV/bin:$TASKFLOW_TOOLS/bin:$PATH:/usr/sbin"

@@ -106,8 +106,10 @@ def test_auth_events_reach_the_exchange_and_match_the_catalog(gateway: Client, e
     sign_in(gateway, account.email, PASSWORD)
     gateway.patch(f"{AUTH}/me", json={"name": "Renamed"}, headers=account.headers)
     gateway.post(f"{AUTH}/password", json={"current_password": PASSWORD, "new_password": "a brand new one"}, headers=account.headers)
-    found = events.wait_for(lambda event: event["subject"] == account.id, count=4)
-    assert [event["type"] for event in found] == ["user.registered", "user.logged_in", "user.updated", "user.password_changed"]
-    assert found[2]["data"]["changed"] == ["name"] and found[2]["data"]["name"] == "Renamed"
+    found = events.wait_for(lambda event: event["subject"] == account.id, count=5)
+    assert [event["type"] for event in found] == [
+        "user.registered", "user.email_verification_requested", "user.logged_in", "user.updated", "user.password_changed"
+    ]
+    assert found[3]["data"]["changed"] == ["name"] and found[3]["data"]["name"] == "Renamed"
     assert all(event["data"]["actor_id"] == account.id for event in found)
     assert all("password" not in json.dumps(event["data"]).replace("password_changed", "") for event in found)

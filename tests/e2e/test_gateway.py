@@ -134,7 +134,7 @@ def test_same_origin_responses_carry_no_cors_headers(gateway: Client) -> None:
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-@pytest.mark.parametrize("route", ["login", "register", "password", "refresh"])
+@pytest.mark.parametrize("route", ["login", "register", "password", "refresh", "verify-email", "verify-email/resend"])
 def test_a_credential_flood_from_one_client_is_429_with_retry_after(system: System, route: str) -> None:
     """Each of these costs auth a bcrypt check or guesses a secret: 30 a minute per client."""
     flooder = Client(system.gateway_url)

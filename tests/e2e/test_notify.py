@@ -4,11 +4,7 @@ the notify worker, which fills the inbox and writes the mail to the system's Mai
 
 from __future__ import annotations
 
-import mailbox
-from email import policy
-from email.parser import BytesParser
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +13,7 @@ import requests
 from tests.support.accounts import PASSWORD, Account, sign_in, sign_up
 from tests.support.events import EventProbe
 from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.mail import VERIFY_SUBJECT, mails_to, verification_token, verify_email
 from tests.support.processes import wait_for
 from tests.support.system import Client, System
 
@@ -35,13 +32,9 @@ def wait_for_inbox(gateway: Client, account: Account, count: int) -> list[dict[s
     return inbox(gateway, account)["items"]
 
 
-def mails_to(system: System, address: str) -> list[Any]:
-    directory = Path(system.env["TASKFLOW_VAR"]) / "mail"
-    if not (directory / "new").is_dir():
-        return []
-    parse = BytesParser(policy=policy.default).parsebytes
-    messages = [parse(message.as_bytes()) for message in mailbox.Maildir(directory, create=False)]
-    return [message for message in messages if address in str(message["To"])]
+def of_kind(items: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [found] = [item for item in items if item["kind"] == kind]
+    return found
 
 
 def change_user(system: System, user_id: str, **change: Any) -> None:
@@ -52,33 +45,43 @@ def change_user(system: System, user_id: str, **change: Any) -> None:
     assert response.status_code == 200, response.text
 
 
-def test_register_brings_a_welcome_to_the_inbox_and_the_maildir(gateway: Client, system: System, events: EventProbe) -> None:
+def test_register_brings_a_welcome_and_mails_only_the_verification_link_until_it_is_opened(
+    gateway: Client, system: System, events: EventProbe
+) -> None:
     account = sign_up(gateway, name="Welcome E2E")
-    [item] = wait_for_inbox(gateway, account, 1)
-    assert item["kind"] == "welcome" and item["title"] == "Welcome to TaskFlow"
-    assert item["subject_id"] == account.id and item["read_at"] is None and item["created_at"].endswith("Z")
+    items = wait_for_inbox(gateway, account, 2)
+    welcome, verify = of_kind(items, "welcome"), of_kind(items, "verify_email")
+    assert welcome["title"] == "Welcome to TaskFlow" and verify["title"] == VERIFY_SUBJECT
+    assert welcome["subject_id"] == account.id and welcome["read_at"] is None and welcome["created_at"].endswith("Z")
+    assert "#token=" not in verify["body"]  # the link is in the mail only
 
-    wait_for(lambda: mails_to(system, account.email), timeout=30, interval=0.25, what="the welcome mail in the Maildir")
-    [mail] = mails_to(system, account.email)
-    assert mail["Subject"] == "Welcome to TaskFlow"
+    token = verification_token(system, account.email)
+    [mail] = mails_to(system, account.email)  # the welcome is in-app only: the address is not verified yet
     assert mail["To"] == f"Welcome E2E <{account.email}>"
     assert "Hi Welcome E2E," in mail.get_body(("plain",)).get_content()
-    [sent] = events.wait_for(lambda event: event["type"] == "notification.sent" and event["subject"] == item["id"])
-    assert sent["data"]["channels"] == ["in_app", "email"] and sent["data"]["user_id"] == account.id
+    [sent] = events.wait_for(lambda event: event["type"] == "notification.sent" and event["subject"] == welcome["id"])
+    assert sent["data"]["channels"] == ["in_app"]
+
+    assert gateway.post("/api/v1/auth/verify-email", json={"token": token}).status_code == 204
+    events.wait_for(lambda event: event["type"] == "user.email_verified" and event["subject"] == account.id)
+    change_user(system, account.id, role="admin")
+    wait_for(lambda: any(mail["Subject"] == "Your role is now admin" for mail in mails_to(system, account.email)),
+             timeout=30, interval=0.25, what="the first mail after the verification")
 
 
 def test_mark_read_read_all_and_the_unread_filter(gateway: Client, system: System) -> None:
     account = sign_up(gateway)
-    wait_for_inbox(gateway, account, 1)
-    change_user(system, account.id, role="admin")  # a second notification: the role change
-    welcome, role_changed = sorted(wait_for_inbox(gateway, account, 2), key=lambda item: item["kind"] != "welcome")
-    assert role_changed["kind"] == "role_changed" and role_changed["title"] == "Your role is now admin"
-    assert inbox(gateway, account, "?unread=true")["total"] == 2
+    wait_for_inbox(gateway, account, 2)  # the welcome and the verification link
+    change_user(system, account.id, role="admin")  # a third notification: the role change
+    items = wait_for_inbox(gateway, account, 3)
+    welcome, role_changed = of_kind(items, "welcome"), of_kind(items, "role_changed")
+    assert role_changed["title"] == "Your role is now admin"
+    assert inbox(gateway, account, "?unread=true")["total"] == 3
 
     response = gateway.post(f"{INBOX}/{welcome['id']}/read", headers=account.headers)
     assert response.status_code == 204
     unread = inbox(gateway, account, "?unread=true")
-    assert [item["id"] for item in unread["items"]] == [role_changed["id"]] and unread["total"] == 1
+    assert welcome["id"] not in [item["id"] for item in unread["items"]] and unread["total"] == 2
 
     assert gateway.post(f"{INBOX}/read-all", headers=account.headers).status_code == 204
     assert inbox(gateway, account, "?unread=true") == {"items": [], "total": 0, "page": 1, "limit": 20}
@@ -87,22 +90,22 @@ def test_mark_read_read_all_and_the_unread_filter(gateway: Client, system: Syste
 
 def test_nobody_reads_or_marks_someone_elses_notifications(gateway: Client) -> None:
     owner, intruder = sign_up(gateway), sign_up(gateway)
-    [theirs] = wait_for_inbox(gateway, owner, 1)
-    wait_for_inbox(gateway, intruder, 1)
+    theirs = of_kind(wait_for_inbox(gateway, owner, 2), "welcome")
+    wait_for_inbox(gateway, intruder, 2)
     response = gateway.post(f"{INBOX}/{theirs['id']}/read", headers=intruder.headers)
     assert response.status_code == 404
     assert response.headers["Content-Type"] == "application/problem+json"
     assert theirs["id"] not in [item["id"] for item in inbox(gateway, intruder)["items"]]
     assert gateway.post(f"{INBOX}/read-all", headers=intruder.headers).status_code == 204
-    assert inbox(gateway, owner, "?unread=true")["total"] == 1
+    assert inbox(gateway, owner, "?unread=true")["total"] == 2
     assert gateway.get(INBOX).status_code == 401
     assert gateway.get(f"{INBOX}?limit=500", headers=owner.headers).status_code == 422
 
 
 def test_a_deactivated_user_is_refused_and_mailed_nothing_more(gateway: Client, system: System) -> None:
     account = sign_up(gateway)
-    wait_for_inbox(gateway, account, 1)
-    wait_for(lambda: mails_to(system, account.email), timeout=30, interval=0.25, what="the welcome mail")
+    verify_email(gateway, system, account)
+    wait_for_inbox(gateway, account, 2)
     change_user(system, account.id, active=False)
     wait_for(lambda: gateway.get(INBOX, headers=account.headers).status_code == 403, timeout=30, interval=0.25,
              what="notify refusing the deactivated user")
@@ -114,13 +117,16 @@ def test_a_deactivated_user_is_refused_and_mailed_nothing_more(gateway: Client, 
     account = sign_in(gateway, account.email, PASSWORD)
     wait_for(lambda: gateway.get(INBOX, headers=account.headers).status_code == 200, timeout=30, interval=0.25,
              what="notify serving the reactivated user")
-    items = wait_for_inbox(gateway, account, 2)
-    assert sorted(item["kind"] for item in items) == ["reactivated", "welcome"]
-    assert len(mails_to(system, account.email)) in (1, 2)  # the reactivation mail may still be on its way
+    items = wait_for_inbox(gateway, account, 3)
+    assert sorted(item["kind"] for item in items) == ["reactivated", "verify_email", "welcome"]
+    wait_for(lambda: any(mail["Subject"] == "Your account is active again" for mail in mails_to(system, account.email)),
+             timeout=30, interval=0.25, what="the reactivation mail")
+    assert all(mail["Subject"] != "Your role is now admin" for mail in mails_to(system, account.email))
 
 
 def test_a_task_due_soon_gets_one_reminder_in_the_inbox_and_the_mail(gateway: Client, system: System) -> None:
     owner = sign_up(gateway)
+    verify_email(gateway, system, owner)
     due = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
     task = gateway.post("/api/v1/tasks", json={"title": "Ship the release", "due_date": due}, headers=owner.headers).json()
     wait_for(

@@ -20,11 +20,15 @@ from .store import ReadModels
 
 CATALOG = (
     "user.registered", "user.updated", "user.role_changed", "user.deactivated", "user.activated",
-    "user.password_changed", "user.sessions_revoked", "user.logged_in", "task.created", "task.updated", "task.completed",
-    "task.deleted", "notification.sent",
+    "user.password_changed", "user.sessions_revoked", "user.email_verification_requested", "user.email_verified",
+    "user.logged_in", "task.created", "task.updated", "task.completed", "task.deleted", "notification.sent",
 )
 """Every event type of DESIGN §5 (docs/asyncapi.yaml); admin audits them all."""
 SUBSCRIPTION = Subscription("admin.read-models", ("user.*", "task.*", "notification.*"))
+
+
+SECRETS = ("verification_url",)
+"""Fields of event data the audit log never keeps (the verification link is a one-use secret)."""
 
 
 class _Snapshot(BaseModel):
@@ -51,7 +55,7 @@ class TaskSnapshot(_Snapshot):
 
 
 def summary(event: Event) -> str:
-    """What happened, in a few words, for the audit log (never a secret: snapshots carry none)."""
+    """What happened, in a few words, for the audit log (never a secret)."""
     data = event.data
     summaries: dict[str, Callable[[], str]] = {
         "user.registered": lambda: f"registered {data.get('email')} as {data.get('role')}",
@@ -61,6 +65,8 @@ def summary(event: Event) -> str:
         "user.activated": lambda: "reactivated",
         "user.password_changed": lambda: "changed password",
         "user.sessions_revoked": lambda: "signed out everywhere",
+        "user.email_verification_requested": lambda: "was sent a verification link",
+        "user.email_verified": lambda: "verified the email address",
         "user.logged_in": lambda: "logged in",
         "task.created": lambda: f"created task ({data.get('status')}, {data.get('priority')})",
         "task.updated": lambda: f"changed {', '.join(data.get('changed', []))}",
@@ -93,7 +99,7 @@ class Projections:
             "subject_id": event.subject,
             "summary": summary(event),
             "trace_id": trace_id(event),
-            "data": event.data,
+            "data": {name: value for name, value in event.data.items() if name not in SECRETS},
         })
 
     def handle_user_event(self, event: Event) -> None:

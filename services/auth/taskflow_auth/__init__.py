@@ -22,8 +22,9 @@ from .events import UserEvents
 from .internal import internal
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import EXPIRIES, INDEXES, USERS, Devices, LoginFailures, RefreshTokenStore, UserStore
+from .store import EXPIRIES, INDEXES, USERS, AttemptBudgets, Devices, EmailVerifications, RefreshTokenStore, UserStore
 from .throttling import SignInThrottle
+from .verification import VerificationLinks
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,12 @@ def assemble(settings: AuthSettings) -> Auth:
         UserStore(db, events.outbox),
         RefreshTokenStore(db, ttl_seconds=settings.refresh_token_ttl),
         SignInThrottle(
-            LoginFailures(db, window_seconds=settings.login_failure_window),
+            AttemptBudgets(db, window_seconds=settings.login_failure_window),
             Devices(db, ttl_seconds=settings.device_cookie_ttl),
             settings,
         ),
+        VerificationLinks(EmailVerifications(db), base=settings.link_base, ttl_seconds=settings.email_verification_ttl),
+        AttemptBudgets(db, window_seconds=3600),
         locks,
         keys,
         PasswordHasher(settings.bcrypt_rounds),

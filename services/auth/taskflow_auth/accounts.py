@@ -20,19 +20,23 @@ from taskflow_common.tokens import Principal
 
 from .errors import (
     AccountDeactivated,
+    EmailAlreadyVerified,
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
+    InvalidVerificationLink,
     LastActiveAdmin,
     UserNotFound,
+    VerificationThrottled,
     WrongCurrentPassword,
 )
 from .events import UserEvents
 from .keys import SigningKeys
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import ACCESS_GENERATION, SESSION_GENERATION, RefreshTokenStore, UserStore, VersionConflict, now
+from .store import ACCESS_GENERATION, SESSION_GENERATION, AttemptBudgets, RefreshTokenStore, UserStore, VersionConflict, now
 from .throttling import SignInThrottle
+from .verification import VerificationLinks
 from .tokens import access_token, new_refresh_token, refresh_token_hash
 
 
@@ -78,6 +82,8 @@ class Accounts:
         settings: TTLs.
         users, refresh_tokens: the stores (see :mod:`.store`).
         throttle: the budgets of password checks and the devices known to accounts.
+        links: the email-verification links.
+        resends: the budgets of verification emails asked for (``resend:<user id>``, per hour).
         locks: the service's leases (``admin-changes``: the last active admin stays).
         keys: signs access tokens.
         hasher: hashes and verifies passwords.
@@ -90,6 +96,8 @@ class Accounts:
         users: UserStore,
         refresh_tokens: RefreshTokenStore,
         throttle: SignInThrottle,
+        links: VerificationLinks,
+        resends: AttemptBudgets,
         locks: DocumentLocks,
         keys: SigningKeys,
         hasher: PasswordHasher,
@@ -99,6 +107,8 @@ class Accounts:
         self.users = users
         self.refresh_tokens = refresh_tokens
         self.throttle = throttle
+        self.links = links
+        self.resends = resends
         self.locks = locks
         self.keys = keys
         self.hasher = hasher
@@ -119,8 +129,13 @@ class Accounts:
         return Session(user, access, token, self.settings.access_token_ttl)
 
     def register(self, email: str, password: str, name: str) -> Session:
-        """A new ``user`` account and its first session; the caller's device becomes known to the
-        account under a new device token. Raises :class:`EmailTaken`."""
+        """A new ``user`` account, unverified, and its first session; the caller's device becomes
+        known to the account under a new device token, and a verification link goes out
+        (``user.email_verification_requested``, in the same write as ``user.registered``).
+
+        Raises:
+            EmailTaken: an account has this email (its link, stored first, just expires).
+        """
         if self.users.by_email(email) is not None:
             raise EmailTaken("An account with this email already exists.")
         moment = now()
@@ -134,9 +149,12 @@ class Accounts:
             "created_at": moment,
             "updated_at": moment,
             "last_login_at": None,
+            "email_verified": False,
             "version": 1,
         }
-        self.users.insert(user, [self.events.registered(user, actor_id=str(user["_id"]))])
+        link = self.links.issue(user)
+        actor_id = str(user["_id"])
+        self.users.insert(user, [self.events.registered(user, actor_id), self.events.verification_requested(user, link, actor_id)])
         return replace(self._session(user), device=self.throttle.remember(email))
 
     def login(self, email: str, password: str, client: str, devices: Sequence[str] = ()) -> Session:
@@ -292,6 +310,54 @@ class Accounts:
         if attempt.device is not None:
             self.throttle.remember(user["email"], attempt)
 
+    # -- email verification ------------------------------------------------------------------
+
+    def verify_email(self, token: str) -> None:
+        """Mark the email of the link's user verified (``user.email_verified``) and spend the
+        link. A link of an address already verified is spent without a change.
+
+        Raises:
+            InvalidVerificationLink: malformed, unknown, already used, replaced or expired.
+        """
+        link = self.links.find(token)
+        if link is None:
+            raise InvalidVerificationLink()
+
+        def verify(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]] | None:
+            if user.get("email_verified") or user["email"] != link["email"]:
+                return None
+            fields = {"email_verified": True, "updated_at": now()}
+            return fields, [self.events.email_verified({**user, **fields, "version": user["version"] + 1}, str(user["_id"]))]
+
+        try:
+            self._change_user(link["user_id"], verify)
+        except UserNotFound:
+            raise InvalidVerificationLink() from None
+        self.links.spend(token)
+
+    def resend_verification(self, user_id: str) -> None:
+        """A new verification link for the user's email, closing the older ones
+        (``user.email_verification_requested``).
+
+        Raises:
+            EmailAlreadyVerified: nothing to verify.
+            VerificationThrottled: ``VERIFICATION_RESENDS_PER_HOUR`` links were asked for this hour.
+        """
+        if self.user(user_id).get("email_verified"):
+            raise EmailAlreadyVerified()
+        wait = self.resends.reserve(f"resend:{user_id}", self.settings.verification_resends_per_hour)
+        if wait is not None:
+            raise VerificationThrottled(wait)
+        link = self.links.issue(self.user(user_id))
+
+        def request(user: dict[str, Any]) -> tuple[dict[str, Any], list[Event]]:
+            if user.get("email_verified"):
+                raise EmailAlreadyVerified()
+            fields = {"verification_sent_at": now()}
+            return fields, [self.events.verification_requested({**user, **fields, "version": user["version"] + 1}, link, user_id)]
+
+        self._change_user(user_id, request)
+
     # -- administration (the internal API) ---------------------------------------------------
 
     def change(self, actor_id: str | None, user_id: str, *, role: str | None, active: bool | None) -> dict[str, Any]:
@@ -369,6 +435,7 @@ class Accounts:
                 "created_at": moment,
                 "updated_at": moment,
                 "last_login_at": None,
+                "email_verified": True,  # the operator vouches for the address
                 "version": 1,
             }
             try:

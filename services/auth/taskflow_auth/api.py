@@ -19,6 +19,7 @@ from .schemas import (
     TokenResponse,
     UpdateMeRequest,
     User,
+    VerifyEmailRequest,
 )
 from .throttling import DEVICE_COOKIE, device_tokens
 
@@ -131,6 +132,22 @@ def change_password(principal: Principal, body: ChangePasswordRequest) -> None:
     accounts().change_password(
         principal.user_id, body.current_password, body.new_password, request.remote_addr or "unknown", caller_devices()
     )
+
+
+@api.post("/verify-email", summary="Verify the account's email address", body=VerifyEmailRequest, status=204,
+          access="public", errors=(404,))
+def verify_email(body: VerifyEmailRequest) -> None:
+    """Anyone holding a verification link (emailed at sign-up, or after a resend): its token
+    marks the address verified and is spent. 404 when no open link has the token (invalid,
+    expired, used or replaced by a newer one)."""
+    accounts().verify_email(body.token)
+
+
+@api.post("/verify-email/resend", summary="Email a new verification link", status=202, errors=(409,))
+def resend_verification(principal: Principal) -> None:
+    """The signed-in user, while the address is unverified (409 after); a few per hour (429
+    past ``VERIFICATION_RESENDS_PER_HOUR``). Earlier links stop working."""
+    accounts().resend_verification(principal.user_id)
 
 
 @api.get("/jwks.json", summary="Public keys that verify access tokens", response=JsonWebKeySet, access="public",

@@ -48,3 +48,27 @@ class LastActiveAdmin(Conflict):
 
     def __init__(self) -> None:
         super().__init__("The last active admin cannot be demoted or deactivated.")
+
+
+class InvalidVerificationLink(NotFound):
+    """One answer (404: no open link has the token) for a link that is malformed, unknown,
+    already used, replaced or expired."""
+
+    type = "urn:taskflow:problem:invalid-verification-link"
+    title = "Invalid verification link"
+
+    def __init__(self) -> None:
+        super().__init__("The verification link is invalid, expired or already used; ask for a new one.")
+
+
+class EmailAlreadyVerified(Conflict):
+    type = "urn:taskflow:problem:email-already-verified"
+    title = "Email already verified"
+
+    def __init__(self) -> None:
+        super().__init__("This account's email address is already verified.")
+
+
+class VerificationThrottled(TooManyRequests):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many verification emails asked for; try again later.", retry_after=retry_after)

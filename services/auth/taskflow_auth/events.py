@@ -1,6 +1,7 @@
 """The events the auth service emits (DESIGN §5): ``user.*``, each carrying the user's snapshot
-(never a password hash or token) with its ``access_generation``, and ``actor_id`` where someone
-caused it. Auth consumes none."""
+(never a password hash or token; the one secret is the verification link of
+``user.email_verification_requested``) with its ``access_generation``, and ``actor_id`` where
+someone caused it. Auth consumes none."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from taskflow_common.events.plumbing import ServiceEvents
 
 from .schemas import UserRecord
 from .store import ACCESS_GENERATION
+from .verification import VerificationLink
 
 
 def snapshot(user: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +50,20 @@ class UserEvents:
 
     def sessions_revoked(self, user: dict[str, Any], actor_id: str) -> Event:
         return self._event("user.sessions_revoked", user, actor_id)
+
+    def verification_requested(self, user: dict[str, Any], link: VerificationLink, actor_id: str) -> Event:
+        """For notify to mail ``link``: the one event carrying a secret (the link's token, good
+        for one use until ``verification_expires_at``); admin's audit log leaves the URL out."""
+        return self._event(
+            "user.email_verification_requested",
+            user,
+            actor_id,
+            verification_url=link.url,
+            verification_expires_at=link.expires_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        )
+
+    def email_verified(self, user: dict[str, Any], actor_id: str) -> Event:
+        return self._event("user.email_verified", user, actor_id)
 
     def logged_in(self, user: dict[str, Any]) -> Event:
         return self._event("user.logged_in", user, str(user["_id"]))

@@ -102,6 +102,13 @@ class RefreshRequest(RequestBody):
     refresh_token: str = Field(min_length=1, max_length=512, examples=["ZFo2ZWJ0a1ZrUXhqT0JxV0hLd3N4dw"])
 
 
+class VerifyEmailRequest(RequestBody):
+    token: str = Field(
+        min_length=1, max_length=512, description="The token of the verification link (after `#token=`).",
+        examples=["bXlfdmVyaWZpY2F0aW9uX3Rva2VuX2V4YW1wbGVfMDAw"],
+    )
+
+
 class UpdateMeRequest(RequestBody):
     name: Name = Field(examples=["Ada King"])
 
@@ -119,6 +126,7 @@ class User(BaseModel):
     name: str
     role: Role
     active: bool
+    email_verified: bool = Field(default=False, description="Whether the user opened a verification link sent to the address.")
     created_at: datetime
 
     @classmethod

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from taskflow_common.settings import Environment, ServiceSettings
 
 from .schemas import Email, password_length
@@ -43,6 +43,12 @@ class AuthSettings(ServiceSettings):
             known to the account (see :mod:`.throttling`).
         device_cookie_ttl: ``DEVICE_COOKIE_TTL`` in seconds (180 days): how long a device stays
             known to an account after its last sign-in.
+        public_url: ``PUBLIC_URL``; where users reach TaskFlow (the gateway), the base of the
+            links in emails. Required in production; ``http://localhost:8000`` otherwise.
+        email_verification_ttl: ``EMAIL_VERIFICATION_TTL`` in seconds (48 h): how long a
+            verification link works.
+        verification_resends_per_hour: ``VERIFICATION_RESENDS_PER_HOUR``; verification emails a
+            user may ask for again within an hour.
     """
 
     service: ClassVar[str] = "auth"
@@ -59,6 +65,14 @@ class AuthSettings(ServiceSettings):
     login_max_failures_per_device: int = Field(default=5, ge=1)
     login_failure_window: int = Field(default=900, ge=1)
     device_cookie_ttl: int = Field(default=180 * 86400, ge=60)
+    public_url: AnyHttpUrl | None = None
+    email_verification_ttl: int = Field(default=48 * 3600, ge=60)
+    verification_resends_per_hour: int = Field(default=3, ge=1)
+
+    @property
+    def link_base(self) -> str:
+        """``PUBLIC_URL`` without a trailing slash, the base of links in emails."""
+        return str(self.public_url or "http://localhost:8000").rstrip("/")
 
     @property
     def previous_key_files(self) -> list[Path]:
@@ -76,6 +90,8 @@ class AuthSettings(ServiceSettings):
         if self.taskflow_env is Environment.PRODUCTION:
             if not self.jwt_private_key_file.is_file():
                 raise ValueError("JWT_PRIVATE_KEY_FILE must name an existing key file in production")
+            if self.public_url is None:
+                raise ValueError("PUBLIC_URL is required in production (the base of the links in emails)")
             if self.bcrypt_rounds < 12:
                 raise ValueError("BCRYPT_ROUNDS below 12 is for tests only")
             password = self.admin_password.get_secret_value() if self.admin_password else None

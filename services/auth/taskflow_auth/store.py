@@ -50,7 +50,7 @@ ACCESS_GENERATION = "access_generation"
 change's own write and event; access tokens carry it (``gen``) and every service refuses those of
 an earlier one (``taskflow_common.deactivation``)."""
 RESERVE_TRIES = 10
-"""Rounds of :meth:`LoginFailures.reserve` against windows opening and closing under it."""
+"""Rounds of :meth:`AttemptBudgets.reserve` against windows opening and closing under it."""
 
 INDEXES = (
     Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
@@ -207,15 +207,15 @@ class RefreshTokenStore:
         self._tokens.update_many({"user_id": user_id, "revoked_at": None}, {"$set": {"revoked_at": now()}})
 
 
-class LoginFailures:
-    """Failed sign-in attempts counted per key in fixed windows, as budgets reserved before the
-    password is checked (DESIGN §4 auth, "Sign-in throttling").
+class AttemptBudgets:
+    """Attempts counted per key in fixed windows, as budgets reserved before the attempt: failed
+    password checks (DESIGN §4 auth, "Sign-in throttling") and verification emails asked for.
 
-    Keys are ``account:<email>`` (unknown devices of an account), ``client:<address>`` and
-    ``device:<device>`` (one known device of an account). A window starts at a key's first
-    attempt and lasts ``window_seconds``. An attempt reserves one unit of each budget it spends
-    (:meth:`reserve`) before the check; a failed attempt keeps it, a successful one gives it back
-    (:meth:`release`). Reserving is one conditional update (``count < limit``), so N parallel
+    Sign-in keys are ``account:<email>`` (unknown devices of an account), ``client:<address>`` and
+    ``device:<device>`` (one known device of an account); resends are ``resend:<user id>``. A
+    window starts at a key's first attempt and lasts ``window_seconds``. An attempt reserves one
+    unit of each budget it spends (:meth:`reserve`) before the check; a failed attempt keeps it,
+    a successful one gives it back (:meth:`release`). Reserving is one conditional update (``count < limit``), so N parallel
     attempts check at most ``limit`` passwords. Counters live in MongoDB so budgets hold across
     workers and replicas.
     """

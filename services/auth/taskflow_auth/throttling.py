@@ -6,7 +6,7 @@ tries that account's password on a budget of its own. Every other attempt spends
 budget for unknown devices and its client address's. An attacker guessing from anywhere so
 exhausts only budgets that the owner's known devices never spend: the owner keeps signing in from
 them, while the right password from an unknown device stays throttled. Budgets are reserved
-before the password is checked (:class:`~.store.LoginFailures`), so parallel attempts check at
+before the password is checked (:class:`~.store.AttemptBudgets`), so parallel attempts check at
 most the budget.
 
 Device tokens are only ever made here: a sign-in from a device unknown to the account gets a new
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .errors import LoginThrottled
 from .settings import AuthSettings
-from .store import Devices, LoginFailures
+from .store import AttemptBudgets, Devices
 
 DEVICE_COOKIE = "taskflow_device"
 """The cookie that names a device: HttpOnly, SameSite=Strict, path ``/api/v1/auth``."""
@@ -46,7 +46,7 @@ def _device_hash(token: str) -> str:
 
 @dataclass(frozen=True)
 class Attempt:
-    """The budgets one password check reserved (keys of :class:`~.store.LoginFailures`); for a
+    """The budgets one password check reserved (keys of :class:`~.store.AttemptBudgets`); for a
     device known to the account, its token and its budget's key."""
 
     keys: tuple[str, ...]
@@ -63,7 +63,7 @@ class SignInThrottle:
         settings: the budgets (``login_max_failures_per_*``) and the window.
     """
 
-    def __init__(self, failures: LoginFailures, devices: Devices, settings: AuthSettings) -> None:
+    def __init__(self, failures: AttemptBudgets, devices: Devices, settings: AuthSettings) -> None:
         self.failures = failures
         self.devices = devices
         self.settings = settings

@@ -205,7 +205,16 @@ def test_production_refuses_the_example_admin(email: str, password: str, key_fil
         environment.setenv("TASKFLOW_ENV", "production")
         environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
         environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
+        environment.setenv("PUBLIC_URL", "https://taskflow.example")
         environment.setenv("ADMIN_EMAIL", email)
         environment.setenv("ADMIN_PASSWORD", password)
         AuthSettings.load()
 
+
+
+def test_production_needs_the_public_url_of_its_links(key_file: Path) -> None:
+    with pytest.MonkeyPatch.context() as environment, pytest.raises(InvalidSettings, match="PUBLIC_URL is required"):
+        environment.setenv("TASKFLOW_ENV", "production")
+        environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
+        environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
+        AuthSettings.load()

@@ -25,7 +25,7 @@ from .messages import EmailComposer
 from .notifications import Notifications
 from .reminders import Reminders
 from .settings import NotifySettings
-from .store import DELIVERIES, EXPIRIES, INDEXES, DeliveryStore, NotificationStore, RecipientStore, ReminderStore
+from .store import DELIVERIES, EXPIRIES, INDEXES, DeliveryStore, MailQuotas, NotificationStore, RecipientStore, ReminderStore
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ def assemble(settings: NotifySettings) -> Notify:
         mail.transport(settings.smtp, mail_dir=settings.mail_dir, timeout_seconds=settings.smtp_timeout_seconds,
                        ca_file=settings.smtp_ca_file),
         handlers.sent,
+        MailQuotas(db, limit=settings.mail_max_per_recipient_per_day),
         retry_seconds=settings.mail_retry_seconds,
         retry_max_seconds=settings.mail_retry_max_seconds,
         max_attempts=settings.mail_max_attempts,

@@ -4,8 +4,9 @@ Consumes, each queue in the worker (``python -m taskflow_notify.worker``):
 
 - ``notify.inbox``: ``user.*`` snapshots keep the recipients read model (email, name, active;
   the newest version wins) and cause notifications: ``welcome`` on ``user.registered``,
-  ``role_changed`` on ``user.role_changed``, ``reactivated`` on ``user.activated``. Nothing is
-  created for a user deactivated at the event or in the newest known snapshot.
+  ``role_changed`` on ``user.role_changed``, ``reactivated`` on ``user.activated``,
+  ``verify_email`` (its email carries the link) on ``user.email_verification_requested``. Nothing
+  is created for a user deactivated at the event or in the newest known snapshot.
 - ``notify.reminders``: ``task.*`` snapshots keep the reminder schedule (:mod:`.reminders`).
 - ``notify.user-status``: the shared deactivated-users policy of the API
   (:mod:`taskflow_common.deactivation`).
@@ -31,7 +32,10 @@ from .notifications import Notifications
 from .reminders import Reminders
 from .store import RecipientStore
 
-USER_EVENTS = ("user.registered", "user.updated", "user.role_changed", "user.deactivated", "user.activated")
+USER_EVENTS = (
+    "user.registered", "user.updated", "user.role_changed", "user.deactivated", "user.activated",
+    "user.email_verification_requested", "user.email_verified",
+)
 TASK_EVENTS = ("task.created", "task.updated", "task.completed", "task.deleted")
 
 
@@ -118,6 +122,17 @@ class NotifyEvents:
                 messages.reactivated(event.data, event_id=event.id, at=_moment(event), actor_id=event.data["actor_id"])
             )
 
+    def handle_user_email_verification_requested(self, event: Event) -> None:
+        if self._recipient_active(event):
+            self.notifications.create(
+                messages.verify_email(event.data, event_id=event.id, at=_moment(event), actor_id=event.data["actor_id"]),
+                link=event.data["verification_url"],
+            )
+
+    def handle_user_email_verified(self, event: Event) -> None:
+        # From now on the mailer emails this user: it reads the recipient's state.
+        self.recipients.apply(event.data)
+
     # -- consumed: task.* --------------------------------------------------------------------
 
     def handle_task_event(self, event: Event) -> None:
@@ -131,6 +146,8 @@ class NotifyEvents:
             "user.role_changed": self.handle_user_role_changed,
             "user.deactivated": self.handle_user_deactivated,
             "user.activated": self.handle_user_activated,
+            "user.email_verification_requested": self.handle_user_email_verification_requested,
+            "user.email_verified": self.handle_user_email_verified,
         }
 
     @property

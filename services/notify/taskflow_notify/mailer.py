@@ -7,7 +7,9 @@ scans the pending deliveries that are due and, for each:
 1. claims one attempt: a conditional update of the delivery (still pending, still due, no live
    claim of another replica), which also returns it as it now is; skipped when that matches
    nothing (finished, rescheduled or taken since the scan);
-2. drops it (``cancelled``) when the recipient is deactivated;
+2. drops it (``cancelled``) when the recipient is deactivated; leaves it in the inbox only
+   (``skipped``) when the recipient's address is not verified (but for the verification email
+   itself) or got ``MAIL_MAX_PER_RECIPIENT_PER_DAY`` emails today;
 3. sends it, with a ``Message-ID`` stable per notification;
 4. records the outcome: ``sent`` with ``sent_at``; or, after a transient failure, ``attempts``,
    ``last_error`` and the next attempt after an exponential back-off; or ``failed`` when the
@@ -36,7 +38,7 @@ from taskflow_common.events.publisher import backoff_seconds
 
 from .mail import MailFailed, Transport
 from .messages import EmailComposer
-from .store import ClaimLost, DeliveryStore, NotificationStore, RecipientStore, now
+from .store import ClaimLost, DeliveryStore, MailQuotas, NotificationStore, RecipientStore, now
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class Mailer:
         composer: renders the emails.
         transport: SMTP or the Maildir.
         sent_event: builds ``notification.sent`` for a notification and its channels.
+        quotas: the emails each address may still get today.
         retry_seconds, retry_max_seconds: back-off after the first failed attempt, doubling to the max.
         max_attempts: attempts before a delivery is given up as ``failed``.
         batch: deliveries examined per scan.
@@ -62,6 +65,7 @@ class Mailer:
         composer: EmailComposer,
         transport: Transport,
         sent_event: Callable[[dict[str, Any], list[str]], Event],
+        quotas: MailQuotas,
         *,
         retry_seconds: float,
         retry_max_seconds: float,
@@ -74,6 +78,7 @@ class Mailer:
         self.composer = composer
         self.transport = transport
         self.sent_event = sent_event
+        self.quotas = quotas
         self.retry_seconds = retry_seconds
         self.retry_max_seconds = retry_max_seconds
         self.max_attempts = max_attempts
@@ -119,7 +124,13 @@ class Mailer:
         try:
             if recipient is None:
                 raise MailFailed("the recipient's address is not known yet")
-            message = self._compose(notification, recipient)
+            if notification["kind"] != "verify_email" and not recipient.get("email_verified"):
+                self._finish(delivery, notification, {"status": "skipped", "last_error": "address not verified"}, ["in_app"])
+                return None
+            if not self.quotas.take(recipient["email"], moment):
+                self._finish(delivery, notification, {"status": "skipped", "last_error": "daily email limit reached"}, ["in_app"])
+                return None
+            message = self._compose(notification, recipient, delivery.get("link"))
             self.transport.send(message)
         except MailFailed as failure:
             self._failed(delivery, notification, attempts, failure, moment)
@@ -132,11 +143,11 @@ class Mailer:
         )
         return None
 
-    def _compose(self, notification: dict[str, Any], recipient: dict[str, Any]) -> EmailMessage:
+    def _compose(self, notification: dict[str, Any], recipient: dict[str, Any], link: str | None) -> EmailMessage:
         """The email, or a permanent :class:`MailFailed`: one message that cannot be rendered (a
         bug, bad data) is recorded as failed instead of stopping the mail of everyone else."""
         try:
-            return self.composer.compose(notification, recipient)
+            return self.composer.compose(notification, recipient, link=link)
         except Exception as error:
             log.exception("email %s cannot be composed", notification["_id"])
             raise MailFailed(f"cannot compose the email: {type(error).__name__}: {error}"[:300], permanent=True) from error
@@ -155,4 +166,4 @@ class Mailer:
 
     def _finish(self, delivery: dict[str, Any], notification: dict[str, Any] | None, outcome: dict[str, Any], channels: list[str]) -> None:
         events = [self.sent_event(notification, channels)] if notification is not None else []
-        self.deliveries.finish(delivery, {**outcome, "finished_at": now()}, events)
+        self.deliveries.finish(delivery, {**outcome, "link": None, "finished_at": now()}, events)

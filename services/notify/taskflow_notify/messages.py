@@ -2,7 +2,8 @@
 
 Kinds (the catalog's ``NotificationData.kind``): ``welcome`` (on ``user.registered``),
 ``role_changed`` (an admin changed the user's role), ``reactivated`` (an admin reactivated the
-account) and ``reminder`` (an open task is about to be due). Each is identified by a *key* naming
+account), ``reminder`` (an open task is about to be due) and ``verify_email`` (a verification
+link: its email carries the link, the inbox item does not). Each is identified by a *key* naming
 what it is about, so the same cause never yields two notifications (see
 :func:`.notifications.notification_id`). Emails are rendered from ``templates/email.txt`` and
 ``templates/email.html`` (Jinja2, HTML autoescaped), with a ``Message-ID`` derived from the
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-Kind = Literal["welcome", "reminder", "role_changed", "reactivated"]
+Kind = Literal["welcome", "reminder", "role_changed", "reactivated", "verify_email"]
 CHANNELS = ("in_app", "email")
 TITLE_LENGTH = 200
 
@@ -87,6 +88,21 @@ def reactivated(user: dict[str, Any], *, event_id: str, at: datetime, actor_id: 
     )
 
 
+def verify_email(user: dict[str, Any], *, event_id: str, at: datetime, actor_id: str | None) -> NewNotification:
+    """For a ``user.email_verification_requested`` snapshot: one per link (keyed by the event)."""
+    return NewNotification(
+        key=f"verify_email:{event_id}",
+        user_id=user["id"],
+        kind="verify_email",
+        title="Confirm your email address",
+        body=f"We emailed a link to {user['email']}: open it to confirm the address is yours. "
+        "Until then TaskFlow notifies you here only, not by email.",
+        subject_id=user["id"],
+        actor_id=actor_id,
+        created_at=at,
+    )
+
+
 def reminder(task_id: str, owner_id: str, title: str, due: datetime, *, at: datetime) -> NewNotification:
     """For a task due at ``due``: one per task and due date (the key holds both)."""
     due_text = due.strftime("%Y-%m-%d %H:%M UTC")
@@ -134,9 +150,11 @@ class EmailComposer:
         """The stable ``Message-ID`` of a notification's email."""
         return f"<{notification_id}@{self.domain}>"
 
-    def compose(self, notification: dict[str, Any], recipient: dict[str, Any]) -> EmailMessage:
-        """The email for ``notification`` (as stored) to ``recipient`` (``email``, ``name``)."""
+    def compose(self, notification: dict[str, Any], recipient: dict[str, Any], *, link: str | None = None) -> EmailMessage:
+        """The email for ``notification`` (as stored) to ``recipient`` (``email``, ``name``);
+        ``link`` is a verification email's link."""
         context = {
+            "link": link,
             "name": recipient["name"],
             "email": recipient["email"],
             "title": notification["title"],

@@ -34,8 +34,9 @@ class Notifications:
         self.store = store
         self.deliveries = deliveries
 
-    def create(self, new: NewNotification) -> bool:
-        """Create ``new`` in the inbox and queue its email, idempotently per ``new.key``.
+    def create(self, new: NewNotification, *, link: str | None = None) -> bool:
+        """Create ``new`` in the inbox and queue its email, idempotently per ``new.key``; ``link``
+        (a verification link) is kept on the delivery, for the email only, until it is finished.
 
         Returns:
             True if this call created the inbox item, False if it existed already.
@@ -70,6 +71,7 @@ class Notifications:
                 "next_attempt_at": moment,
                 "last_attempt_at": None,
                 "sent_at": None,
+                **({"link": link} if link else {}),
             }
         )
         return created

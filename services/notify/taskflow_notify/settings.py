@@ -36,6 +36,8 @@ class NotifySettings(ServiceSettings):
             ``MAIL_RETRY_MAX_SECONDS``; the first back-off after a failed attempt, doubling up to
             the maximum.
         mail_max_attempts: ``MAIL_MAX_ATTEMPTS``; attempts before an email is given up as failed.
+        mail_max_per_recipient_per_day: ``MAIL_MAX_PER_RECIPIENT_PER_DAY``; emails one address
+            gets per UTC day at most; past it, notifications are in-app only.
     """
 
     service: ClassVar[str] = "notify"
@@ -51,6 +53,7 @@ class NotifySettings(ServiceSettings):
     mail_retry_seconds: float = Field(default=30.0, gt=0)
     mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
     mail_max_attempts: int = Field(default=12, ge=1)
+    mail_max_per_recipient_per_day: int = Field(default=20, ge=1)
 
     @property
     def smtp(self) -> str | None:

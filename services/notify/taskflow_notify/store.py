@@ -7,11 +7,15 @@ Collections:
   second notification. After the insert only ``read_at`` ever changes, and only from null to a
   time, so marking read needs no lock: two racing writers both leave it read.
 - ``deliveries``: one per notification, its email: status (``pending``, ``sent``, ``failed``,
-  ``cancelled``), ``attempts``, ``last_error``, ``next_attempt_at``, ``sent_at``, and the
+  ``cancelled``, ``skipped``), ``attempts``, ``last_error``, ``next_attempt_at``, ``sent_at``,
+  ``link`` (a verification email's link, a secret, until the delivery is finished), and the
   ``notification.sent`` event in ``_outbox``. A mailer claims one attempt by a conditional
   update setting ``claimed_by`` and ``claimed_until``; it records the outcome only while its
   claim is still the one stored. Finished deliveries expire after :data:`DELIVERY_RETENTION`.
-- ``recipients``: each user's newest snapshot (email, name, role, active) from ``user.*`` events.
+- ``recipients``: each user's newest snapshot (email, name, role, active, email_verified) from
+  ``user.*`` events.
+- ``mail_quotas``: emails sent per recipient address and UTC day, ``{_id: "<address>:<day>",
+  count}``; each taken by one conditional ``$inc`` below the limit.
 - ``reminders``: the schedule, one document per task (its newest snapshot from ``task.*`` events)
   with ``reminder_due``: the due date a reminder is still owed for, else null. Each change is
   conditional on what it was computed from (``version``, ``reminder_due``, ``reminded_due``).
@@ -38,6 +42,7 @@ NOTIFICATIONS = "notifications"
 DELIVERIES = "deliveries"
 RECIPIENTS = "recipients"
 REMINDERS = "reminders"
+MAIL_QUOTAS = "mail_quotas"
 
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 INDEXES = (
@@ -54,7 +59,10 @@ INDEXES = (
 DELIVERY_RETENTION = timedelta(days=30)
 """How long a finished delivery is kept (its outcome, for operators), counted from ``finished_at``;
 longer than the consumers' de-duplication window, so a redelivered event finds its delivery."""
-EXPIRIES = (Expiry(DELIVERIES, "finished_at", DELIVERY_RETENTION),)  # a pending delivery has no finished_at
+EXPIRIES = (
+    Expiry(DELIVERIES, "finished_at", DELIVERY_RETENTION),  # a pending delivery has no finished_at
+    Expiry(MAIL_QUOTAS, "expires_at"),  # a day's count once the day is over
+)
 
 
 def now() -> datetime:
@@ -194,7 +202,8 @@ class RecipientStore:
 
     def apply(self, user: dict[str, Any]) -> bool:
         """Keep ``user`` (an event's snapshot) unless a newer version is stored. True if kept."""
-        fields = {name: user[name] for name in ("email", "name", "role", "active")}
+        fields = {**{name: user[name] for name in ("email", "name", "role", "active")},
+                  "email_verified": bool(user.get("email_verified", False))}
         return apply_if_newer(self._db()[RECIPIENTS], user["id"], int(user["version"]), fields)
 
     def get(self, user_id: str) -> dict[str, Any] | None:
@@ -250,3 +259,31 @@ class ReminderStore:
         """Tasks owed a reminder for a due date up to ``until``, earliest first."""
         found = self._reminders.find({"reminder_due": {"$lte": until}}, {"_id": 1}).sort("reminder_due", ASCENDING).limit(limit)
         return [reminder["_id"] for reminder in found]
+
+
+class MailQuotas:
+    """At most ``limit`` emails per recipient address and UTC day (``MAIL_MAX_PER_RECIPIENT_PER_DAY``)."""
+
+    def __init__(self, db: Callable[[], Database], *, limit: int) -> None:
+        self._db = db
+        self.limit = limit
+
+    @property
+    def _quotas(self):  # noqa: ANN202
+        return self._db()[MAIL_QUOTAS]
+
+    def take(self, address: str, at: datetime) -> bool:
+        """Count one email to ``address`` on ``at``'s UTC day; False, counting nothing, when the
+        day's limit is reached."""
+        day = at.astimezone(UTC).date()
+        key = f"{address}:{day.isoformat()}"
+        for _ in range(2):  # a day's first email races only its own insert
+            if self._quotas.update_one({"_id": key, "count": {"$lt": self.limit}}, {"$inc": {"count": 1}}).matched_count:
+                return True
+            try:
+                ends = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+                self._quotas.insert_one({"_id": key, "count": 1, "expires_at": ends})
+                return True
+            except DuplicateKeyError:
+                continue
+        return False

@@ -205,8 +205,9 @@ def iso(moment: datetime) -> str:
 
 
 def user_event(type: str, user_id: str, *, email: str | None = None, name: str = "Ada", role: str = "user",
-               active: bool = True, version: int = 1, actor_id: str | None = None, **extra: Any) -> Event:
-    """A ``user.*`` event as auth publishes it (catalog ``UserData``)."""
+               active: bool = True, email_verified: bool = True, version: int = 1, actor_id: str | None = None,
+               **extra: Any) -> Event:
+    """A ``user.*`` event as auth publishes it (catalog ``UserData``); verified unless told."""
     moment = iso(datetime.now(UTC))
     snapshot = {
         "id": user_id,
@@ -214,6 +215,7 @@ def user_event(type: str, user_id: str, *, email: str | None = None, name: str =
         "name": name,
         "role": role,
         "active": active,
+        "email_verified": email_verified,
         "created_at": moment,
         "updated_at": moment,
         "last_login_at": None,

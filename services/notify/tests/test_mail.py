@@ -33,7 +33,7 @@ from taskflow_notify import Notify
 from taskflow_notify.mail import SmtpEndpoint
 from taskflow_notify.notifications import notification_id
 from taskflow_notify.settings import NotifySettings
-from taskflow_notify.store import DELIVERY_RETENTION, EXPIRIES
+from taskflow_notify.store import DELIVERIES, DELIVERY_RETENTION, EXPIRIES
 
 from tests.support.catalog import validate_event
 from tests.support.infra import Infra
@@ -115,7 +115,8 @@ def test_finished_deliveries_expire_after_the_retention_and_pending_ones_never(
     notify.mailer.send_due()
     notify.handlers.handle_user_registered(user_event("user.registered", waiting))
     finished_at = delivery(notify, finished)["finished_at"]
-    sweep = lambda at: Sweeper(lambda: notify.mongo.db, EXPIRIES, clock=lambda: at).sweep()  # noqa: E731
+    of_deliveries = [expiry for expiry in EXPIRIES if expiry.collection == DELIVERIES]
+    sweep = lambda at: Sweeper(lambda: notify.mongo.db, of_deliveries, clock=lambda: at).sweep()  # noqa: E731
     assert sweep(finished_at + DELIVERY_RETENTION) == 0
     assert sweep(finished_at + DELIVERY_RETENTION + timedelta(milliseconds=1)) == 1
     assert delivery(notify, waiting)["status"] == "pending"  # no finished_at: kept however old
