@@ -11,13 +11,15 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from . import compose, dockerfiles, kube
+from . import access, compose, dockerfiles, kube
 from .repo import ROOT, SERVICES, WORKER_METRICS_PORT, design_ports, design_variables
 
 # Variables the deployment sets beyond DESIGN §7; the README's configuration tables describe them.
 OUR_VARIABLES = {
     "TASKFLOW_ENV",
     "MONGODB_DB_PREFIX",
+    "MONGODB_ADDRESS",
+    "MONGODB_PASSWORD",
     "HOST",
     *(f"{service.upper()}_PORT" for service in SERVICES),
     "WEB_CONCURRENCY",
@@ -104,8 +106,9 @@ def test_every_port_agrees_with_design_section_2() -> None:
     assert {"name": "proxy", "containerPort": gateway} in kong_container["ports"]
 
     mongodb = ports["mongodb/ferretdb"]
-    assert port_of(services["auth"]["environment"]["MONGODB_URI"]) == mongodb
-    assert {int(host.rsplit(":", 1)[1]) for host in urlsplit(config["MONGODB_URI"]).netloc.split(",")} == {mongodb}
+    assert access.compose_url(services["auth"]["environment"]["MONGODB_URI"]).port == mongodb
+    hosts = config["MONGODB_ADDRESS"].split("/", 1)[0]
+    assert {int(host.rsplit(":", 1)[1]) for host in hosts.split(",")} == {mongodb}
     assert kube.one(resources, "Service", "mongo")["spec"]["ports"][0]["port"] == mongodb
 
     rabbitmq = ports["rabbitmq"]
