@@ -1,5 +1,6 @@
-"""Who signs in to MongoDB as whom, as Compose and the Kubernetes manifests state it, and what each
-MongoDB user may do (deploy/mongo/users.json, which deploy/mongo/create-users.js applies)."""
+"""Who signs in to MongoDB and RabbitMQ as whom, as Compose and the Kubernetes manifests state it,
+and what each account may do: deploy/mongo/users.json (which deploy/mongo/create-users.js applies)
+and deploy/rabbitmq/definitions.json (which every broker node imports at boot)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from . import kube
 from .repo import ROOT
 
 MONGO_USERS = ROOT / "deploy" / "mongo" / "users.json"
+BROKER = ROOT / "deploy" / "rabbitmq"
+PERMISSIONS = ("configure", "write", "read")
 # Compose's ${NAME:?message}: the message may hold "/" and spaces, which would break a URL apart.
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
 
@@ -19,6 +22,23 @@ _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
 def mongo_roles() -> dict[str, list[dict[str, str]]]:
     """MongoDB user → the roles deploy/mongo/create-users.js gives it."""
     return json.loads(MONGO_USERS.read_text())
+
+
+def broker_definitions() -> dict[str, Any]:
+    """deploy/rabbitmq/definitions.json as committed: passwords are ``${RABBITMQ_<USER>_PASSWORD}``."""
+    return json.loads((BROKER / "definitions.json").read_text())
+
+
+def broker_permissions(user: str) -> dict[str, re.Pattern[str]]:
+    """configure, write and read → the pattern of ``user`` on the vhost ``/``."""
+    (found,) = [p for p in broker_definitions()["permissions"] if p["user"] == user and p["vhost"] == "/"]
+    return {kind: re.compile(found[kind]) for kind in PERMISSIONS}
+
+
+def broker_grants(pattern: re.Pattern[str], resource: str) -> bool:
+    """Whether a permission pattern covers ``resource``: RabbitMQ matches it anywhere in the name
+    (Erlang's ``re:run``, unanchored), and names the default exchange ``amq.default``."""
+    return pattern.search(resource) is not None
 
 
 def compose_url(value: str) -> SplitResult:
@@ -49,6 +69,17 @@ def secret_key(env: list[dict[str, Any]], name: str) -> tuple[str, str] | None:
 def value(env: list[dict[str, Any]], name: str) -> str | None:
     """The literal value of variable ``name`` in ``env`` (None when absent or taken from elsewhere)."""
     return next((v.get("value") for v in env if v["name"] == name), None)
+
+
+def secret_readers(resources: list[dict[str, Any]], secret: str, key: str) -> set[str]:
+    """The workloads with a container that reads ``key`` of ``secret`` into a variable."""
+    return {
+        workload["metadata"]["name"]
+        for workload in kube.workloads(resources)
+        for container in kube.containers(kube.pod_template(workload))
+        for variable in container.get("env", [])
+        if variable.get("valueFrom", {}).get("secretKeyRef") == {"name": secret, "key": key}
+    }
 
 
 def defined_before(env: list[dict[str, Any]], first: str, then: str) -> bool:

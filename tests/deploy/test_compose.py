@@ -12,12 +12,11 @@ from . import access, compose, dockerfiles
 from .repo import ROOT, SERVICES, design_ports, tool
 
 SECRET_VARIABLES = {
-    "RABBITMQ_USER",
-    "RABBITMQ_PASSWORD",
     "ADMIN_EMAIL",
     "ADMIN_PASSWORD",
     "MONGODB_ROOT_PASSWORD",
-    *(f"MONGODB_{service.upper()}_PASSWORD" for service in SERVICES),
+    "RABBITMQ_OPERATOR_PASSWORD",
+    *(f"{store}_{service.upper()}_PASSWORD" for store in ("MONGODB", "RABBITMQ") for service in SERVICES),
 }
 
 
@@ -141,4 +140,4 @@ def test_mongodb_runs_as_the_replica_set_the_services_connect_to() -> None:
 def test_rabbitmq_is_313_with_the_management_plugin() -> None:
     rabbitmq = compose.load()["services"]["rabbitmq"]
     assert rabbitmq["image"].startswith("rabbitmq:3.13.") and rabbitmq["image"].endswith("-management")
-    assert rabbitmq["environment"]["RABBITMQ_DEFAULT_PASS"] == "${RABBITMQ_PASSWORD:?set it in deploy/compose.env}"
+    assert rabbitmq["user"] == "rabbitmq", "the definitions it renders must be readable by the broker"

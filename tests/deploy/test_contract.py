@@ -20,6 +20,7 @@ OUR_VARIABLES = {
     "MONGODB_DB_PREFIX",
     "MONGODB_ADDRESS",
     "MONGODB_PASSWORD",
+    "RABBITMQ_PASSWORD",
     "HOST",
     *(f"{service.upper()}_PORT" for service in SERVICES),
     "WEB_CONCURRENCY",
@@ -114,7 +115,8 @@ def test_every_port_agrees_with_design_section_2() -> None:
     rabbitmq = ports["rabbitmq"]
     credentials_filled = re.sub(r"\$\{[^}]*\}", "x", services["auth"]["environment"]["RABBITMQ_URL"])
     assert urlsplit(credentials_filled).hostname == "rabbitmq" and port_of(credentials_filled) == rabbitmq
-    assert re.search(rf'url="amqp://[^"]*@rabbitmq:{rabbitmq}/', (ROOT / "k8s" / "README.md").read_text())
+    kubernetes_url = access.value(access.container_env(kube.one(resources, "Deployment", "auth")), "RABBITMQ_URL")
+    assert urlsplit(kubernetes_url).hostname == "rabbitmq" and port_of(kubernetes_url) == rabbitmq
     amqp = next(p for p in kube.one(resources, "Service", "rabbitmq")["spec"]["ports"] if p["name"] == "amqp")
     assert amqp["port"] == rabbitmq
 
