@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from . import access, compose, dockerfiles
+from . import compose, dockerfiles
 from .repo import ROOT, SERVICES, design_ports, tool
 
 SECRET_VARIABLES = {
@@ -133,7 +133,7 @@ def test_mongodb_runs_as_the_replica_set_the_services_connect_to() -> None:
     assert "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'mongo:27017'}]})" in script
     assert "isWritablePrimary" in script
     for service in SERVICES:
-        uri = access.compose_url(services[service]["environment"]["MONGODB_URI"])
+        uri = compose.url(services[service]["environment"]["MONGODB_URI"])
         assert (uri.hostname, uri.port, parse_qs(uri.query)["replicaSet"]) == ("mongo", 27017, ["rs0"])
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from . import access, compose, dockerfiles, kube
+from . import compose, dockerfiles, kube
 from .repo import ROOT, SERVICES, WORKER_METRICS_PORT, design_ports, design_variables
 
 # Variables the deployment sets beyond DESIGN §7; the README's configuration tables describe them.
@@ -107,7 +107,7 @@ def test_every_port_agrees_with_design_section_2() -> None:
     assert {"name": "proxy", "containerPort": gateway} in kong_container["ports"]
 
     mongodb = ports["mongodb/ferretdb"]
-    assert access.compose_url(services["auth"]["environment"]["MONGODB_URI"]).port == mongodb
+    assert compose.url(services["auth"]["environment"]["MONGODB_URI"]).port == mongodb
     hosts = config["MONGODB_ADDRESS"].split("/", 1)[0]
     assert {int(host.rsplit(":", 1)[1]) for host in hosts.split(",")} == {mongodb}
     assert kube.one(resources, "Service", "mongo")["spec"]["ports"][0]["port"] == mongodb
@@ -115,7 +115,7 @@ def test_every_port_agrees_with_design_section_2() -> None:
     rabbitmq = ports["rabbitmq"]
     credentials_filled = re.sub(r"\$\{[^}]*\}", "x", services["auth"]["environment"]["RABBITMQ_URL"])
     assert urlsplit(credentials_filled).hostname == "rabbitmq" and port_of(credentials_filled) == rabbitmq
-    kubernetes_url = access.value(access.container_env(kube.one(resources, "Deployment", "auth")), "RABBITMQ_URL")
+    kubernetes_url = kube.env_value(kube.env(kube.one(resources, "Deployment", "auth")), "RABBITMQ_URL")
     assert urlsplit(kubernetes_url).hostname == "rabbitmq" and port_of(kubernetes_url) == rabbitmq
     amqp = next(p for p in kube.one(resources, "Service", "rabbitmq")["spec"]["ports"] if p["name"] == "amqp")
     assert amqp["port"] == rabbitmq

@@ -32,7 +32,7 @@ def test_compose_mongodb_enforces_authentication_with_a_root_user_from_the_env_f
     mongo = services["mongo"]
     assert "--keyFile" in mongo["command"], "a replica set enforces authentication only with a key file"
     assert mongo["environment"]["MONGO_INITDB_ROOT_USERNAME"] == "root"
-    assert access.compose_variable(mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"]) == "MONGODB_ROOT_PASSWORD"
+    assert compose.variable(mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"]) == "MONGODB_ROOT_PASSWORD"
     assert compose.interpolations()["MONGODB_ROOT_PASSWORD"] == {":?"}
     assert "auth('root', process.env.MONGO_INITDB_ROOT_PASSWORD)" in mongo["healthcheck"]["test"][-1]
 
@@ -50,34 +50,34 @@ def test_kubernetes_mongodb_members_authenticate_with_the_secret_key_file(overla
     assert volume["secret"]["secretName"] == "taskflow-mongo"
     assert volume["secret"]["items"] == [{"key": "keyfile", "path": "keyfile"}]
     env = mongod["env"]
-    assert access.value(env, "MONGO_INITDB_ROOT_USERNAME") == "root"
-    assert access.secret_key(env, "MONGO_INITDB_ROOT_PASSWORD") == ("taskflow-mongo", "root-password")
+    assert kube.env_value(env, "MONGO_INITDB_ROOT_USERNAME") == "root"
+    assert kube.env_secret(env, "MONGO_INITDB_ROOT_PASSWORD") == ("taskflow-mongo", "root-password")
 
 
 @pytest.mark.parametrize(("service", "name"), APPS)
 def test_compose_service_signs_in_to_mongodb_as_its_own_user(service: str, name: str) -> None:
     services = compose.load()["services"]
-    uri = access.compose_url(services[name]["environment"]["MONGODB_URI"])
+    uri = compose.url(services[name]["environment"]["MONGODB_URI"])
     assert (uri.username, uri.password) == (service, f"${{MONGODB_{service.upper()}_PASSWORD}}")
     assert parse_qs(uri.query)["authSource"] == ["admin"]
     assert compose.interpolations()[f"MONGODB_{service.upper()}_PASSWORD"] == {":?"}
     init = services["mongo-init"]["environment"]
-    assert access.compose_variable(init[f"MONGODB_{service.upper()}_PASSWORD"]) == f"MONGODB_{service.upper()}_PASSWORD"
+    assert compose.variable(init[f"MONGODB_{service.upper()}_PASSWORD"]) == f"MONGODB_{service.upper()}_PASSWORD"
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
 @pytest.mark.parametrize(("service", "name"), APPS)
 def test_kubernetes_service_signs_in_to_mongodb_as_its_own_user(overlay: str, service: str, name: str) -> None:
     resources = kube.build(overlay)
-    env = access.container_env(kube.one(resources, "Deployment", name))
-    assert access.value(env, "MONGODB_URI") == f"mongodb://{service}:$(MONGODB_PASSWORD)@$(MONGODB_ADDRESS)"
-    assert access.secret_key(env, "MONGODB_PASSWORD") == ("taskflow-mongo", f"{service}-password")
-    assert access.defined_before(env, "MONGODB_PASSWORD", "MONGODB_URI")
+    env = kube.env(kube.one(resources, "Deployment", name))
+    assert kube.env_value(env, "MONGODB_URI") == f"mongodb://{service}:$(MONGODB_PASSWORD)@$(MONGODB_ADDRESS)"
+    assert kube.env_secret(env, "MONGODB_PASSWORD") == ("taskflow-mongo", f"{service}-password")
+    assert kube.defined_before(env, "MONGODB_PASSWORD", "MONGODB_URI")
     address = kube.config_map(resources, "taskflow-config")["MONGODB_ADDRESS"]
     assert "@" not in address and parse_qs(address.split("?", 1)[1])["authSource"] == ["admin"]
-    job_env = access.container_env(kube.one(resources, "Job", MONGO_USERS_JOB[0]), MONGO_USERS_JOB[1])
+    job_env = kube.env(kube.one(resources, "Job", MONGO_USERS_JOB[0]), MONGO_USERS_JOB[1])
     password = ("taskflow-mongo", f"{service}-password")
-    assert access.secret_key(job_env, f"MONGODB_{service.upper()}_PASSWORD") == password
+    assert kube.env_secret(job_env, f"MONGODB_{service.upper()}_PASSWORD") == password
 
 
 def test_each_service_user_may_read_and_write_its_own_database_only() -> None:
@@ -94,24 +94,24 @@ def test_each_service_user_may_read_and_write_its_own_database_only() -> None:
 def test_the_users_created_are_the_services_and_the_backup(overlay: str) -> None:
     assert compose.load()["services"]["mongo-init"]["environment"]["MONGODB_USERS"].split() == list(SERVICES)
     job = kube.one(kube.build(overlay), "Job", MONGO_USERS_JOB[0])
-    env = access.container_env(job, MONGO_USERS_JOB[1])
-    assert access.value(env, "MONGODB_USERS").split() == [*SERVICES, "backup"]
-    assert access.secret_key(env, "MONGODB_BACKUP_PASSWORD") == ("taskflow-mongo", "backup-password")
+    env = kube.env(job, MONGO_USERS_JOB[1])
+    assert kube.env_value(env, "MONGODB_USERS").split() == [*SERVICES, "backup"]
+    assert kube.env_secret(env, "MONGODB_BACKUP_PASSWORD") == ("taskflow-mongo", "backup-password")
     users = next(c for c in kube.pod_template(job)["spec"]["containers"] if c["name"] == MONGO_USERS_JOB[1])
     assert users["command"][-1] == "/taskflow/mongo/create-users.js"
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
 def test_the_backup_signs_in_as_the_backup_user(overlay: str) -> None:
-    env = access.container_env(kube.one(kube.build(overlay), "CronJob", "mongo-backup"))
-    assert access.value(env, "MONGODB_URI") == "mongodb://backup:$(MONGODB_PASSWORD)@$(MONGODB_ADDRESS)"
-    assert access.secret_key(env, "MONGODB_PASSWORD") == ("taskflow-mongo", "backup-password")
-    assert access.defined_before(env, "MONGODB_ADDRESS", "MONGODB_URI")
+    env = kube.env(kube.one(kube.build(overlay), "CronJob", "mongo-backup"))
+    assert kube.env_value(env, "MONGODB_URI") == "mongodb://backup:$(MONGODB_PASSWORD)@$(MONGODB_ADDRESS)"
+    assert kube.env_secret(env, "MONGODB_PASSWORD") == ("taskflow-mongo", "backup-password")
+    assert kube.defined_before(env, "MONGODB_ADDRESS", "MONGODB_URI")
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
 def test_only_mongodb_and_the_user_job_know_the_root_password(overlay: str) -> None:
-    assert access.secret_readers(kube.build(overlay), "taskflow-mongo", "root-password") == {"mongo", "mongo-init"}
+    assert kube.secret_readers(kube.build(overlay), "taskflow-mongo", "root-password") == {"mongo", "mongo-init"}
     in_compose = {
         name for name, service in compose.load()["services"].items() if "MONGODB_ROOT_PASSWORD" in str(service)
     }
@@ -197,23 +197,23 @@ def test_only_the_operator_is_an_administrator_with_every_permission() -> None:
 @pytest.mark.parametrize(("service", "name"), APPS)
 def test_compose_service_signs_in_to_the_broker_as_its_own_user(service: str, name: str) -> None:
     services = compose.load()["services"]
-    url = access.compose_url(services[name]["environment"]["RABBITMQ_URL"])
+    url = compose.url(services[name]["environment"]["RABBITMQ_URL"])
     assert (url.username, url.password) == (service, f"${{RABBITMQ_{service.upper()}_PASSWORD}}")
     assert (url.hostname, url.port, url.path) == ("rabbitmq", 5672, "/%2F")
     variable = f"RABBITMQ_{service.upper()}_PASSWORD"
-    assert access.compose_variable(services["rabbitmq"]["environment"][variable]) == variable
+    assert compose.variable(services["rabbitmq"]["environment"][variable]) == variable
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
 @pytest.mark.parametrize(("service", "name"), APPS)
 def test_kubernetes_service_signs_in_to_the_broker_as_its_own_user(overlay: str, service: str, name: str) -> None:
     resources = kube.build(overlay)
-    env = access.container_env(kube.one(resources, "Deployment", name))
-    assert access.value(env, "RABBITMQ_URL") == f"amqp://{service}:$(RABBITMQ_PASSWORD)@rabbitmq:5672/%2F"
-    assert access.secret_key(env, "RABBITMQ_PASSWORD") == ("taskflow-rabbitmq", f"{service}-password")
-    assert access.defined_before(env, "RABBITMQ_PASSWORD", "RABBITMQ_URL")
-    broker_env = access.container_env(kube.one(resources, "StatefulSet", "rabbitmq"), "definitions")
-    assert access.secret_key(broker_env, f"RABBITMQ_{service.upper()}_PASSWORD") == (
+    env = kube.env(kube.one(resources, "Deployment", name))
+    assert kube.env_value(env, "RABBITMQ_URL") == f"amqp://{service}:$(RABBITMQ_PASSWORD)@rabbitmq:5672/%2F"
+    assert kube.env_secret(env, "RABBITMQ_PASSWORD") == ("taskflow-rabbitmq", f"{service}-password")
+    assert kube.defined_before(env, "RABBITMQ_PASSWORD", "RABBITMQ_URL")
+    broker_env = kube.env(kube.one(resources, "StatefulSet", "rabbitmq"), "definitions")
+    assert kube.env_secret(broker_env, f"RABBITMQ_{service.upper()}_PASSWORD") == (
         "taskflow-rabbitmq",
         f"{service}-password",
     )
@@ -288,7 +288,7 @@ def test_no_service_uses_the_operator_or_guest_account(overlay: str) -> None:
     accounts = {"operator", "guest"}
     services = compose.load()["services"]
     for _, name in APPS:
-        assert access.compose_url(services[name]["environment"]["RABBITMQ_URL"]).username not in accounts, name
-        env = access.container_env(kube.one(kube.build(overlay), "Deployment", name))
-        assert access.value(env, "RABBITMQ_URL").split("//", 1)[1].split(":", 1)[0] not in accounts, name
-    assert access.secret_readers(kube.build(overlay), "taskflow-rabbitmq", "operator-password") == {"rabbitmq"}
+        assert compose.url(services[name]["environment"]["RABBITMQ_URL"]).username not in accounts, name
+        env = kube.env(kube.one(kube.build(overlay), "Deployment", name))
+        assert kube.env_value(env, "RABBITMQ_URL").split("//", 1)[1].split(":", 1)[0] not in accounts, name
+    assert kube.secret_readers(kube.build(overlay), "taskflow-rabbitmq", "operator-password") == {"rabbitmq"}
