@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -31,3 +32,15 @@ def interpolations() -> dict[str, set[str]]:
 def env_example() -> dict[str, str]:
     lines = ENV_EXAMPLE.read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def url(value: str) -> SplitResult:
+    """A URL with each ``${NAME…}`` in it shortened to ``${NAME}``: the message of ``${NAME:?…}`` may
+    hold "/" and spaces, which would break the URL apart."""
+    return urlsplit(INTERPOLATION.sub(r"${\1}", value))
+
+
+def variable(value: str) -> str | None:
+    """The variable a value consists of (``${NAME:?…}`` → ``NAME``), else None."""
+    match = INTERPOLATION.fullmatch(value)
+    return match.group(1) if match else None

@@ -65,6 +65,44 @@ def env_names(workload: dict[str, Any], config_maps: dict[str, dict[str, str]]) 
     return names
 
 
+def env(workload: dict[str, Any], container: str | None = None) -> list[dict[str, Any]]:
+    """The env list of ``workload``'s container named ``container`` (by default its first, not an
+    init container)."""
+    template = pod_template(workload)
+    if container is None:
+        return template["spec"]["containers"][0].get("env", [])
+    (found,) = [c for c in containers(template) if c["name"] == container]
+    return found.get("env", [])
+
+
+def env_value(variables: list[dict[str, Any]], name: str) -> str | None:
+    """The literal value of variable ``name`` (None when absent or taken from a source)."""
+    return next((v.get("value") for v in variables if v["name"] == name), None)
+
+
+def env_secret(variables: list[dict[str, Any]], name: str) -> tuple[str, str] | None:
+    """(Secret, key) variable ``name`` is read from, or None when it is not a Secret's."""
+    ref = next((v.get("valueFrom", {}).get("secretKeyRef") for v in variables if v["name"] == name), None)
+    return (ref["name"], ref["key"]) if ref else None
+
+
+def defined_before(variables: list[dict[str, Any]], first: str, then: str) -> bool:
+    """Whether ``first`` precedes ``then``: the kubelet expands ``$(first)`` in ``then`` only so."""
+    names = [v["name"] for v in variables]
+    return first in names and then in names and names.index(first) < names.index(then)
+
+
+def secret_readers(resources: list[dict[str, Any]], secret: str, key: str) -> set[str]:
+    """The workloads with a container that reads ``key`` of ``secret`` into a variable."""
+    return {
+        workload["metadata"]["name"]
+        for workload in workloads(resources)
+        for container in containers(pod_template(workload))
+        for variable in container.get("env", [])
+        if variable.get("valueFrom", {}).get("secretKeyRef") == {"name": secret, "key": key}
+    }
+
+
 def config_maps(resources: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     return {r["metadata"]["name"]: r.get("data", {}) for r in find(resources, "ConfigMap")}
 

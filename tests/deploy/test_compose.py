@@ -4,13 +4,20 @@ its image, starts each one only after what it needs is healthy, and keeps secret
 from __future__ import annotations
 
 import subprocess
+from urllib.parse import parse_qs
 
 import pytest
 
 from . import compose, dockerfiles
 from .repo import ROOT, SERVICES, design_ports, tool
 
-SECRET_VARIABLES = {"RABBITMQ_USER", "RABBITMQ_PASSWORD", "ADMIN_EMAIL", "ADMIN_PASSWORD"}
+SECRET_VARIABLES = {
+    "ADMIN_EMAIL",
+    "ADMIN_PASSWORD",
+    "MONGODB_ROOT_PASSWORD",
+    "RABBITMQ_OPERATOR_PASSWORD",
+    *(f"{store}_{service.upper()}_PASSWORD" for store in ("MONGODB", "RABBITMQ") for service in SERVICES),
+}
 
 
 def test_compose_file_validates_against_the_compose_specification() -> None:
@@ -44,16 +51,21 @@ def test_every_dependency_waited_for_as_healthy_has_a_healthcheck() -> None:
         dockerfile = ROOT / services[name].get("build", {}).get("dockerfile", "-")
         return dockerfile.is_file() and bool(dockerfiles.stages(dockerfile.parent.name)[-1].all("HEALTHCHECK"))
 
-    waited_for = {
-        target
-        for service in services.values()
-        for target, condition in service.get("depends_on", {}).items()
-        if condition["condition"] == "service_healthy"
-    }
-    assert waited_for >= {"mongo", "rabbitmq", "mailpit", *SERVICES}
-    assert [name for name in waited_for if not has_healthcheck(name)] == []
-    # Jaeger's image has nothing to run a check with; everything else reports its health.
-    assert [name for name in services if not has_healthcheck(name)] == ["jaeger"]
+    def waited_for(condition: str) -> set[str]:
+        return {
+            target
+            for service in services.values()
+            for target, depended in service.get("depends_on", {}).items()
+            if depended["condition"] == condition
+        }
+
+    assert waited_for("service_healthy") >= {"mongo", "rabbitmq", "mailpit", *SERVICES}
+    assert [name for name in waited_for("service_healthy") if not has_healthcheck(name)] == []
+    one_shot = waited_for("service_completed_successfully")
+    assert one_shot == {"mongo-init"}
+    assert all("restart" not in services[name] for name in one_shot), "a one-shot job runs once per `make up`"
+    # Jaeger's image has nothing to run a check with; everything else but one-shot jobs reports its health.
+    assert [name for name in services if not has_healthcheck(name) and name not in one_shot] == ["jaeger"]
 
 
 def test_gateway_is_kong_db_less_on_kong_yml_without_an_admin_api() -> None:
@@ -121,10 +133,11 @@ def test_mongodb_runs_as_the_replica_set_the_services_connect_to() -> None:
     assert "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'mongo:27017'}]})" in script
     assert "isWritablePrimary" in script
     for service in SERVICES:
-        assert services[service]["environment"]["MONGODB_URI"] == "mongodb://mongo:27017/?replicaSet=rs0"
+        uri = compose.url(services[service]["environment"]["MONGODB_URI"])
+        assert (uri.hostname, uri.port, parse_qs(uri.query)["replicaSet"]) == ("mongo", 27017, ["rs0"])
 
 
 def test_rabbitmq_is_313_with_the_management_plugin() -> None:
     rabbitmq = compose.load()["services"]["rabbitmq"]
     assert rabbitmq["image"].startswith("rabbitmq:3.13.") and rabbitmq["image"].endswith("-management")
-    assert rabbitmq["environment"]["RABBITMQ_DEFAULT_PASS"] == "${RABBITMQ_PASSWORD:?set it in deploy/compose.env}"
+    assert rabbitmq["user"] == "rabbitmq", "the definitions it renders must be readable by the broker"

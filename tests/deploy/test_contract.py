@@ -18,6 +18,9 @@ from .repo import ROOT, SERVICES, WORKER_METRICS_PORT, design_ports, design_vari
 OUR_VARIABLES = {
     "TASKFLOW_ENV",
     "MONGODB_DB_PREFIX",
+    "MONGODB_ADDRESS",
+    "MONGODB_PASSWORD",
+    "RABBITMQ_PASSWORD",
     "HOST",
     *(f"{service.upper()}_PORT" for service in SERVICES),
     "WEB_CONCURRENCY",
@@ -104,14 +107,16 @@ def test_every_port_agrees_with_design_section_2() -> None:
     assert {"name": "proxy", "containerPort": gateway} in kong_container["ports"]
 
     mongodb = ports["mongodb/ferretdb"]
-    assert port_of(services["auth"]["environment"]["MONGODB_URI"]) == mongodb
-    assert {int(host.rsplit(":", 1)[1]) for host in urlsplit(config["MONGODB_URI"]).netloc.split(",")} == {mongodb}
+    assert compose.url(services["auth"]["environment"]["MONGODB_URI"]).port == mongodb
+    hosts = config["MONGODB_ADDRESS"].split("/", 1)[0]
+    assert {int(host.rsplit(":", 1)[1]) for host in hosts.split(",")} == {mongodb}
     assert kube.one(resources, "Service", "mongo")["spec"]["ports"][0]["port"] == mongodb
 
     rabbitmq = ports["rabbitmq"]
     credentials_filled = re.sub(r"\$\{[^}]*\}", "x", services["auth"]["environment"]["RABBITMQ_URL"])
     assert urlsplit(credentials_filled).hostname == "rabbitmq" and port_of(credentials_filled) == rabbitmq
-    assert re.search(rf'url="amqp://[^"]*@rabbitmq:{rabbitmq}/', (ROOT / "k8s" / "README.md").read_text())
+    kubernetes_url = kube.env_value(kube.env(kube.one(resources, "Deployment", "auth")), "RABBITMQ_URL")
+    assert urlsplit(kubernetes_url).hostname == "rabbitmq" and port_of(kubernetes_url) == rabbitmq
     amqp = next(p for p in kube.one(resources, "Service", "rabbitmq")["spec"]["ports"] if p["name"] == "amqp")
     assert amqp["port"] == rabbitmq
 
