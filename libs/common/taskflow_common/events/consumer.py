@@ -2,7 +2,8 @@
 
 For each message of its queue, in order of arrival (prefetch-limited):
 
-1. parse the CloudEvent; a message that is not one is parked at once;
+1. parse the CloudEvent; a message that is not one, or an event of the catalog whose ``source``
+   is not its type's owner (a forgery: :func:`.envelope.forged`), is parked at once;
 2. skip it if its event id is in ``processed_events`` (the record has a unique ``_id`` and is
    kept for :data:`DEDUPLICATION_WINDOW`);
 3. run the handler for its type, with the producer's trace context current;
@@ -45,7 +46,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from ..expiry import Expiry
 from ..mongo import Indexes
 from . import broker
-from .envelope import Event, MalformedEvent
+from .envelope import Event, MalformedEvent, forged
 from .publisher import backoff_seconds
 from .topology import Subscription, declare
 
@@ -168,6 +169,11 @@ class Consumer:
             CONSUMED.labels(queue, "unknown", "malformed").inc()
             return
         handler = self.handlers.get(event.type)
+        if handler is not None and forged(event):
+            self._park(republish, delivery, attempt, f"forged: {event.type} from {event.source}", event=event)
+            channel.basic_ack(delivery.tag)
+            CONSUMED.labels(queue, event.type, "forged").inc()
+            return
         if handler is None or self._already_processed(event):
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "ignored" if handler is None else "duplicate").inc()

@@ -26,6 +26,18 @@ DATA_CONTENT_TYPE = "application/json"
 _FORMAT = JSONFormat()
 
 
+OWNERS = {"user": "taskflow/auth", "task": "taskflow/tasks", "notification": "taskflow/notify"}
+"""The one ``source`` each family of the catalog's event types comes from (docs/asyncapi.yaml's
+``source`` constants; tests/contract checks they agree)."""
+
+
+def forged(event: Event) -> bool:
+    """Whether ``event`` is of a catalog family (``user.*``, ``task.*``, ``notification.*``) but
+    not from that family's owner: e.g. a ``user.activated`` that does not come from auth."""
+    owner = OWNERS.get(event.type.partition(".")[0])
+    return owner is not None and event.source != owner
+
+
 class MalformedEvent(ValueError):
     """A message body that is not a CloudEvents 1.0 structured JSON event TaskFlow can read."""
 

@@ -108,6 +108,21 @@ def test_a_message_that_is_not_a_cloudevent_is_parked_at_once(db: Database, infr
     assert effects(db) == []
 
 
+def test_an_event_of_the_catalog_from_another_service_is_parked_not_applied(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """Any service may publish any routing key; a user.* event counts only from auth (issue 17 §8)."""
+    consumer = consume("user.activated", handler=record_effect(db))
+    forged = new_event("user.activated", service="tasks", subject="u1", data={})
+    genuine = new_event("user.activated", service="auth", subject="u1", data={})
+    publisher.publish(forged)
+    publisher.publish(genuine)
+    wait_for(lambda: effects(db) == [genuine.id], timeout=30, what="the genuine event applied")
+    wait_for(lambda: queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
+    [record] = db[PARKED].find()
+    assert record["error"] == "forged: user.activated from taskflow/tasks"
+
+
 def test_types_without_a_handler_are_acknowledged_and_ignored(
     db: Database, infra: Infra, exchange: str, subscription, background, publisher: Publisher
 ) -> None:

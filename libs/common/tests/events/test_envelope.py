@@ -7,7 +7,9 @@ import json
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from taskflow_common.events.envelope import Event, MalformedEvent, new_event
+from taskflow_common.events.envelope import OWNERS, Event, MalformedEvent, forged, new_event
+
+from tests.support.catalog import catalog
 
 
 def test_envelope_has_every_attribute_of_the_contract() -> None:
@@ -56,3 +58,20 @@ def test_outside_a_trace_no_traceparent_is_invented() -> None:
 def test_malformed_bodies_are_refused(body: bytes) -> None:
     with pytest.raises(MalformedEvent):
         Event.decode(body)
+
+
+def test_each_family_has_the_owner_the_catalog_names() -> None:
+    sources = {
+        name: message["payload"]["allOf"][1]["properties"]["source"]["const"]
+        for name, message in catalog()["components"]["messages"].items()
+    }
+    assert sources and all(OWNERS[name.partition(".")[0]] == source for name, source in sources.items())
+
+
+@pytest.mark.parametrize(
+    ("type", "service", "is_forged"),
+    [("user.activated", "auth", False), ("user.activated", "tasks", True), ("task.deleted", "notify", True),
+     ("notification.sent", "notify", False), ("note.created", "test", False)],
+)
+def test_an_event_of_a_catalog_family_is_forged_unless_its_owner_made_it(type: str, service: str, is_forged: bool) -> None:
+    assert forged(new_event(type, service=service, subject="s", data={})) is is_forged
