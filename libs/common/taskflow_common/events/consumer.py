@@ -17,7 +17,9 @@ still redeliver an applied event, so handlers must be idempotent per event id (u
 or event id, or guard the write with the event id); the record makes the common case cheap.
 
 Long handlers run on a helper thread while the connection thread keeps answering heartbeats.
-:meth:`Consumer.run` reconnects with back-off after broker restarts and, when asked to stop,
+:meth:`Consumer.run` reconnects with back-off after broker restarts, and declares and subscribes
+again when the broker cancels its subscription (the queue deleted, or re-declared elsewhere: a
+``basic.cancel`` would otherwise stop the consumer in silence); when asked to stop, it
 finishes the message in hand before closing (unacked prefetched messages return to the queue).
 One connection per consumer thread: pika's BlockingConnection is not thread-safe.
 """
@@ -81,6 +83,10 @@ class _Delivery:
     body: bytes
 
 
+class SubscriptionCancelled(Exception):
+    """The broker cancelled the consumer's subscription (``basic.cancel``)."""
+
+
 class Consumer:
     """Runs ``handlers`` for ``subscription``'s queue.
 
@@ -121,7 +127,7 @@ class Consumer:
             try:
                 self._consume(stop)
                 failures = 0
-            except (*broker.CONNECTION_ERRORS, PyMongoError, NackError, UnroutableError) as error:
+            except (*broker.CONNECTION_ERRORS, PyMongoError, NackError, UnroutableError, SubscriptionCancelled) as error:
                 # Whatever was not acked is redelivered by the broker; start over on a new connection.
                 failures += 1
                 delay = backoff_seconds(failures, cap=10.0)
@@ -140,8 +146,12 @@ class Consumer:
             republish = connection.channel()
             republish.confirm_delivery()
             self._pending.clear()
+            cancelled = threading.Event()
+            channel.add_on_cancel_callback(lambda _frame: cancelled.set())
             channel.basic_consume(self.subscription.queue, self._collect)
             while not stop.is_set():
+                if cancelled.is_set():  # what was received and not acked returns to the queue
+                    raise SubscriptionCancelled(f"the broker cancelled the subscription to {self.subscription.queue}")
                 if not self._pending:
                     connection.process_data_events(time_limit=0.5)
                     continue

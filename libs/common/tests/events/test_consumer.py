@@ -165,6 +165,30 @@ def test_the_consumer_resumes_after_a_broker_restart(db: Database, infra: Infra,
     wait_for(lambda: effects(db) == [before.id, after.id], timeout=60, what="applied after the restart")
 
 
+def test_a_consumer_whose_queue_is_deleted_declares_it_again_and_goes_on(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """The broker answers a deleted queue with basic.cancel to its consumer (issue 18, finding 8)."""
+    consumer = consume("note.created", handler=record_effect(db))
+    first = note("before")
+    publisher.publish(first)
+    wait_for(lambda: effects(db) == [first.id], timeout=30, what="the first event applied")
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().queue_delete(consumer.subscription.queue)
+    connection.close()
+
+    def declared_again() -> bool:
+        try:
+            return queue_depth(infra.rabbitmq_url, consumer.subscription.queue) >= 0
+        except pika.exceptions.ChannelClosedByBroker:
+            return False
+
+    wait_for(declared_again, timeout=30, what="the queue declared again")
+    second = note("after")
+    publisher.publish(second)
+    wait_for(lambda: effects(db) == [first.id, second.id], timeout=30, what="the event after the deletion applied")
+
+
 def test_the_producer_trace_continues_in_the_handler(db: Database, consume, publisher: Publisher, spans) -> None:
     seen: list[trace.SpanContext] = []
 
