@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
+from pymongo.errors import AutoReconnect
 from taskflow_common.events import broker
 from taskflow_common.events.envelope import EXCHANGE
 from taskflow_common.expiry import Sweeper
@@ -350,3 +351,33 @@ def test_each_delivered_notification_is_announced_once(
     assert [e["data"]["channels"] for e in sent_events() if e["subject"] == refused] == [["in_app"]]
     assert len([e for e in sent_events() if e["subject"] == identifier]) == 1
     assert json.dumps(data).count("@") == 0  # no email address in the event
+
+
+def test_a_database_error_after_the_server_accepted_resends_with_the_same_message_id_and_announces_once(
+    make_notify: Callable[..., Notify], smtp: SmtpServer, sent_events: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """Issue 18, finding 3: the outcome of an accepted email could not be recorded. The claim
+    keeps other mailers off until its lease ends; then one retry sends the same message again (a
+    mail client folds the two by Message-ID) and the notification is announced once."""
+    notify = make_notify(smtp_url=smtp.url)
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    real_finish = notify.mailer.deliveries.finish
+
+    def database_gone(*args: Any, **kwargs: Any) -> None:
+        raise AutoReconnect("connection reset after the server accepted the email")
+
+    notify.mailer.deliveries.finish = database_gone
+    with pytest.raises(AutoReconnect):
+        notify.mailer.send_due()
+    notify.mailer.deliveries.finish = real_finish
+    assert notify.mailer.send_due() == 0  # the claim holds: nobody sends it again meanwhile
+    after_the_lease = datetime.now(UTC) + notify.mailer.deliveries.claim_lease + timedelta(seconds=1)
+    assert notify.mailer.send_due(after_the_lease) == 1
+    first, second = smtp.catcher.to(f"{user_id}@example.com")
+    assert first["Message-ID"] == second["Message-ID"]
+    identifier = notification_id(f"welcome:{user_id}")
+    eventually(lambda: [e for e in sent_events() if e["subject"] == identifier], what="notification.sent")
+    time.sleep(1)
+    assert len([e for e in sent_events() if e["subject"] == identifier]) == 1
+    assert delivery(notify, user_id)["status"] == "sent"
