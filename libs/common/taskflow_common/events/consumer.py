@@ -3,13 +3,21 @@
 For each message of its queue, in order of arrival (prefetch-limited):
 
 1. parse the CloudEvent; a message that is not one, or an event of the catalog whose ``source``
-   is not its type's owner (a forgery: :func:`.envelope.forged`), is parked at once;
+   is not its type's owner (a forgery: :func:`.envelope.forged`), is parked at once; so is one
+   the broker has delivered ``delivery_limit`` times already with no outcome (a consumer that
+   crashes on it): this is its last delivery, and the broker would park it on its own, unrecorded,
+   if it came back once more;
 2. skip it if its event id is in ``processed_events`` (the record has a unique ``_id`` and is
    kept for :data:`DEDUPLICATION_WINDOW`);
 3. run the handler for its type, with the producer's trace context current;
 4. on success record the id in ``processed_events``, then ack;
 5. on failure republish it (confirmed) to the next retry queue, or after the last attempt to the
    parking queue ``<queue>.dlq``, then ack. Other messages keep flowing meanwhile.
+
+An unreachable database is not the event's fault and spends none of its attempts: the consumer
+keeps the message in hand (unacked, so nothing returns to the queue to count as a delivery),
+answers heartbeats, pings the database with back-off and, once it answers, processes the message
+from the start. Only the handler's own failures count as attempts.
 
 The ack comes only after the handler's own write and the record, so a crash redelivers and
 the record skips what was applied. A crash *between* the handler's write and the record can
@@ -43,7 +51,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import Counter, Histogram
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from ..expiry import Expiry
 from ..mongo import Indexes
@@ -64,6 +72,8 @@ DEDUPLICATION_WINDOW = timedelta(days=7)
 EXPIRIES = (Expiry(PROCESSED, "processed_at", DEDUPLICATION_WINDOW),)
 ATTEMPT_HEADER = "x-taskflow-attempt"
 ERROR_HEADER = "x-taskflow-error"
+DELIVERY_COUNT_HEADER = "x-delivery-count"
+"""Set by a quorum queue on a redelivery: how many times the message returned without an outcome."""
 
 CONSUMED = Counter("events_consumed_total", "Messages a consumer finished with, by outcome.", ["queue", "type", "outcome"])
 HANDLER_SECONDS = Histogram(
@@ -155,7 +165,7 @@ class Consumer:
                 if not self._pending:
                     connection.process_data_events(time_limit=0.5)
                     continue
-                self._process(connection, channel, republish, self._pending.popleft())
+                self._process(connection, channel, republish, self._pending.popleft(), stop)
         finally:
             if connection.is_open:
                 try:
@@ -168,7 +178,40 @@ class Consumer:
 
     # -- one message -------------------------------------------------------------------------
 
-    def _process(self, connection: pika.BlockingConnection, channel: Any, republish: Any, delivery: _Delivery) -> None:
+    def _process(
+        self, connection: pika.BlockingConnection, channel: Any, republish: Any, delivery: _Delivery, stop: threading.Event
+    ) -> None:
+        """Process one delivery; while the database is unreachable, hold it and wait (see the
+        module docstring). Raises the database's error only when asked to stop meanwhile."""
+        while True:
+            try:
+                self._process_once(connection, channel, republish, delivery)
+                return
+            except ConnectionFailure as error:
+                if not self._database_back(connection, stop, error):
+                    raise
+
+    def _database_back(self, connection: pika.BlockingConnection, stop: threading.Event, error: ConnectionFailure) -> bool:
+        """Wait, answering heartbeats, until the database answers a ping (True) or ``stop`` (False)."""
+        log.warning(
+            "consumer %s: the database is unreachable (%s: %s); holding the message until it answers",
+            self.subscription.queue, type(error).__name__, error,
+        )
+        failures = 0
+        while not stop.is_set():
+            failures += 1
+            resume_at = time.monotonic() + backoff_seconds(failures, cap=10.0)
+            while time.monotonic() < resume_at and not stop.is_set():
+                connection.process_data_events(time_limit=0.5)
+            try:
+                self.db().command("ping")
+            except ConnectionFailure:
+                continue
+            log.info("consumer %s: the database answers again; resuming", self.subscription.queue)
+            return True
+        return False
+
+    def _process_once(self, connection: pika.BlockingConnection, channel: Any, republish: Any, delivery: _Delivery) -> None:
         queue = self.subscription.queue
         attempt = int((delivery.properties.headers or {}).get(ATTEMPT_HEADER, 1))
         try:
@@ -183,6 +226,13 @@ class Consumer:
             self._park(republish, delivery, attempt, f"forged: {event.type} from {event.source}", event=event)
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "forged").inc()
+            return
+        returned = int((delivery.properties.headers or {}).get(DELIVERY_COUNT_HEADER, 0))
+        if handler is not None and returned >= self.subscription.delivery_limit:  # its last delivery
+            error = f"delivered {returned + 1} times without an outcome (a consumer crashed on it)"
+            self._park(republish, delivery, attempt, error, event=event)
+            channel.basic_ack(delivery.tag)
+            CONSUMED.labels(queue, event.type, "dead_lettered").inc()
             return
         if handler is None or self._already_processed(event):
             channel.basic_ack(delivery.tag)
@@ -206,6 +256,7 @@ class Consumer:
         self, connection: pika.BlockingConnection, handler: Handler, event: Event, headers: dict[str, Any]
     ) -> str | None:
         """Run ``handler`` on the helper thread, pumping heartbeats; the error text, or None.
+        An unreachable database (:class:`~pymongo.errors.ConnectionFailure`) is raised instead.
 
         The processing span's parent is the publish span (AMQP headers), or else the request
         that made the event (its ``traceparent`` attribute): one trace either way.
@@ -240,6 +291,8 @@ class Consumer:
         error = future.exception()
         if error is None:
             return None
+        if isinstance(error, ConnectionFailure):
+            raise error  # the database, not the event: no attempt spent
         log.warning(
             "consumer %s: handler for %s %s failed: %s", self.subscription.queue, event.type, event.id, error,
             exc_info=error,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pika
 import pytest
 from opentelemetry import trace
+from pymongo import MongoClient
 from pymongo.database import Database
 from taskflow_common.events import broker
 from taskflow_common.events.consumer import PARKED, PROCESSED, Consumer
@@ -121,6 +122,66 @@ def test_an_event_of_the_catalog_from_another_service_is_parked_not_applied(
     wait_for(lambda: queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
     [record] = db[PARKED].find()
     assert record["error"] == "forged: user.activated from taskflow/tasks"
+
+
+def test_a_database_outage_spends_no_attempt_and_parks_nothing(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher, request: pytest.FixtureRequest
+) -> None:
+    """Issue 18, finding 1: while its database is unreachable a consumer holds its messages and
+    waits; none is retried, returned to the queue, parked by it or dead-lettered by the broker."""
+    down = threading.Event()
+    client = MongoClient("mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=200)
+    request.addfinalizer(client.close)
+    unreachable = client["unreachable"]
+    current = lambda: unreachable if down.is_set() else db  # noqa: E731
+
+    def handler(event: Event) -> None:
+        current()["effects"].insert_one({"event_id": event.id, "subject": event.subject})
+
+    chosen = subscription("note.created", retry_delays=(0.2, 0.4), delivery_limit=2)
+    consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": handler}, current)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    connection.close()
+    down.set()
+    background.start(consumer.run)
+    sent = [note(f"n{index}") for index in range(5)]
+    for event in sent:
+        publisher.publish(event)
+    time.sleep(6)  # the old consumer spent every attempt, and every delivery, within a few seconds
+    down.clear()
+    wait_for(lambda: sorted(effects(db)) == sorted(event.id for event in sent), timeout=60, what="every event applied")
+    assert queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) == 0
+    assert db[PARKED].count_documents({}) == 0
+    time.sleep(1)
+    assert len(effects(db)) == len(sent)
+
+
+def test_a_message_on_its_last_delivery_is_parked_with_a_record_before_the_broker_drops_it(
+    db: Database, infra: Infra, subscription, background
+) -> None:
+    """A message that came back ``delivery_limit`` times without an outcome would be parked by
+    the broker on its next return, with no record; the consumer parks it first, recorded."""
+    chosen = subscription("note.created", delivery_limit=2)
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    declare(channel, chosen)
+    crashing = note("crashing")
+    channel.basic_publish("", chosen.queue, crashing.encode(), pika.BasicProperties(message_id=crashing.id))
+    returned = 0
+    deadline = time.monotonic() + 10
+    while returned < 2 and time.monotonic() < deadline:  # two consumers that died holding it
+        method, _, _ = channel.basic_get(chosen.queue, auto_ack=False)
+        if method is not None:
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            returned += 1
+        time.sleep(0.05)
+    connection.close()
+    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
+    wait_for(lambda: queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) == 1, timeout=30, what="parked")
+    [record] = db[PARKED].find()
+    assert record["error"] == "delivered 3 times without an outcome (a consumer crashed on it)"
+    assert effects(db) == []
 
 
 def test_types_without_a_handler_are_acknowledged_and_ignored(
