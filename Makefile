@@ -32,7 +32,7 @@ bench:
 # Docker Compose reads the secrets from deploy/compose.env (not committed).
 COMPOSE := docker compose --env-file deploy/compose.env
 
-up: deploy/compose.env deploy/secrets/jwt-private-key.pem
+up: deploy/compose.env deploy/secrets/jwt-private-key.pem deploy/secrets/email-link.key
 	$(COMPOSE) up --build
 
 down: deploy/compose.env
@@ -47,4 +47,10 @@ deploy/compose.env:
 deploy/secrets/jwt-private-key.pem:
 	install -d -m 700 deploy/secrets
 	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $@
+	chmod 644 $@
+
+# The key auth and notify derive email-verification link tokens with (32 random bytes, hex).
+deploy/secrets/email-link.key:
+	install -d -m 700 deploy/secrets
+	openssl rand -hex 32 > $@
 	chmod 644 $@

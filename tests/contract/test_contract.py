@@ -27,7 +27,6 @@ import pytest
 import requests
 import schemathesis
 from schemathesis import Case
-from schemathesis.generation.stateful.state_machine import APIStateMachine
 
 from tests.support.contract import Tokens
 from tests.support.system import System

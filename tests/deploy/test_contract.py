@@ -42,10 +42,10 @@ COMMON_VARIABLES = {
     "WORKER_METRICS_PORT",
 }
 SERVICE_VARIABLES = {
-    "auth": {"JWT_PRIVATE_KEY_FILE", "ADMIN_EMAIL", "ADMIN_PASSWORD", "PUBLIC_URL"},
+    "auth": {"JWT_PRIVATE_KEY_FILE", "ADMIN_EMAIL", "ADMIN_PASSWORD", "PUBLIC_URL", "EMAIL_LINK_KEY_FILE"},
     "tasks": set(),
     "admin": {"AUTH_URL", "TASKS_URL"},
-    "notify": {"SMTP_URL", "REMINDER_LEAD_MINUTES"},
+    "notify": {"SMTP_URL", "REMINDER_LEAD_MINUTES", "EMAIL_LINK_KEY_FILE"},
 }
 # Values that must not differ between Compose and Kubernetes (the others name hosts or secrets).
 SHARED_VALUES = {
@@ -213,8 +213,12 @@ def test_probes_metrics_and_internal_apis_are_not_routed(path: str) -> None:
     assert routed_to(path) == set()
 
 
+PAGES = ("~/verify-email",)
+"""Routes of web pages outside the API prefix (the page an email-verification link opens)."""
+
+
 def test_every_kong_route_is_a_regex_kong_keeps_unstripped() -> None:
     for service in kong()["services"]:
         for route in service["routes"]:
             assert route["strip_path"] is False
-            assert all(path.startswith("~/api/v1/") for path in route["paths"]), route["name"]
+            assert all(path.startswith(("~/api/v1/", *PAGES)) for path in route["paths"]), route["name"]

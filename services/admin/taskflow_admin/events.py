@@ -27,10 +27,6 @@ CATALOG = (
 SUBSCRIPTION = Subscription("admin.read-models", ("user.*", "task.*", "notification.*"))
 
 
-SECRETS = ("verification_url",)
-"""Fields of event data the audit log never keeps (the verification link is a one-use secret)."""
-
-
 class _Snapshot(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -99,7 +95,7 @@ class Projections:
             "subject_id": event.subject,
             "summary": summary(event),
             "trace_id": trace_id(event),
-            "data": {name: value for name, value in event.data.items() if name not in SECRETS},
+            "data": event.data,
         })
 
     def handle_user_event(self, event: Event) -> None:

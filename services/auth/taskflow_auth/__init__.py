@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 from taskflow_common.app import create_service_app
+from taskflow_common import email_links
 from taskflow_common.docs import docs_blueprint
 from taskflow_common.events.plumbing import ServiceEvents
 from taskflow_common.expiry import expiry_indexes
@@ -16,13 +17,14 @@ from taskflow_common.settings import Environment
 from taskflow_common.tokens import StaticJWKS, TokenVerifier
 
 from . import keys as signing_keys
+from . import verify_page
 from .accounts import Accounts, NotAnAdmin
 from .api import api
 from .events import UserEvents
 from .internal import internal
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-from .store import EXPIRIES, INDEXES, USERS, AttemptBudgets, Devices, EmailVerifications, RefreshTokenStore, UserStore
+from .store import EXPIRIES, INDEXES, USERS, AttemptBudgets, Devices, RefreshTokenStore, UserStore, VerificationLinkStore
 from .throttling import SignInThrottle
 from .verification import VerificationLinks
 
@@ -69,7 +71,12 @@ def assemble(settings: AuthSettings) -> Auth:
             Devices(db, ttl_seconds=settings.device_cookie_ttl),
             settings,
         ),
-        VerificationLinks(EmailVerifications(db), base=settings.link_base, ttl_seconds=settings.email_verification_ttl),
+        VerificationLinks(
+            VerificationLinkStore(db),
+            email_links.load_key(settings.email_link_key_file, generate_missing=settings.taskflow_env is not Environment.PRODUCTION),
+            base=settings.link_base,
+            ttl_seconds=settings.email_verification_ttl,
+        ),
         AttemptBudgets(db, window_seconds=3600),
         locks,
         keys,
@@ -102,6 +109,7 @@ def create_app(settings: AuthSettings | None = None) -> Flask:
     )
     # Auth hosts the one documentation page of the API (Kong serves no files): see taskflow_common.docs.
     app.register_blueprint(docs_blueprint(API_DOCUMENTS))
+    app.register_blueprint(verify_page.page)
     app.extensions["taskflow_auth.accounts"] = auth.accounts
     app.extensions["taskflow_auth.keys"] = auth.keys
     return app

@@ -313,13 +313,14 @@ class Accounts:
     # -- email verification ------------------------------------------------------------------
 
     def verify_email(self, token: str) -> None:
-        """Mark the email of the link's user verified (``user.email_verified``) and spend the
-        link. A link of an address already verified is spent without a change.
+        """Spend the link (one conditional delete: one of parallel requests gets it) and mark its
+        user's email verified (``user.email_verified``); a link of an address already verified is
+        spent without a change.
 
         Raises:
             InvalidVerificationLink: malformed, unknown, already used, replaced or expired.
         """
-        link = self.links.find(token)
+        link = self.links.spend(token)
         if link is None:
             raise InvalidVerificationLink()
 
@@ -330,13 +331,12 @@ class Accounts:
             return fields, [self.events.email_verified({**user, **fields, "version": user["version"] + 1}, str(user["_id"]))]
 
         try:
-            self._change_user(link["user_id"], verify)
+            self._change_user(link["_id"], verify)
         except UserNotFound:
             raise InvalidVerificationLink() from None
-        self.links.spend(token)
 
     def resend_verification(self, user_id: str) -> None:
-        """A new verification link for the user's email, closing the older ones
+        """A new verification link for the user's email, replacing the open one
         (``user.email_verification_requested``).
 
         Raises:

@@ -1,7 +1,6 @@
 """The events the auth service emits (DESIGN §5): ``user.*``, each carrying the user's snapshot
-(never a password hash or token; the one secret is the verification link of
-``user.email_verification_requested``) with its ``access_generation``, and ``actor_id`` where
-someone caused it. Auth consumes none."""
+(never a password hash or token) with its ``access_generation``, and ``actor_id`` where someone
+caused it. Auth consumes none."""
 
 from __future__ import annotations
 
@@ -52,14 +51,15 @@ class UserEvents:
         return self._event("user.sessions_revoked", user, actor_id)
 
     def verification_requested(self, user: dict[str, Any], link: VerificationLink, actor_id: str) -> Event:
-        """For notify to mail ``link``: the one event carrying a secret (the link's token, good
-        for one use until ``verification_expires_at``); admin's audit log leaves the URL out."""
+        """For notify to mail ``link``: its page, nonce and expiry; the token follows from them
+        and the key auth and notify share, so the event carries no secret."""
         return self._event(
             "user.email_verification_requested",
             user,
             actor_id,
-            verification_url=link.url,
-            verification_expires_at=link.expires_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            verification_page=link.page,
+            verification_nonce=link.nonce,
+            verification_expires_at=link.expires_at,
         )
 
     def email_verified(self, user: dict[str, Any], actor_id: str) -> Event:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from taskflow_common import email_links
 from taskflow_common.settings import Environment, ServiceSettings
 
 from .schemas import Email, password_length
@@ -15,6 +16,11 @@ from .schemas import Email, password_length
 EXAMPLE_ADMIN = ("admin@example.com", "change-me")
 """``ADMIN_EMAIL`` and ``ADMIN_PASSWORD`` as ``deploy/compose.env.example`` spells them: refused in
 production, where they would make a known password an admin's."""
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+EXAMPLE_PUBLIC_HOST = "taskflow.example.com"
+"""The host of ``PUBLIC_URL`` in k8s/base: an overlay must set its own."""
 
 
 def _default_key_file() -> Path:
@@ -44,7 +50,11 @@ class AuthSettings(ServiceSettings):
         device_cookie_ttl: ``DEVICE_COOKIE_TTL`` in seconds (180 days): how long a device stays
             known to an account after its last sign-in.
         public_url: ``PUBLIC_URL``; where users reach TaskFlow (the gateway), the base of the
-            links in emails. Required in production; ``http://localhost:8000`` otherwise.
+            links in emails: no user, query or fragment. Required in production, and there
+            HTTPS unless the host is this machine (a Compose trial); ``http://localhost:8000``
+            otherwise.
+        email_link_key_file: ``EMAIL_LINK_KEY_FILE``; the key auth and notify derive link tokens
+            with (:mod:`taskflow_common.email_links`); generated outside production.
         email_verification_ttl: ``EMAIL_VERIFICATION_TTL`` in seconds (48 h): how long a
             verification link works.
         verification_resends_per_hour: ``VERIFICATION_RESENDS_PER_HOUR``; verification emails a
@@ -66,6 +76,7 @@ class AuthSettings(ServiceSettings):
     login_failure_window: int = Field(default=900, ge=1)
     device_cookie_ttl: int = Field(default=180 * 86400, ge=60)
     public_url: AnyHttpUrl | None = None
+    email_link_key_file: Path = Field(default_factory=email_links.default_key_file)
     email_verification_ttl: int = Field(default=48 * 3600, ge=60)
     verification_resends_per_hour: int = Field(default=3, ge=1)
 
@@ -77,6 +88,13 @@ class AuthSettings(ServiceSettings):
     @property
     def previous_key_files(self) -> list[Path]:
         return [Path(name.strip()) for name in self.jwt_previous_key_files.split(",") if name.strip()]
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is not None and (value.username or value.password or value.query or value.fragment):
+            raise ValueError("must be a base URL: no user, password, query or fragment")
+        return value
 
     @field_validator("admin_password")
     @classmethod
@@ -92,6 +110,12 @@ class AuthSettings(ServiceSettings):
                 raise ValueError("JWT_PRIVATE_KEY_FILE must name an existing key file in production")
             if self.public_url is None:
                 raise ValueError("PUBLIC_URL is required in production (the base of the links in emails)")
+            if self.public_url.scheme != "https" and self.public_url.host not in LOCAL_HOSTS:
+                raise ValueError("PUBLIC_URL must be https in production, unless it names this machine")
+            if self.public_url.host == EXAMPLE_PUBLIC_HOST:
+                raise ValueError("PUBLIC_URL must not be the Kubernetes base's placeholder in production")
+            if not self.email_link_key_file.is_file():
+                raise ValueError("EMAIL_LINK_KEY_FILE must name an existing key file in production")
             if self.bcrypt_rounds < 12:
                 raise ValueError("BCRYPT_ROUNDS below 12 is for tests only")
             password = self.admin_password.get_secret_value() if self.admin_password else None

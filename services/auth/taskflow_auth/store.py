@@ -3,7 +3,8 @@
 Collections: ``users`` (with their pending events in ``_outbox``), ``refresh_tokens`` (keyed by the
 token's hash), ``revoked_families`` (login families revoked for reuse), ``login_failures``
 (fixed-window counters keyed by account, client, device or resend), ``devices`` (devices known to
-an account), ``email_verifications`` (open verification links, by the token's hash) and ``locks``. All but users expire (:data:`EXPIRIES`): a token once expired, a family
+an account), ``verification_links`` (each user's open verification link, by the token's hash) and
+``locks``. All but users expire (:data:`EXPIRIES`): a token once expired, a family
 mark when its tokens would have, a counter once its window closed, a device once unseen for its
 lifetime, a verification link once expired, a lease once it ended.
 
@@ -40,7 +41,7 @@ USERS = "users"
 REFRESH_TOKENS = "refresh_tokens"
 LOGIN_FAILURES = "login_failures"
 DEVICES = "devices"
-EMAIL_VERIFICATIONS = "email_verifications"
+VERIFICATION_LINKS = "verification_links"
 REVOKED_FAMILIES = "revoked_families"
 SESSION_GENERATION = "session_generation"
 """On a user: raised by logout-all, a password change and deactivation; a refresh token issued
@@ -55,14 +56,14 @@ RESERVE_TRIES = 10
 INDEXES = (
     Indexes(USERS, (IndexModel([("email", ASCENDING)], unique=True), IndexModel([("created_at", ASCENDING), ("_id", ASCENDING)]), IndexModel([("role", ASCENDING), ("active", ASCENDING)]))),
     Indexes(REFRESH_TOKENS, (IndexModel([("user_id", ASCENDING)]), IndexModel([("family_id", ASCENDING)]))),
-    Indexes(EMAIL_VERIFICATIONS, (IndexModel([("user_id", ASCENDING)]),)),
+    Indexes(VERIFICATION_LINKS, (IndexModel([("token_hash", ASCENDING)], unique=True),)),
     Indexes(DEVICES, (IndexModel([("email", ASCENDING)]),)),
 )
 EXPIRIES = (
     Expiry(REFRESH_TOKENS, "expires_at"),  # an expired token is refused anyway, reuse included
     Expiry(LOGIN_FAILURES, "window_ends"),  # a closed window counts nothing
     Expiry(DEVICES, "expires_at"),  # a device unseen for its lifetime is unknown again
-    Expiry(EMAIL_VERIFICATIONS, "expires_at"),  # an expired link is refused anyway
+    Expiry(VERIFICATION_LINKS, "expires_at"),  # an expired link is refused anyway
     Expiry(LOCKS, "expires_at"),  # a lease past its end may be broken anyway
     Expiry(REVOKED_FAMILIES, "expires_at"),  # no token of the family outlives it
 )
@@ -294,27 +295,27 @@ class Devices:
         self._devices.delete_many({"email": email})
 
 
-class EmailVerifications:
-    """Open email-verification links: ``{_id: <token hash>, user_id, email, expires_at}``; only
-    the SHA-256 of a link's token is stored."""
+
+class VerificationLinkStore:
+    """The one open email-verification link of each user: ``{_id: <user id>, token_hash, email,
+    expires_at}``, found by ``token_hash`` (unique). Opening a new link replaces the user's
+    document in one write, so of any number of links issued to a user only the last one opens.
+    """
 
     def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
 
     @property
     def _links(self):  # noqa: ANN202
-        return self._db()[EMAIL_VERIFICATIONS]
+        return self._db()[VERIFICATION_LINKS]
 
-    def add(self, token_hash: str, user_id: str, email: str, expires_at: datetime) -> None:
-        self._links.insert_one({"_id": token_hash, "user_id": user_id, "email": email, "expires_at": expires_at})
+    def open(self, user_id: str, token_hash: str, email: str, expires_at: datetime) -> None:
+        """Make ``token_hash`` the user's open link (any earlier one stops working)."""
+        self._links.replace_one(
+            {"_id": user_id}, {"token_hash": token_hash, "email": email, "expires_at": expires_at}, upsert=True
+        )
 
-    def find(self, token_hash: str) -> dict[str, Any] | None:
-        """The open link of ``token_hash``, or None (unknown, spent or expired)."""
-        return self._links.find_one({"_id": token_hash, "expires_at": {"$gt": now()}})
-
-    def spend(self, token_hash: str) -> None:
-        self._links.delete_one({"_id": token_hash})
-
-    def close_user(self, user_id: str) -> None:
-        """Close every open link of the user (a newer one replaces them)."""
-        self._links.delete_many({"user_id": user_id})
+    def spend(self, token_hash: str) -> dict[str, Any] | None:
+        """Take the open, unexpired link of ``token_hash`` (``_id`` is its user), or None. One
+        conditional delete: of parallel spends of one link, one gets it."""
+        return self._links.find_one_and_delete({"token_hash": token_hash, "expires_at": {"$gt": now()}})

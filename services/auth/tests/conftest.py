@@ -37,6 +37,7 @@ def make_settings(infra: Infra, key_file: Path) -> Iterator[Callable[..., AuthSe
             "mongodb_db_prefix": prefix,
             "bcrypt_rounds": 4,
             "jwt_private_key_file": key_file,
+            "email_link_key_file": key_file.parent / "email-link.key",
             "taskflow_env": "test",
             "trusted_proxy_hops": 0,
             **overrides,

@@ -206,15 +206,45 @@ def test_production_refuses_the_example_admin(email: str, password: str, key_fil
         environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
         environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
         environment.setenv("PUBLIC_URL", "https://taskflow.example")
+        environment.setenv("EMAIL_LINK_KEY_FILE", str(key_file))
         environment.setenv("ADMIN_EMAIL", email)
         environment.setenv("ADMIN_PASSWORD", password)
         AuthSettings.load()
 
 
 
-def test_production_needs_the_public_url_of_its_links(key_file: Path) -> None:
-    with pytest.MonkeyPatch.context() as environment, pytest.raises(InvalidSettings, match="PUBLIC_URL is required"):
-        environment.setenv("TASKFLOW_ENV", "production")
-        environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
-        environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
+def _production(environment: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("a key file only needs to exist for these checks")
+    environment.setenv("TASKFLOW_ENV", "production")
+    environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
+    environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
+    environment.setenv("EMAIL_LINK_KEY_FILE", str(key_file))
+    for name, value in values.items():
+        environment.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "refusal"),
+    [
+        (None, "PUBLIC_URL is required"),
+        ("http://taskflow.example.org", "must be https"),
+        ("https://taskflow.example.com", "placeholder"),
+        ("https://user:pw@taskflow.example.org", "no user"),
+        ("https://taskflow.example.org/?ref=mail", "no user, password, query"),
+        ("https://taskflow.example.org/#/", "fragment"),
+    ],
+)
+def test_production_refuses_a_public_url_that_would_break_or_leak_its_links(
+    public_url: str | None, refusal: str, tmp_path: Path
+) -> None:
+    with pytest.MonkeyPatch.context() as environment, pytest.raises(InvalidSettings, match=refusal):
+        _production(environment, tmp_path, **({"PUBLIC_URL": public_url} if public_url else {}))
         AuthSettings.load()
+
+
+@pytest.mark.parametrize("public_url", ["https://tasks.example.org/team/", "http://localhost:8000"])
+def test_production_takes_an_https_base_or_this_machine(public_url: str, tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as environment:
+        _production(environment, tmp_path, PUBLIC_URL=public_url)
+        assert AuthSettings.load().link_base == public_url.rstrip("/")

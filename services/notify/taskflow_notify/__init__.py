@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask
+from taskflow_common import email_links
 from taskflow_common.app import create_service_app
 from taskflow_common.deactivation import DeactivatedUsers
 from taskflow_common.events.plumbing import ServiceEvents
 from taskflow_common.expiry import expiry_indexes
 from taskflow_common.mongo import Mongo
+from taskflow_common.settings import Environment
 from taskflow_common.tokens import TokenVerifier
 
 from . import mail
@@ -59,7 +61,13 @@ def assemble(settings: NotifySettings) -> Notify:
         deliveries,
         store,
         recipients,
-        EmailComposer(settings.mail_from, lead_minutes=settings.reminder_lead_minutes),
+        EmailComposer(
+            settings.mail_from,
+            lead_minutes=settings.reminder_lead_minutes,
+            link_key=email_links.load_key(
+                settings.email_link_key_file, generate_missing=settings.taskflow_env is not Environment.PRODUCTION
+            ),
+        ),
         mail.transport(settings.smtp, mail_dir=settings.mail_dir, timeout_seconds=settings.smtp_timeout_seconds,
                        ca_file=settings.smtp_ca_file),
         handlers.sent,

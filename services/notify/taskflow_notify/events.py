@@ -126,7 +126,12 @@ class NotifyEvents:
         if self._recipient_active(event):
             self.notifications.create(
                 messages.verify_email(event.data, event_id=event.id, at=_moment(event), actor_id=event.data["actor_id"]),
-                link=event.data["verification_url"],
+                link={
+                    "page": event.data["verification_page"],
+                    "nonce": event.data["verification_nonce"],
+                    "email": event.data["email"],
+                    "expires_at": event.data["verification_expires_at"],
+                },
             )
 
     def handle_user_email_verified(self, event: Event) -> None:

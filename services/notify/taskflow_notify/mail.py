@@ -129,6 +129,9 @@ class SmtpTransport:
             raise MailFailed(f"message refused: {_describe(error)}", permanent=error.smtp_code >= 500) from error
         except smtplib.SMTPServerDisconnected as error:
             raise MailFailed(f"connection lost: {_describe(error)}", server_down=True) from error
+        except smtplib.SMTPNotSupportedError as error:
+            # An address with a non-ASCII local part needs SMTPUTF8 (RFC 6531); no retry adds it.
+            raise MailFailed(f"the server cannot take this message: {_describe(error)}", permanent=True) from error
         except smtplib.SMTPException as error:
             # Authentication, sender refused: the configuration or the server's state, not this
             # message. Retried with back-off until someone fixes it.

@@ -130,8 +130,12 @@ class Mailer:
             if not self.quotas.take(recipient["email"], moment):
                 self._finish(delivery, notification, {"status": "skipped", "last_error": "daily email limit reached"}, ["in_app"])
                 return None
-            message = self._compose(notification, recipient, delivery.get("link"))
-            self.transport.send(message)
+            try:
+                message = self._compose(notification, recipient, delivery.get("link"))
+                self.transport.send(message)
+            except MailFailed:
+                self.quotas.give_back(recipient["email"], moment)  # only mail that went out counts
+                raise
         except MailFailed as failure:
             self._failed(delivery, notification, attempts, failure, moment)
             return failure
@@ -143,7 +147,7 @@ class Mailer:
         )
         return None
 
-    def _compose(self, notification: dict[str, Any], recipient: dict[str, Any], link: str | None) -> EmailMessage:
+    def _compose(self, notification: dict[str, Any], recipient: dict[str, Any], link: dict[str, str] | None) -> EmailMessage:
         """The email, or a permanent :class:`MailFailed`: one message that cannot be rendered (a
         bug, bad data) is recorded as failed instead of stopping the mail of everyone else."""
         try:
@@ -166,4 +170,4 @@ class Mailer:
 
     def _finish(self, delivery: dict[str, Any], notification: dict[str, Any] | None, outcome: dict[str, Any], channels: list[str]) -> None:
         events = [self.sent_event(notification, channels)] if notification is not None else []
-        self.deliveries.finish(delivery, {**outcome, "link": None, "finished_at": now()}, events)
+        self.deliveries.finish(delivery, {**outcome, "finished_at": now()}, events)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from taskflow_common.email_links import link_token
 
 Kind = Literal["welcome", "reminder", "role_changed", "reactivated", "verify_email"]
 CHANNELS = ("in_app", "email")
@@ -127,16 +129,29 @@ def _duration(minutes: float) -> str:
     return f"{whole} minute{'s' if whole != 1 else ''}"
 
 
+def _recipient(address: str, display_name: str) -> Address:
+    """The To address: parsed (and so checked) as an RFC 5322 addr-spec when ASCII; an RFC 6532
+    address with a non-ASCII local part, which the parser refuses, is put together from its parts."""
+    if address.isascii():
+        return Address(display_name=display_name, addr_spec=address)
+    local_part, _, domain = address.rpartition("@")
+    if not local_part or not domain or "@" in local_part or any(char.isspace() for char in address):
+        raise ValueError(f"not an email address: {address!r}")
+    return Address(display_name=display_name, username=local_part, domain=domain)
+
+
 class EmailComposer:
     """Renders a stored notification into an email to its recipient.
 
     Args:
         sender: the From header (``MAIL_FROM``), e.g. ``TaskFlow <no-reply@example.com>``.
         lead_minutes: the reminder lead time, mentioned in the welcome email.
+        link_key: the key of verification links (:mod:`taskflow_common.email_links`).
     """
 
-    def __init__(self, sender: str, *, lead_minutes: float) -> None:
+    def __init__(self, sender: str, *, lead_minutes: float, link_key: bytes) -> None:
         self.sender = sender
+        self.link_key = link_key
         self.domain = parseaddr(sender)[1].rpartition("@")[2] or "taskflow.localhost"
         self.lead = _duration(lead_minutes)
         self.templates = Environment(
@@ -150,21 +165,33 @@ class EmailComposer:
         """The stable ``Message-ID`` of a notification's email."""
         return f"<{notification_id}@{self.domain}>"
 
-    def compose(self, notification: dict[str, Any], recipient: dict[str, Any], *, link: str | None = None) -> EmailMessage:
+    def verification_url(self, user_id: str, link: dict[str, str]) -> str:
+        """The URL of a verification link (``page``, ``nonce``, ``email``, ``expires_at`` as the
+        event gave them), its token derived with the key."""
+        token = link_token(self.link_key, user_id=user_id, email=link["email"], nonce=link["nonce"],
+                           expires_at=link["expires_at"])
+        return f"{link['page']}#token={token}"
+
+    def compose(self, notification: dict[str, Any], recipient: dict[str, Any], *, link: dict[str, str] | None = None) -> EmailMessage:
         """The email for ``notification`` (as stored) to ``recipient`` (``email``, ``name``);
-        ``link`` is a verification email's link."""
+        ``link`` is a verification email's (see :meth:`verification_url`).
+
+        A verification email may go to a stranger's address: it names nobody (no display name, a
+        plain greeting) so an account's chosen name is never put in front of them. An address
+        with a non-ASCII local part is written for SMTPUTF8 (RFC 6531)."""
+        verifying = notification["kind"] == "verify_email"
         context = {
-            "link": link,
-            "name": recipient["name"],
+            "link": self.verification_url(notification["user_id"], link) if link else None,
+            "name": None if verifying else recipient["name"],
             "email": recipient["email"],
             "title": notification["title"],
             "body": notification["body"],
             "kind": notification["kind"],
             "lead": self.lead,
         }
-        message = EmailMessage()
+        message = EmailMessage(policy=policy.default if recipient["email"].isascii() else policy.SMTPUTF8)
         message["From"] = self.sender
-        message["To"] = Address(display_name=recipient["name"], addr_spec=recipient["email"])
+        message["To"] = _recipient(recipient["email"], "" if verifying else recipient["name"])
         message["Subject"] = notification["title"]
         message["Date"] = format_datetime(notification["created_at"])
         message["Message-ID"] = self.message_id(notification["_id"])

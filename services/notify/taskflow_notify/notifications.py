@@ -34,9 +34,10 @@ class Notifications:
         self.store = store
         self.deliveries = deliveries
 
-    def create(self, new: NewNotification, *, link: str | None = None) -> bool:
+    def create(self, new: NewNotification, *, link: dict[str, str] | None = None) -> bool:
         """Create ``new`` in the inbox and queue its email, idempotently per ``new.key``; ``link``
-        (a verification link) is kept on the delivery, for the email only, until it is finished.
+        (a verification link's page, nonce, email and expiry: no secret) is kept on the delivery,
+        for the email only.
 
         Returns:
             True if this call created the inbox item, False if it existed already.

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
+from taskflow_common import email_links
 from taskflow_common.settings import Environment, ServiceSettings
 
 from .mail import SmtpEndpoint
@@ -38,6 +39,9 @@ class NotifySettings(ServiceSettings):
         mail_max_attempts: ``MAIL_MAX_ATTEMPTS``; attempts before an email is given up as failed.
         mail_max_per_recipient_per_day: ``MAIL_MAX_PER_RECIPIENT_PER_DAY``; emails one address
             gets per UTC day at most; past it, notifications are in-app only.
+        email_link_key_file: ``EMAIL_LINK_KEY_FILE``; the key auth and notify derive the tokens
+            of verification links with (:mod:`taskflow_common.email_links`); generated outside
+            production.
     """
 
     service: ClassVar[str] = "notify"
@@ -54,6 +58,7 @@ class NotifySettings(ServiceSettings):
     mail_retry_max_seconds: float = Field(default=3600.0, gt=0)
     mail_max_attempts: int = Field(default=12, ge=1)
     mail_max_per_recipient_per_day: int = Field(default=20, ge=1)
+    email_link_key_file: Path = Field(default_factory=email_links.default_key_file)
 
     @property
     def smtp(self) -> str | None:
@@ -66,4 +71,6 @@ class NotifySettings(ServiceSettings):
             SmtpEndpoint.parse(self.smtp)  # fail at start-up, not at the first email
         elif self.taskflow_env is Environment.PRODUCTION:
             raise ValueError("SMTP_URL is required in production (the Maildir is for development)")
+        if self.taskflow_env is Environment.PRODUCTION and not self.email_link_key_file.is_file():
+            raise ValueError("EMAIL_LINK_KEY_FILE must name an existing key file in production")
         return self

@@ -8,7 +8,7 @@ Collections:
   time, so marking read needs no lock: two racing writers both leave it read.
 - ``deliveries``: one per notification, its email: status (``pending``, ``sent``, ``failed``,
   ``cancelled``, ``skipped``), ``attempts``, ``last_error``, ``next_attempt_at``, ``sent_at``,
-  ``link`` (a verification email's link, a secret, until the delivery is finished), and the
+  ``link`` (a verification email's page, nonce, email and expiry; the token needs the key), and the
   ``notification.sent`` event in ``_outbox``. A mailer claims one attempt by a conditional
   update setting ``claimed_by`` and ``claimed_until``; it records the outcome only while its
   claim is still the one stored. Finished deliveries expire after :data:`DELIVERY_RETENTION`.
@@ -271,6 +271,11 @@ class MailQuotas:
     @property
     def _quotas(self):  # noqa: ANN202
         return self._db()[MAIL_QUOTAS]
+
+    def give_back(self, address: str, at: datetime) -> None:
+        """Uncount an email :meth:`take` counted that did not go out."""
+        key = f"{address}:{at.astimezone(UTC).date().isoformat()}"
+        self._quotas.update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
 
     def take(self, address: str, at: datetime) -> bool:
         """Count one email to ``address`` on ``at``'s UTC day; False, counting nothing, when the

@@ -70,6 +70,7 @@ def make_settings(infra: Infra, database_prefix: str, tmp_path: Path) -> Callabl
             "taskflow_env": "test",
             "trusted_proxy_hops": 0,
             "mail_dir": tmp_path / "mail",
+            "email_link_key_file": tmp_path / "email-link.key",
             **FAST,
             **overrides,
         }
