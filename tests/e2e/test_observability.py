@@ -126,6 +126,13 @@ def test_workers_serve_their_metrics(system: System, service: str) -> None:
     assert {"events_consumed", "events_handler_duration_seconds", "outbox_relayed_events", "events_published"} <= families
 
 
+@pytest.mark.parametrize("service", ["auth", "tasks", "notify"])
+def test_workers_report_their_outbox_backlog(system: System, service: str) -> None:
+    text = requests.get(f"http://127.0.0.1:{system.worker_metrics_ports[service]}/metrics", timeout=10).text
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples}
+    assert samples["outbox_pending"] >= 0 and samples["outbox_oldest_pending_age_seconds"] >= 0
+
+
 def _log_lines(system: System) -> list[dict]:
     lines = []
     for raw in system.logs().splitlines():

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
 
 from flask import Blueprint, Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest, multiprocess
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+
+from . import exposition
 
 REQUEST_DURATION = Histogram(
     "http_request_duration_seconds",
@@ -36,28 +36,10 @@ def _observe(response: Response) -> Response:
     return response
 
 
-class _ThisProcess(Collector):
-    """The default registry's metrics, for a registry of one app in a single-process run."""
-
-    def collect(self):  # noqa: ANN201 (prometheus_client's own signature)
-        yield from REGISTRY.collect()
-
-
-def registry_for_scrape(collectors: Iterable[Collector] = ()) -> CollectorRegistry:
-    """The registry ``/metrics`` serves: every process's samples plus ``collectors`` (read at scrape time)."""
-    registry = CollectorRegistry()
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry.register(_ThisProcess())
-    for collector in collectors:
-        registry.register(collector)
-    return registry
-
-
-def install(app: Flask, collectors: Iterable[Collector] = ()) -> None:
+def install(app: Flask) -> None:
     """Time every request of ``app`` and serve ``GET /metrics`` (Prometheus text format 0.0.4)."""
-    registry = registry_for_scrape(collectors)
+    multiple_processes = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+    registry = exposition.all_workers() if multiple_processes else exposition.this_process()
     blueprint = Blueprint("metrics", __name__)
 
     @blueprint.get("/metrics")
