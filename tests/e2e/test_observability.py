@@ -111,12 +111,20 @@ def _count(metrics_text: str, route: str) -> float:
 
 @pytest.mark.parametrize(("service", "prefix"), [("auth", "auth"), ("tasks", "tasks"), ("admin", "admin"), ("notify", "notifications")])
 def test_the_metrics_port_counts_requests_across_workers(system: System, service: str, prefix: str) -> None:
-    base, metrics = system.service_url(service), f"http://127.0.0.1:{system.metrics_ports[service]}/metrics"
+    base = system.service_url(service)
+    metrics = f"http://127.0.0.1:{system.metrics_ports[service]}/metrics"
     route = f"/api/v1/{prefix}/openapi.json"
     before = _count(requests.get(metrics, timeout=10).text, route)
     for _ in range(7):
         requests.get(f"{base}{route}", headers={"Connection": "close"}, timeout=10)
     assert _count(requests.get(metrics, timeout=10).text, route) == before + 7
+
+
+@pytest.mark.parametrize("service", ["auth", "tasks", "admin", "notify"])
+def test_the_api_port_serves_no_metrics(system: System, service: str) -> None:
+    response = requests.get(f"{system.service_url(service)}/metrics", timeout=10)
+    assert response.status_code == 404
+    assert "http_request_duration_seconds" not in response.text
 
 
 @pytest.mark.parametrize("service", ["auth", "tasks", "admin", "notify"])
@@ -129,7 +137,8 @@ def test_workers_serve_their_metrics(system: System, service: str) -> None:
 @pytest.mark.parametrize("service", ["auth", "tasks", "notify"])
 def test_workers_report_their_outbox_backlog(system: System, service: str) -> None:
     text = requests.get(f"http://127.0.0.1:{system.worker_metrics_ports[service]}/metrics", timeout=10).text
-    samples = {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples}
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples}
     assert samples["outbox_pending"] >= 0 and samples["outbox_oldest_pending_age_seconds"] >= 0
 
 

@@ -2,9 +2,9 @@
 
 :func:`create_service_app` wires what every service does the same way, in this order: proxy
 headers, JSON problem details for every error, request ids, the access log, server spans,
-metrics, health endpoints, token verification, then the service's own declared APIs. Tracing and
-logging of the process are set up separately, after gunicorn forks
-(:func:`taskflow_common.observability.setup_process`).
+request timing, health endpoints, token verification, then the service's own declared APIs.
+Tracing and logging of the process are set up separately, after gunicorn forks
+(:func:`taskflow_common.observability.setup_process`); metrics are served by gunicorn's master.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus metrics on ports of their own, apart from the services' API ports (DESIGN §2).
+"""Prometheus metrics on ports of their own, never on a service's API port (DESIGN §2, §3).
 
 :func:`serve` runs prometheus-client's own HTTP server in a daemon thread: Prometheus text on any
 path of its port. gunicorn's master serves :func:`all_workers` there (see

@@ -1,19 +1,18 @@
-"""Prometheus metrics on ``GET /metrics``, correct under gunicorn's many worker processes.
+"""How long each request of a service's Flask app takes, as the Prometheus histogram
+``http_request_duration_seconds{method,route,status}`` (route is the URL rule's template).
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn sets it, see :mod:`taskflow_common.serving`)
-every worker writes its samples to files there and ``/metrics`` aggregates them all; without it
-(a single process, e.g. tests) the default registry is served.
+The app serves no metrics itself (``GET /metrics`` on the API port is a 404): with
+``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn sets it, see :mod:`taskflow_common.serving`) each worker
+writes its samples to files there, and gunicorn's master serves them all on a port of its own
+(:mod:`taskflow_common.exposition`).
 """
 
 from __future__ import annotations
 
-import os
 import time
 
-from flask import Blueprint, Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
-
-from . import exposition
+from flask import Flask, Response, g, request
+from prometheus_client import Histogram
 
 REQUEST_DURATION = Histogram(
     "http_request_duration_seconds",
@@ -37,15 +36,6 @@ def _observe(response: Response) -> Response:
 
 
 def install(app: Flask) -> None:
-    """Time every request of ``app`` and serve ``GET /metrics`` (Prometheus text format 0.0.4)."""
-    multiple_processes = "PROMETHEUS_MULTIPROC_DIR" in os.environ
-    registry = exposition.all_workers() if multiple_processes else exposition.this_process()
-    blueprint = Blueprint("metrics", __name__)
-
-    @blueprint.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
+    """Time every request of ``app`` into :data:`REQUEST_DURATION`."""
     app.before_request(_start_timer)
     app.after_request(_observe)
-    app.register_blueprint(blueprint)
