@@ -34,7 +34,7 @@ _KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 
 
 def exposed_metrics() -> set[str]:
-    """The series names TaskFlow's own code exposes on /metrics (services and workers)."""
+    """The series names TaskFlow's own code exposes on its metrics ports (services and workers)."""
     stub_store = SimpleNamespace(depth=lambda: (1, datetime.now(UTC)))
     collectors: list[Collector] = [
         metrics.REQUEST_DURATION,

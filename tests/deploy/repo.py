@@ -9,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("auth", "tasks", "admin", "notify")
+METRICS_PORT = 9100
 WORKER_METRICS_PORT = 9100
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from . import compose, dockerfiles, kube
-from .repo import ROOT, SERVICES, WORKER_METRICS_PORT, design_ports, design_variables
+from .repo import METRICS_PORT, ROOT, SERVICES, WORKER_METRICS_PORT, design_ports, design_variables
 
 # Variables the deployment sets beyond DESIGN §7; the README's configuration tables describe them.
 OUR_VARIABLES = {
@@ -24,6 +24,7 @@ OUR_VARIABLES = {
     "HOST",
     *(f"{service.upper()}_PORT" for service in SERVICES),
     "WEB_CONCURRENCY",
+    "METRICS_PORT",
     "WORKER_METRICS_PORT",
     "AUTH_URL",
     "TASKS_URL",
@@ -39,6 +40,7 @@ COMMON_VARIABLES = {
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_SERVICE_NAME",
     "SENTRY_DSN",
+    "METRICS_PORT",
     "WORKER_METRICS_PORT",
 }
 SERVICE_VARIABLES = {
@@ -56,6 +58,7 @@ SHARED_VALUES = {
     "TASKS_URL",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_SERVICE_NAME",
+    "METRICS_PORT",
     "WORKER_METRICS_PORT",
     "REMINDER_LEAD_MINUTES",
 }
@@ -92,8 +95,12 @@ def test_every_port_agrees_with_design_section_2() -> None:
         service = kube.one(resources, "Service", name)
         assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(port, "http")]
         pod = kube.pod_template(kube.one(resources, "Deployment", name))
-        assert pod["spec"]["containers"][0]["ports"] == [{"name": "http", "containerPort": port}]
-        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        assert pod["spec"]["containers"][0]["ports"] == [
+            {"name": "http", "containerPort": port},
+            {"name": "metrics", "containerPort": METRICS_PORT},
+        ]
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(METRICS_PORT)
+    assert config["METRICS_PORT"] == services["auth"]["environment"]["METRICS_PORT"] == str(METRICS_PORT)
     assert (
         config["WORKER_METRICS_PORT"]
         == services["auth-worker"]["environment"]["WORKER_METRICS_PORT"]
@@ -145,7 +152,7 @@ def test_each_process_gets_the_variables_it_needs_and_only_documented_ones(servi
     config_maps = kube.config_maps(resources)
     config = kube.config_map(resources, "taskflow-config")
     image = dockerfiles.stages(service)[-1].env()
-    assert {"HOST", f"{service.upper()}_PORT", "WORKER_METRICS_PORT", "TASKFLOW_ENV"} <= set(image)
+    assert {"HOST", f"{service.upper()}_PORT", "METRICS_PORT", "WORKER_METRICS_PORT", "TASKFLOW_ENV"} <= set(image)
 
     for name in (service, f"{service}-worker"):
         in_compose = services[name]["environment"]

@@ -17,7 +17,7 @@ import pytest
 from docker.utils.build import exclude_paths
 
 from . import dockerfiles
-from .repo import ROOT, SERVICES, WORKER_METRICS_PORT, design_ports, tool
+from .repo import METRICS_PORT, ROOT, SERVICES, WORKER_METRICS_PORT, design_ports, tool
 
 PYTHON_BASE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
 
@@ -93,9 +93,10 @@ def test_entrypoint_is_gunicorn_with_the_service_config(service: str) -> None:
     env = runtime.env()
     assert env["HOST"] == "0.0.0.0"
     assert int(env[f"{service.upper()}_PORT"]) == design_ports()[service]
+    assert int(env["METRICS_PORT"]) == METRICS_PORT
     assert int(env["WORKER_METRICS_PORT"]) == WORKER_METRICS_PORT
     exposed = {int(port) for command in runtime.all("EXPOSE") for port in command.value}
-    assert exposed == {design_ports()[service], WORKER_METRICS_PORT}
+    assert exposed == {design_ports()[service], METRICS_PORT, WORKER_METRICS_PORT}
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from . import kube
-from .repo import ROOT, SERVICES, WORKER_METRICS_PORT
+from .repo import METRICS_PORT, ROOT, SERVICES, WORKER_METRICS_PORT
 
 KUBERNETES_VERSIONS = ("1.31", "1.37")
 K8S_README = ROOT / "k8s" / "README.md"
@@ -259,15 +259,16 @@ def test_backup_cronjob_dumps_every_database_to_a_persistent_volume() -> None:
     assert kube.one(resources, "PersistentVolumeClaim", claim)
 
 
-def test_scraped_pods_carry_the_labels_the_dashboards_group_by_and_expose_the_annotated_port() -> None:
+def test_scraped_pods_carry_the_labels_the_dashboards_group_by_and_expose_the_annotated_metrics_port() -> None:
     resources = kube.build("prod")
     scraped = {}
     for workload in kube.workloads(resources):
         template = kube.pod_template(workload)
         annotations = template["metadata"].get("annotations", {})
         if annotations.get("prometheus.io/scrape") == "true":
-            ports = {p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
-            assert int(annotations["prometheus.io/port"]) in ports, workload["metadata"]["name"]
+            ports = {p["containerPort"]: p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            metrics_port = "status" if workload["metadata"]["name"] == "gateway" else "metrics"
+            assert ports.get(int(annotations["prometheus.io/port"])) == metrics_port, workload["metadata"]["name"]
             labels = template["metadata"]["labels"]
             scraped[workload["metadata"]["name"]] = (
                 labels["app.kubernetes.io/name"],
@@ -350,8 +351,15 @@ def test_datastores_admit_their_peers_and_jobs_but_not_the_gateway_or_jaeger(
     assert not reachable(network, "mongo-backup", "rabbitmq", 5672)
 
 
+@pytest.mark.parametrize(("service", "port"), [("auth", 5001), ("tasks", 5002), ("admin", 5003), ("notify", 5004)])
+def test_monitoring_scrapes_a_services_metrics_port_but_never_its_api(
+    network: tuple[list, dict[str, kube.Pod]], service: str, port: int
+) -> None:
+    assert reachable(network, MONITORING, service, METRICS_PORT)
+    assert not reachable(network, MONITORING, service, port), "the API port serves /internal/ too"
+
+
 def test_monitoring_scrapes_metrics_ports_only(network: tuple[list, dict[str, kube.Pod]]) -> None:
-    assert reachable(network, MONITORING, "tasks", 5002)
     assert reachable(network, MONITORING, "tasks-worker", WORKER_METRICS_PORT)
     assert reachable(network, MONITORING, "gateway", 8100)
     assert reachable(network, MONITORING, "rabbitmq", 15692)

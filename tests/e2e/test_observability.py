@@ -110,14 +110,21 @@ def _count(metrics_text: str, route: str) -> float:
 
 
 @pytest.mark.parametrize(("service", "prefix"), [("auth", "auth"), ("tasks", "tasks"), ("admin", "admin"), ("notify", "notifications")])
-def test_metrics_parse_and_count_requests_across_workers(system: System, service: str, prefix: str) -> None:
+def test_the_metrics_port_counts_requests_across_workers(system: System, service: str, prefix: str) -> None:
     base = system.service_url(service)
+    metrics = f"http://127.0.0.1:{system.metrics_ports[service]}/metrics"
     route = f"/api/v1/{prefix}/openapi.json"
-    before = _count(requests.get(f"{base}/metrics", timeout=10).text, route)
+    before = _count(requests.get(metrics, timeout=10).text, route)
     for _ in range(7):
         requests.get(f"{base}{route}", headers={"Connection": "close"}, timeout=10)
-    after = requests.get(f"{base}/metrics", timeout=10).text
-    assert _count(after, route) == before + 7
+    assert _count(requests.get(metrics, timeout=10).text, route) == before + 7
+
+
+@pytest.mark.parametrize("service", ["auth", "tasks", "admin", "notify"])
+def test_the_api_port_serves_no_metrics(system: System, service: str) -> None:
+    response = requests.get(f"{system.service_url(service)}/metrics", timeout=10)
+    assert response.status_code == 404
+    assert "http_request_duration_seconds" not in response.text
 
 
 @pytest.mark.parametrize("service", ["auth", "tasks", "admin", "notify"])
@@ -125,6 +132,14 @@ def test_workers_serve_their_metrics(system: System, service: str) -> None:
     text = requests.get(f"http://127.0.0.1:{system.worker_metrics_ports[service]}/metrics", timeout=10).text
     families = {family.name for family in text_string_to_metric_families(text)}
     assert {"events_consumed", "events_handler_duration_seconds", "outbox_relayed_events", "events_published"} <= families
+
+
+@pytest.mark.parametrize("service", ["auth", "tasks", "notify"])
+def test_workers_report_their_outbox_backlog(system: System, service: str) -> None:
+    text = requests.get(f"http://127.0.0.1:{system.worker_metrics_ports[service]}/metrics", timeout=10).text
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples}
+    assert samples["outbox_pending"] >= 0 and samples["outbox_oldest_pending_age_seconds"] >= 0
 
 
 def _log_lines(system: System) -> list[dict]:

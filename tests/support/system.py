@@ -30,6 +30,7 @@ class System:
         self.base = base
         self.infra = infra
         self.ports = {name: free_port() for name in SERVICES}
+        self.metrics_ports = {name: free_port() for name in SERVICES}
         self.worker_metrics_ports = {name: free_port() for name in SERVICES}
         self.gateway_port = free_port()
         if infra is not None:
@@ -56,6 +57,7 @@ class System:
             "AUTH_URL": f"http://127.0.0.1:{self.ports['auth']}",
             "TASKS_URL": f"http://127.0.0.1:{self.ports['tasks']}",
             **{variable: str(self.ports[name]) for name, variable in SERVICES.items()},
+            **{f"{name.upper()}_METRICS_PORT": str(self.metrics_ports[name]) for name in SERVICES},
             **{f"{name.upper()}_WORKER_METRICS_PORT": str(self.worker_metrics_ports[name]) for name in SERVICES},
             **environment,
         }
@@ -71,7 +73,7 @@ class System:
         return Path(self.env["TASKFLOW_VAR"]) / "log"
 
     def service_url(self, name: str) -> str:
-        """A service's own address, behind the gateway (for /readyz, /metrics, /internal/)."""
+        """A service's own address, behind the gateway (for /readyz and /internal/)."""
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def start(self, timeout: float = 180) -> System:

@@ -2,6 +2,6 @@
 
 Settings, the MongoDB client, RFC 9457 problem responses, request ids, access-token
 verification against auth's JWKS, declared API operations with their OpenAPI document,
-health/readiness/metrics endpoints and the gunicorn settings. No domain models live here:
+health/readiness endpoints, metrics on ports of their own and the gunicorn settings. No domain models live here:
 a service never imports another service.
 """

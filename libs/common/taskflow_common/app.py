@@ -2,17 +2,16 @@
 
 :func:`create_service_app` wires what every service does the same way, in this order: proxy
 headers, JSON problem details for every error, request ids, the access log, server spans,
-metrics, health endpoints, token verification, then the service's own declared APIs. Tracing and
-logging of the process are set up separately, after gunicorn forks
-(:func:`taskflow_common.observability.setup_process`).
+request timing, health endpoints, token verification, then the service's own declared APIs.
+Tracing and logging of the process are set up separately, after gunicorn forks
+(:func:`taskflow_common.observability.setup_process`); metrics are served by gunicorn's master.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from flask import Flask
-from prometheus_client.registry import Collector
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import health, metrics, problems, request_id, tokens
@@ -29,7 +28,6 @@ def create_service_app(
     mongo: Mongo,
     verifier: tokens.TokenVerifier | None = None,
     access_policy: tokens.AccessPolicy | None = None,
-    collectors: Iterable[Collector] = (),
 ) -> Flask:
     """Build a service's Flask app.
 
@@ -40,7 +38,6 @@ def create_service_app(
         verifier: checks bearer tokens on every non-public operation; by default against the
             JWKS at ``settings.jwks_url``.
         access_policy: rejects principals whose tokens are valid but who may no longer act.
-        collectors: extra Prometheus collectors read at scrape time (e.g. outbox depth).
     """
     checks = [
         health.mongodb_check(mongo),
@@ -56,7 +53,7 @@ def create_service_app(
     request_id.install(app)
     logs.log_requests(app)
     tracing.instrument_app(app)
-    metrics.install(app, collectors)
+    metrics.install(app)
     app.register_blueprint(health.blueprint(checks))
     tokens.install(app, verifier, access_policy)
     app.extensions["taskflow.mongo"] = mongo

@@ -1,19 +1,18 @@
-"""Prometheus metrics on ``GET /metrics``, correct under gunicorn's many worker processes.
+"""How long each request of a service's Flask app takes, as the Prometheus histogram
+``http_request_duration_seconds{method,route,status}`` (route is the URL rule's template).
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn sets it, see :mod:`taskflow_common.serving`)
-every worker writes its samples to files there and ``/metrics`` aggregates them all; without it
-(a single process, e.g. tests) the default registry is served.
+The app serves no metrics itself (``GET /metrics`` on the API port is a 404): with
+``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn sets it, see :mod:`taskflow_common.serving`) each worker
+writes its samples to files there, and gunicorn's master serves them all on a port of its own
+(:mod:`taskflow_common.exposition`).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterable
 
-from flask import Blueprint, Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest, multiprocess
-from prometheus_client.registry import Collector
+from flask import Flask, Response, g, request
+from prometheus_client import Histogram
 
 REQUEST_DURATION = Histogram(
     "http_request_duration_seconds",
@@ -36,34 +35,7 @@ def _observe(response: Response) -> Response:
     return response
 
 
-class _ThisProcess(Collector):
-    """The default registry's metrics, for a registry of one app in a single-process run."""
-
-    def collect(self):  # noqa: ANN201 (prometheus_client's own signature)
-        yield from REGISTRY.collect()
-
-
-def registry_for_scrape(collectors: Iterable[Collector] = ()) -> CollectorRegistry:
-    """The registry ``/metrics`` serves: every process's samples plus ``collectors`` (read at scrape time)."""
-    registry = CollectorRegistry()
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry.register(_ThisProcess())
-    for collector in collectors:
-        registry.register(collector)
-    return registry
-
-
-def install(app: Flask, collectors: Iterable[Collector] = ()) -> None:
-    """Time every request of ``app`` and serve ``GET /metrics`` (Prometheus text format 0.0.4)."""
-    registry = registry_for_scrape(collectors)
-    blueprint = Blueprint("metrics", __name__)
-
-    @blueprint.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
-
+def install(app: Flask) -> None:
+    """Time every request of ``app`` into :data:`REQUEST_DURATION`."""
     app.before_request(_start_timer)
     app.after_request(_observe)
-    app.register_blueprint(blueprint)

@@ -1,9 +1,12 @@
-"""Health, readiness and metrics endpoints every service serves (DESIGN §3)."""
+"""Health and readiness endpoints every service serves, and its request metrics, which it
+serves on a port of its own, never on its API (DESIGN §2, §3)."""
 
 from __future__ import annotations
 
 from flask.testing import FlaskClient
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from taskflow_common import exposition
 
 from tests.support.processes import free_port
 
@@ -36,8 +39,9 @@ def test_readyz_is_503_naming_the_database_when_it_does_not_answer(make_app) -> 
     assert response.json["checks"]["rabbitmq"] == "ok"
 
 
-def _request_count(client: FlaskClient, route: str, status: str) -> float:
-    families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+def _request_count(route: str, status: str) -> float:
+    """What this process's metrics port would serve (the app runs in the test process)."""
+    families = text_string_to_metric_families(generate_latest(exposition.this_process()).decode())
     for family in families:
         if family.name == "http_request_duration_seconds":
             for sample in family.samples:
@@ -48,9 +52,15 @@ def _request_count(client: FlaskClient, route: str, status: str) -> float:
 
 
 def test_metrics_count_requests_by_route_template(client: FlaskClient) -> None:
-    before = _request_count(client, "/api/v1/sample/public", "200")
+    public, unmatched = _request_count("/api/v1/sample/public", "200"), _request_count("<unmatched>", "404")
     for _ in range(3):
         client.get("/api/v1/sample/public")
-    client.get("/api/v1/sample/items/not-a-route")
-    assert _request_count(client, "/api/v1/sample/public", "200") == before + 3
-    assert _request_count(client, "<unmatched>", "404") >= 1
+    client.get("/api/v1/sample/nowhere")
+    assert _request_count("/api/v1/sample/public", "200") == public + 3
+    assert _request_count("<unmatched>", "404") == unmatched + 1
+
+
+def test_the_api_serves_no_metrics(client: FlaskClient) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"

@@ -105,7 +105,6 @@ def create_app(settings: AuthSettings | None = None) -> Flask:
         mongo=auth.mongo,
         verifier=TokenVerifier(StaticJWKS(auth.keys.jwks)),
         access_policy=auth.accounts,
-        collectors=[auth.events.collector],
     )
     # Auth hosts the one documentation page of the API (Kong serves no files): see taskflow_common.docs.
     app.register_blueprint(docs_blueprint(API_DOCUMENTS))

@@ -17,7 +17,10 @@ def main() -> int:
     settings = AuthSettings.load()
     setup_process("auth", environment=settings.taskflow_env, log_level=settings.log_level)
     auth = assemble(settings)
-    return worker.run([auth.events.relay_loop(), auth.events.housekeeping_loop([*EXPIRIES, *auth.events.expiries])])
+    return worker.run(
+        [auth.events.relay_loop(), auth.events.housekeeping_loop([*EXPIRIES, *auth.events.expiries])],
+        collectors=[auth.events.collector],
+    )
 
 
 if __name__ == "__main__":

@@ -90,7 +90,6 @@ def create_app(settings: NotifySettings | None = None, *, verifier: TokenVerifie
         mongo=notify.mongo,
         verifier=verifier,
         access_policy=notify.deactivated,
-        collectors=[notify.events.collector],
     )
     app.extensions["taskflow_notify.notifications"] = notify.notifications
     return app

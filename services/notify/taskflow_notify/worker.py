@@ -76,7 +76,8 @@ def loops(notify: Notify, *, exchange: str = EXCHANGE, queue_prefix: str = "noti
 def main() -> int:
     settings = NotifySettings.load()
     setup_process("notify", environment=settings.taskflow_env, log_level=settings.log_level)
-    return worker.run(loops(assemble(settings)))
+    notify = assemble(settings)
+    return worker.run(loops(notify), collectors=[notify.events.collector])
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ def create_app(settings: TasksSettings | None = None, *, verifier: TokenVerifier
         mongo=service.mongo,
         verifier=verifier,
         access_policy=service.deactivated,
-        collectors=[service.events.collector],
     )
     app.extensions["taskflow_tasks.tasks"] = service.tasks
     app.extensions["taskflow_tasks.deactivated"] = service.deactivated

@@ -19,11 +19,12 @@ def main() -> int:
     settings = TasksSettings.load()
     setup_process("tasks", environment=settings.taskflow_env, log_level=settings.log_level)
     service = assemble(settings)
-    return worker.run([
+    loops = [
         service.events.relay_loop(),
         service.events.consumer_loop(deactivation.subscription("tasks"), service.deactivated.handlers),
         service.events.housekeeping_loop([*EXPIRIES, *service.events.expiries]),
-    ])
+    ]
+    return worker.run(loops, collectors=[service.events.collector])
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ class ServiceEvents:
         outbox: ``with events.outbox.write(collection, id, [event]) as pending: ...`` in stores.
         indexes: the outbox and consumer collections' indexes, to create at start-up.
         expiries: what expires in those collections (the consumers' de-duplication records).
-        collector: Prometheus gauges of the outbox depth, for the service's ``/metrics``.
+        collector: Prometheus gauges of the outbox depth, for the metrics of the service's worker
+            (the process that has a database client and runs the relay).
     """
 
     def __init__(self, service: str, rabbitmq_url: str, mongo: Mongo, outbox_collections: Sequence[str] = ()) -> None:

@@ -1,6 +1,6 @@
 """A service's worker process: its outbox relay and its consumers, one thread (and one broker
-connection) each, stopped gracefully by SIGTERM or SIGINT; its Prometheus metrics are served on
-``WORKER_METRICS_PORT`` when that is set.
+connection) each, stopped gracefully by SIGTERM or SIGINT; its Prometheus metrics, and those its
+collectors read from the database, are served on ``WORKER_METRICS_PORT`` when that is set.
 
 Each service's ``python -m taskflow_<service>.worker`` builds its loops and calls :func:`run`.
 """
@@ -11,8 +11,12 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+
+from prometheus_client.registry import Collector
+
+from .. import exposition
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +29,15 @@ class Loop:
     run: Callable[[threading.Event], None]
 
 
-def run(loops: Sequence[Loop], *, stop: threading.Event | None = None, join_seconds: float = 30.0) -> int:
-    """Run ``loops`` on threads until SIGTERM/SIGINT (or ``stop``), then let each finish its work.
+def run(
+    loops: Sequence[Loop],
+    *,
+    collectors: Iterable[Collector] = (),
+    stop: threading.Event | None = None,
+    join_seconds: float = 30.0,
+) -> int:
+    """Run ``loops`` on threads until SIGTERM/SIGINT (or ``stop``), then let each finish its work;
+    ``collectors`` (read at each scrape, e.g. the outbox depth) join the process's metrics.
 
     Returns:
         0 when every loop stopped cleanly within ``join_seconds``, else 1 (a loop crashed or hung).
@@ -42,9 +53,7 @@ def run(loops: Sequence[Loop], *, stop: threading.Event | None = None, join_seco
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
     if os.environ.get("WORKER_METRICS_PORT"):
-        from prometheus_client import start_http_server
-
-        start_http_server(int(os.environ["WORKER_METRICS_PORT"]), addr=os.environ.get("HOST", "127.0.0.1"))
+        exposition.serve(int(os.environ["WORKER_METRICS_PORT"]), exposition.this_process(collectors))
 
     def guarded(loop: Loop) -> None:
         try:

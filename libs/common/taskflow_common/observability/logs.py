@@ -77,7 +77,7 @@ def _started() -> None:
 
 def _finished(response: Response) -> Response:
     started = g.get("access_started")
-    if started is not None and request.path not in ("/healthz", "/readyz", "/metrics"):
+    if started is not None and request.path not in ("/healthz", "/readyz"):
         fields: dict[str, Any] = {
             "method": request.method,
             "path": request.path,
@@ -91,6 +91,6 @@ def _finished(response: Response) -> Response:
 
 
 def log_requests(app: Flask) -> None:
-    """One access-log line per request of ``app`` (probes and /metrics excepted), no query string."""
+    """One access-log line per request of ``app`` (probes excepted), no query string."""
     app.before_request(_started)
     app.after_request(_finished)

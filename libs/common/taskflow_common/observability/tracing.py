@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
-EXCLUDED_URLS = "healthz,readyz,metrics"
+EXCLUDED_URLS = "healthz,readyz"
 
 
 def resource(service: str, *, environment: str) -> Resource:
@@ -59,5 +59,5 @@ def configure_tracing(service: str, *, environment: str) -> TracerProvider:
 
 
 def instrument_app(app: Flask) -> None:
-    """Server spans for every request of ``app`` (probes and /metrics excluded), named by route."""
+    """Server spans for every request of ``app`` (probes excluded), named by route."""
     FlaskInstrumentor.instrument_app(app, excluded_urls=EXCLUDED_URLS)
