@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import yaml
 from prometheus_client.registry import Collector
-from taskflow_common import metrics
+from taskflow_common import health, metrics
 from taskflow_common.events import consumer, outbox, publisher
 
 from .repo import tool
@@ -38,6 +38,7 @@ def exposed_metrics() -> set[str]:
     stub_store = SimpleNamespace(depth=lambda: (1, datetime.now(UTC)))
     collectors: list[Collector] = [
         metrics.REQUEST_DURATION,
+        health.DEPENDENCY_UP,
         publisher.PUBLISHED,
         publisher.PUBLISH_FAILURES,
         consumer.CONSUMED,

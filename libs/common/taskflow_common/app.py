@@ -34,15 +34,12 @@ def create_service_app(
     Args:
         settings: the service's settings; ``max_body_bytes`` bounds request bodies (413 above).
         apis: the service's declared APIs (each a blueprint with its OpenAPI document).
-        mongo: the service's database; ``/readyz`` pings it, as it does ``settings.rabbitmq_url``.
+        mongo: the service's database; ``/readyz`` needs it to answer, and reports (without
+            needing) ``settings.rabbitmq_url``.
         verifier: checks bearer tokens on every non-public operation; by default against the
             JWKS at ``settings.jwks_url``.
         access_policy: rejects principals whose tokens are valid but who may no longer act.
     """
-    checks = [
-        health.mongodb_check(mongo),
-        health.rabbitmq_check(settings.rabbitmq_url, settings.dependency_timeout_seconds),
-    ]
     verifier = verifier or tokens.TokenVerifier(tokens.RemoteJWKS(settings.jwks_url))
     app = Flask(f"taskflow_{settings.service}")
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, TASKFLOW_SETTINGS=settings)
@@ -54,7 +51,10 @@ def create_service_app(
     logs.log_requests(app)
     tracing.instrument_app(app)
     metrics.install(app)
-    app.register_blueprint(health.blueprint(checks))
+    app.register_blueprint(health.blueprint(
+        required=[health.mongodb_check(mongo)],
+        reported=[health.rabbitmq_check(settings.rabbitmq_url, settings.dependency_timeout_seconds)],
+    ))
     tokens.install(app, verifier, access_policy)
     app.extensions["taskflow.mongo"] = mongo
     for api in apis:

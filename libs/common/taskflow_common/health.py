@@ -1,8 +1,11 @@
 """Liveness, readiness and the wait-until-ready command.
 
-``GET /healthz`` answers 200 while the process serves requests. ``GET /readyz`` answers 200 only
-when every dependency check passes (the service's database and the broker, for real: a ping and
-an AMQP handshake), otherwise 503 problem details naming each failed check (DESIGN §3).
+``GET /healthz`` answers 200 while the process serves requests. ``GET /readyz`` runs every
+dependency check for real (a ping of the service's database, an AMQP handshake with the broker)
+and answers 200 while the checks serving HTTP needs pass, otherwise 503 problem details naming
+each failed one (DESIGN §3). The broker is not one of them: while it is down, writes keep their
+events in the outbox, so a broker outage must not take every pod out of its Service; its state is
+in the body and in the gauge ``taskflow_dependency_up{dependency}``, which an alert watches.
 ``python -m taskflow_common.health --wait SECONDS`` blocks until MongoDB and RabbitMQ answer.
 """
 
@@ -16,10 +19,19 @@ from dataclasses import dataclass
 
 import pika
 from flask import Blueprint, Response, jsonify
+from prometheus_client import Gauge
 
 from .mongo import Mongo
 from .problems import ServiceUnavailable
 from .settings import ServiceSettings
+
+
+DEPENDENCY_UP = Gauge(
+    "taskflow_dependency_up",
+    "1 when the dependency answered this service's last readiness check, else 0.",
+    ["dependency"],
+    multiprocess_mode="mostrecent",
+)
 
 
 @dataclass(frozen=True)
@@ -57,9 +69,11 @@ def rabbitmq_check(url: str, timeout_seconds: float) -> Check:
     return Check("rabbitmq", probe)
 
 
-def blueprint(checks: Sequence[Check]) -> Blueprint:
-    """``/healthz`` and ``/readyz`` for a service whose readiness is ``checks``."""
+def blueprint(required: Sequence[Check], reported: Sequence[Check] = ()) -> Blueprint:
+    """``/healthz`` and ``/readyz`` for a service that is ready while ``required`` pass;
+    ``reported`` checks are run, reported and measured, but do not make it unready."""
     health = Blueprint("health", __name__)
+    names = {check.name for check in required}
 
     @health.get("/healthz")
     def healthz() -> Response:
@@ -67,11 +81,13 @@ def blueprint(checks: Sequence[Check]) -> Blueprint:
 
     @health.get("/readyz")
     def readyz() -> Response:
-        failures = {check.name: check.run() for check in checks}
+        failures = {check.name: check.run() for check in (*required, *reported)}
+        for name, reason in failures.items():
+            DEPENDENCY_UP.labels(name).set(0 if reason else 1)
         report = {name: reason or "ok" for name, reason in failures.items()}
-        if any(failures.values()):
-            failed = ", ".join(name for name, reason in failures.items() if reason)
-            raise ServiceUnavailable(f"Not ready: {failed}.", extensions={"checks": report})
+        failed = [name for name, reason in failures.items() if reason and name in names]
+        if failed:
+            raise ServiceUnavailable(f"Not ready: {', '.join(failed)}.", extensions={"checks": report})
         return jsonify(status="ready", checks=report)
 
     return health

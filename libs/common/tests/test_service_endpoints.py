@@ -21,14 +21,25 @@ def test_readyz_is_200_when_database_and_broker_answer(client: FlaskClient) -> N
     assert response.json["checks"] == {"mongodb": "ok", "rabbitmq": "ok"}
 
 
-def test_readyz_is_503_naming_the_broker_when_it_does_not_answer(make_app) -> None:
+def _dependency_up(dependency: str) -> float | None:
+    families = text_string_to_metric_families(generate_latest(exposition.this_process()).decode())
+    for family in families:
+        if family.name == "taskflow_dependency_up":
+            for sample in family.samples:
+                if sample.labels["dependency"] == dependency:
+                    return sample.value
+    return None
+
+
+def test_readyz_stays_200_without_the_broker_and_reports_it(make_app) -> None:
+    """Issue 18, finding 7: writes keep their events in the outbox while the broker is down, so a
+    broker outage must not take every pod out of its Service; it shows in the body and a gauge."""
     client = make_app(rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F").test_client()
     response = client.get("/readyz")
-    assert response.status_code == 503
-    assert response.mimetype == "application/problem+json"
+    assert response.status_code == 200
     assert response.json["checks"]["mongodb"] == "ok"
     assert response.json["checks"]["rabbitmq"] != "ok"
-    assert "rabbitmq" in response.json["detail"]
+    assert (_dependency_up("rabbitmq"), _dependency_up("mongodb")) == (0.0, 1.0)
 
 
 def test_readyz_is_503_naming_the_database_when_it_does_not_answer(make_app) -> None:
@@ -37,6 +48,7 @@ def test_readyz_is_503_naming_the_database_when_it_does_not_answer(make_app) -> 
     assert response.status_code == 503
     assert response.json["checks"]["mongodb"] != "ok"
     assert response.json["checks"]["rabbitmq"] == "ok"
+    assert "mongodb" in response.json["detail"] and _dependency_up("mongodb") == 0.0
 
 
 def _request_count(route: str, status: str) -> float:
