@@ -9,8 +9,8 @@ from tests.support.catalog import asyncapi_schema, catalog, validate_event
 
 DESIGN_CATALOG = {
     "user.registered", "user.updated", "user.role_changed", "user.deactivated", "user.activated",
-    "user.password_changed", "user.sessions_revoked", "user.logged_in", "task.created", "task.updated",
-    "task.completed", "task.deleted", "notification.sent",
+    "user.password_changed", "user.sessions_revoked", "user.email_verification_requested", "user.email_verified",
+    "user.logged_in", "task.created", "task.updated", "task.completed", "task.deleted", "notification.sent",
 }
 
 
@@ -29,7 +29,7 @@ def test_an_event_that_breaks_its_schema_is_caught() -> None:
     good = {
         "specversion": "1.0", "id": "1b4e28ba-2fa1-11d2-883f-0016d3cca427", "source": "taskflow/auth",
         "type": "user.logged_in", "subject": "u1", "time": "2026-11-29T10:00:00Z", "datacontenttype": "application/json",
-        "data": {"id": "u1", "email": "a@example.com", "name": "A", "role": "user", "active": True,
+        "data": {"id": "u1", "email": "a@example.com", "name": "A", "role": "user", "active": True, "email_verified": True,
                  "created_at": "2026-11-29T10:00:00Z", "updated_at": "2026-11-29T10:00:00Z",
                  "last_login_at": None, "version": 1, "access_generation": 0, "actor_id": "u1"},
     }
