@@ -108,6 +108,13 @@ def test_a_long_request_line_is_refused_as_a_problem_never_html(gateway: Client,
     assert (response.status_code == 414) == (length > 8192)
 
 
+def test_an_oversized_header_or_cookie_is_refused_as_a_problem_never_html(gateway: Client) -> None:
+    response = gateway.post("/api/v1/auth/login", json={}, headers={"Cookie": "taskflow_device=" + "A" * 9_000})
+    assert response.status_code == 431
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 431
+
+
 def test_cors_preflight_is_answered_by_the_gateway(gateway: Client) -> None:
     response = gateway.options(
         "/api/v1/tasks",
