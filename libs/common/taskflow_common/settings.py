@@ -2,7 +2,8 @@
 
 Every service subclasses :class:`ServiceSettings` and names itself with ``service``. In
 production (``TASKFLOW_ENV=production``) the broker's default ``guest`` account is refused, so a
-forgotten secret fails the start instead of running with a well-known password.
+forgotten secret fails the start instead of running with a well-known password, and so is the
+broker's administrator ``operator`` (deploy/rabbitmq): a service signs in as its own user.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEBIBYTE = 1024 * 1024
+
+
+SHARED_BROKER_ACCOUNTS = ("guest", "operator")
+"""Broker accounts no service signs in as in production: the default one and the administrator."""
 
 
 class InvalidSettings(SystemExit):
@@ -97,8 +102,8 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_development_secrets_in_production(self) -> ServiceSettings:
-        if self.taskflow_env is Environment.PRODUCTION and urlsplit(self.rabbitmq_url).username in (None, "guest"):
-            raise ValueError("RABBITMQ_URL must name a broker account other than guest in production")
+        if self.taskflow_env is Environment.PRODUCTION and urlsplit(self.rabbitmq_url).username in (None, *SHARED_BROKER_ACCOUNTS):
+            raise ValueError("RABBITMQ_URL must name the service's own broker account, not guest or operator, in production")
         return self
 
 

@@ -21,9 +21,10 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.database_name == "staging_sample"
 
 
-def test_production_refuses_the_brokers_guest_account() -> None:
-    with pytest.raises(ValidationError, match="guest"):
-        Sample(taskflow_env="production", rabbitmq_url="amqp://guest:guest@rabbitmq:5672/%2F")
+@pytest.mark.parametrize("account", ["guest", "operator"])
+def test_production_refuses_the_brokers_guest_and_administrator_accounts(account: str) -> None:
+    with pytest.raises(ValidationError, match="guest or operator"):
+        Sample(taskflow_env="production", rabbitmq_url=f"amqp://{account}:s3cret@rabbitmq:5672/%2F")
     assert Sample(taskflow_env="production", rabbitmq_url="amqp://taskflow:s3cret@rabbitmq:5672/%2F")
 
 
@@ -48,7 +49,7 @@ def test_load_names_each_refused_variable_in_one_line_without_its_value(monkeypa
 
 def test_load_states_a_rule_between_variables_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKFLOW_ENV", "production")
-    refusal = r"^sample: refused setting: RABBITMQ_URL must name a broker account other than guest in production$"
+    refusal = r"^sample: refused setting: RABBITMQ_URL must name the service's own broker account, not guest or operator, in production$"
     with pytest.raises(InvalidSettings, match=refusal):
         Sample.load()
 
