@@ -103,4 +103,5 @@ def test_every_error_nginx_answers_itself_gets_a_problem_page(tmp_path: Path) ->
         assert f"error_page {status} /_gateway_problem/{status};" in text
         assert f'"status":{status}' in text
     assert "error_page 494 =431 /_gateway_problem/431;" in text and '"status":431' in text
+    assert text.count("types { }") == 1 + text.count("location = /_gateway_problem/")  # no extension decides the type
     assert '"405:" "GET, POST, PATCH, DELETE, OPTIONS"' in text

@@ -108,6 +108,13 @@ def test_a_long_request_line_is_refused_as_a_problem_never_html(gateway: Client,
     assert (response.status_code == 414) == (length > 8192)
 
 
+@pytest.mark.parametrize("path", ["/verify-email.html", "/logo.gif", "/api/v1/x.jpg"])
+def test_an_unrouted_path_is_a_problem_whatever_its_extension(gateway: Client, path: str) -> None:
+    response = gateway.get(path)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/problem+json"
+
+
 def test_an_oversized_header_or_cookie_is_refused_as_a_problem_never_html(gateway: Client) -> None:
     response = gateway.post("/api/v1/auth/login", json={}, headers={"Cookie": "taskflow_device=" + "A" * 9_000})
     assert response.status_code == 431

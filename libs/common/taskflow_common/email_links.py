@@ -38,18 +38,41 @@ def load_key(path: Path, *, generate_missing: bool) -> bytes:
         ValueError: the file does not hold at least 32 bytes in hex.
     """
     if generate_missing and not path.exists():
+        # Written aside, then linked into place: another service never reads a half-written key.
         path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as written:
+            written.write(secrets.token_hex(KEY_BYTES))
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
-            pass  # another service created it meanwhile
-        else:
-            with os.fdopen(descriptor, "w") as created:
-                created.write(secrets.token_hex(KEY_BYTES))
-    key = bytes.fromhex(path.read_text().strip())
+            pass  # another service's key is in place
+        finally:
+            os.unlink(draft)
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        key = b""
     if len(key) < KEY_BYTES:
         raise ValueError(f"{path}: the email link key must be at least {KEY_BYTES} bytes in hex")
     return key
+
+
+def check_key_file(path: Path, *, production: bool) -> None:
+    """Settings' check of ``EMAIL_LINK_KEY_FILE``: in production the file must exist; wherever it
+    exists it must hold a key (without repeating the file's content).
+
+    Raises:
+        ValueError: naming the variable and what is wrong.
+    """
+    if not path.exists():
+        if production:
+            raise ValueError("EMAIL_LINK_KEY_FILE must name an existing key file in production")
+        return
+    try:
+        load_key(path, generate_missing=False)
+    except (OSError, ValueError):
+        raise ValueError(f"EMAIL_LINK_KEY_FILE must hold at least {KEY_BYTES} random bytes in hex") from None
 
 
 def new_nonce() -> str:

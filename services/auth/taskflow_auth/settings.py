@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +21,8 @@ production, where they would make a known password an admin's."""
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 EXAMPLE_PUBLIC_HOST = "taskflow.example.com"
+HOST_NAME = re.compile(r"(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.?)+|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\]", re.IGNORECASE)
+"""A host as pydantic gives it: DNS labels (IDNA already applied), an IPv4 or a bracketed IPv6 address."""
 """The host of ``PUBLIC_URL`` in k8s/base: an overlay must set its own."""
 
 
@@ -92,7 +95,18 @@ class AuthSettings(ServiceSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url_is_a_base(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
-        if value is not None and (value.username or value.password or value.query or value.fragment):
+        if value is None:
+            return value
+        if value.username or value.password or value.query is not None or value.fragment is not None:
+            raise ValueError("must be a base URL: no user, password, query or fragment")
+        if not HOST_NAME.fullmatch(value.host or ""):
+            raise ValueError("must name a host by a DNS name or an address")
+        return value
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _no_empty_query_or_fragment(cls, value: object) -> object:
+        if isinstance(value, str) and ("?" in value or "#" in value):
             raise ValueError("must be a base URL: no user, password, query or fragment")
         return value
 
@@ -112,10 +126,8 @@ class AuthSettings(ServiceSettings):
                 raise ValueError("PUBLIC_URL is required in production (the base of the links in emails)")
             if self.public_url.scheme != "https" and self.public_url.host not in LOCAL_HOSTS:
                 raise ValueError("PUBLIC_URL must be https in production, unless it names this machine")
-            if self.public_url.host == EXAMPLE_PUBLIC_HOST:
+            if (self.public_url.host or "").rstrip(".") == EXAMPLE_PUBLIC_HOST:
                 raise ValueError("PUBLIC_URL must not be the Kubernetes base's placeholder in production")
-            if not self.email_link_key_file.is_file():
-                raise ValueError("EMAIL_LINK_KEY_FILE must name an existing key file in production")
             if self.bcrypt_rounds < 12:
                 raise ValueError("BCRYPT_ROUNDS below 12 is for tests only")
             password = self.admin_password.get_secret_value() if self.admin_password else None
@@ -125,4 +137,5 @@ class AuthSettings(ServiceSettings):
                 )
         if (self.admin_email is None) != (self.admin_password is None):
             raise ValueError("ADMIN_EMAIL and ADMIN_PASSWORD go together")
+        email_links.check_key_file(self.email_link_key_file, production=self.taskflow_env is Environment.PRODUCTION)
         return self

@@ -199,14 +199,10 @@ def test_an_admin_password_outside_a_users_length_rule_is_refused(password: str)
 
 
 @pytest.mark.parametrize(("email", "password"), [("admin@example.com", "a real passphrase"), (ADMIN_EMAIL, "change-me")])
-def test_production_refuses_the_example_admin(email: str, password: str, key_file: Path) -> None:
+def test_production_refuses_the_example_admin(email: str, password: str, tmp_path: Path) -> None:
     refusal = r"^auth: refused setting: .*must not be deploy/compose.env.example's in production$"
     with pytest.MonkeyPatch.context() as environment, pytest.raises(InvalidSettings, match=refusal):
-        environment.setenv("TASKFLOW_ENV", "production")
-        environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
-        environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
-        environment.setenv("PUBLIC_URL", "https://taskflow.example")
-        environment.setenv("EMAIL_LINK_KEY_FILE", str(key_file))
+        _production(environment, tmp_path, PUBLIC_URL="https://taskflow.example")
         environment.setenv("ADMIN_EMAIL", email)
         environment.setenv("ADMIN_PASSWORD", password)
         AuthSettings.load()
@@ -214,12 +210,13 @@ def test_production_refuses_the_example_admin(email: str, password: str, key_fil
 
 
 def _production(environment: pytest.MonkeyPatch, tmp_path: Path, **values: str) -> None:
-    key_file = tmp_path / "key"
-    key_file.write_text("a key file only needs to exist for these checks")
+    jwt_key, link_key = tmp_path / "jwt.pem", tmp_path / "email-link.key"
+    jwt_key.write_text("the signing key's file only needs to exist for these checks")
+    link_key.write_text("ab" * 32)
     environment.setenv("TASKFLOW_ENV", "production")
     environment.setenv("RABBITMQ_URL", "amqp://auth:secret@broker:5672/%2F")
-    environment.setenv("JWT_PRIVATE_KEY_FILE", str(key_file))
-    environment.setenv("EMAIL_LINK_KEY_FILE", str(key_file))
+    environment.setenv("JWT_PRIVATE_KEY_FILE", str(jwt_key))
+    environment.setenv("EMAIL_LINK_KEY_FILE", str(link_key))
     for name, value in values.items():
         environment.setenv(name, value)
 
@@ -233,6 +230,11 @@ def _production(environment: pytest.MonkeyPatch, tmp_path: Path, **values: str) 
         ("https://user:pw@taskflow.example.org", "no user"),
         ("https://taskflow.example.org/?ref=mail", "no user, password, query"),
         ("https://taskflow.example.org/#/", "fragment"),
+        ("https://taskflow.example.org/?", "no user, password, query"),
+        ("https://taskflow.example.org#", "fragment"),
+        ("https://taskflow.example.com.", "placeholder"),
+        ("https://taskflow.example.org;x", "DNS name"),
+        ("https://*.example.org", "DNS name"),
     ],
 )
 def test_production_refuses_a_public_url_that_would_break_or_leak_its_links(
@@ -248,3 +250,14 @@ def test_production_takes_an_https_base_or_this_machine(public_url: str, tmp_pat
     with pytest.MonkeyPatch.context() as environment:
         _production(environment, tmp_path, PUBLIC_URL=public_url)
         assert AuthSettings.load().link_base == public_url.rstrip("/")
+
+
+@pytest.mark.parametrize("content", ["change-me", "00" * 4, ""])
+def test_a_link_key_file_without_a_key_is_refused_at_start_up_without_repeating_it(content: str, tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as environment, pytest.raises(InvalidSettings, match="at least 32 random bytes") as refused:
+        _production(environment, tmp_path, PUBLIC_URL="https://tasks.example.org")
+        key_file = tmp_path / "link.key"
+        key_file.write_text(content)
+        environment.setenv("EMAIL_LINK_KEY_FILE", str(key_file))
+        AuthSettings.load()
+    assert "change-me" not in str(refused.value)

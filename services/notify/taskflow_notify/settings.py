@@ -71,6 +71,5 @@ class NotifySettings(ServiceSettings):
             SmtpEndpoint.parse(self.smtp)  # fail at start-up, not at the first email
         elif self.taskflow_env is Environment.PRODUCTION:
             raise ValueError("SMTP_URL is required in production (the Maildir is for development)")
-        if self.taskflow_env is Environment.PRODUCTION and not self.email_link_key_file.is_file():
-            raise ValueError("EMAIL_LINK_KEY_FILE must name an existing key file in production")
+        email_links.check_key_file(self.email_link_key_file, production=self.taskflow_env is Environment.PRODUCTION)
         return self
