@@ -142,7 +142,8 @@ class Mailer:
         self._finish(
             delivery,
             notification,
-            {"status": "sent", "attempts": attempts, "last_attempt_at": moment, "sent_at": now(), "message_id": message["Message-ID"]},
+            {"status": "sent", "attempts": attempts, "last_attempt_at": moment, "sent_at": now(),
+             "message_id": message["Message-ID"], "last_error": None},  # an earlier attempt's error is over
             ["in_app", "email"],
         )
         return None
