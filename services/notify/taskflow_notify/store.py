@@ -272,16 +272,19 @@ class MailQuotas:
     def _quotas(self):  # noqa: ANN202
         return self._db()[MAIL_QUOTAS]
 
+    @staticmethod
+    def _key(address: str, at: datetime) -> str:
+        return f"{address}:{at.astimezone(UTC).date().isoformat()}"
+
     def give_back(self, address: str, at: datetime) -> None:
         """Uncount an email :meth:`take` counted that did not go out."""
-        key = f"{address}:{at.astimezone(UTC).date().isoformat()}"
-        self._quotas.update_one({"_id": key, "count": {"$gt": 0}}, {"$inc": {"count": -1}})
+        self._quotas.update_one({"_id": self._key(address, at), "count": {"$gt": 0}}, {"$inc": {"count": -1}})
 
     def take(self, address: str, at: datetime) -> bool:
         """Count one email to ``address`` on ``at``'s UTC day; False, counting nothing, when the
         day's limit is reached."""
         day = at.astimezone(UTC).date()
-        key = f"{address}:{day.isoformat()}"
+        key = self._key(address, at)
         for _ in range(2):  # a day's first email races only its own insert
             if self._quotas.update_one({"_id": key, "count": {"$lt": self.limit}}, {"$inc": {"count": 1}}).matched_count:
                 return True
