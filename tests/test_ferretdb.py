@@ -366,3 +366,78 @@ def test_a_regex_tests_the_whole_stored_string_and_counts_stay_exact(ferretdb: D
         texts.count_documents({"$and": [], "a": Regex("x")})
     assert texts.delete_many({"a": Regex("b")}).deleted_count == 1
     assert texts.estimated_document_count() == 2  # the count command, without a filter
+
+
+def test_a_page_of_ids_is_read_through_the_id_index(ferretdb: DebugFerretDB) -> None:
+    """{_id: {$in: [...]}} of strings or ObjectIDs selects those rows through the _id index (a read
+    model looking up a page of known ids), and the rest of the filter still decides."""
+    people = ferretdb.notes.database["notespeople"]
+    people.insert_many([{"_id": f"user-{n}", "n": n} for n in range(300)])
+    wanted = [f"user-{n}" for n in (5, 77, 150, 299)] + ["nobody", ObjectId()]
+    offset = ferretdb.log_path.stat().st_size
+    assert sorted(person["n"] for person in people.find({"_id": {"$in": wanted}})) == [5, 77, 150, 299]
+    assert people.count_documents({"_id": {"$in": wanted}, "n": {"$gt": 100}}) == 2
+    assert people.update_many({"_id": {"$in": wanted}}, {"$set": {"seen": True}}).modified_count == 4
+    assert people.delete_many({"_id": {"$in": wanted[:2]}, "seen": True}).deleted_count == 2
+
+    statements = {statement: table for statement, table in ferretdb.statements_since(offset).items()
+                  if "IN (?, ?" in statement}
+    assert {statement.split()[0] for statement in statements} == {"SELECT", "DELETE"}, statements
+    for statement, table in statements.items():
+        assert f"USING INDEX {table}__id_" in ferretdb.plan(statement), statement
+    assert sorted(person["n"] for person in people.find({"_id": {"$in": [f"user-{n}" for n in range(1100)]}})) == [
+        n for n in range(300) if n not in (5, 77)]  # past the patch's 1,000 values: the handler alone, same answer
+
+
+def test_a_whole_count_reads_a_row_count_that_every_write_keeps(ferretdb: DebugFerretDB) -> None:
+    """count_documents({}) is read from the count the table's triggers keep: exact through inserts,
+    deletes and writes from 8 threads at once, through a write FerretDB did not make (sqlite3 on the
+    file, as an unpatched build would), and for a collection dropped and made anew."""
+    log = ferretdb.notes.database["notesrows"]
+    log.insert_many([{"n": n} for n in range(250)])
+    assert log.count_documents({}) == 250
+
+    def churn(worker: int) -> None:
+        for n in range(40):
+            log.insert_one({"worker": worker, "n": n})
+            if n % 3 == 0:
+                log.delete_one({"worker": worker, "n": n})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(churn, range(8)))
+    log.delete_many({"n": {"$lt": 50}, "worker": {"$exists": False}})
+    offset = ferretdb.log_path.stat().st_size
+    rows = 250 - 50 + 8 * (40 - 14)
+    assert log.count_documents({}) == len(list(log.find({}))) == rows
+    counts = [line for line in ferretdb.log_path.read_bytes()[offset:].decode().splitlines() if "<<< SELECT" in line]
+    assert len(counts) == 2 and "_ferretdb_row_counts" in counts[0] and "count(*)" not in counts[0], counts
+
+    database = sqlite3.connect(ferretdb.data_dir / "probe.sqlite", timeout=30)
+    try:
+        (table,) = database.execute("SELECT table_name FROM _ferretdb_collections WHERE name = 'notesrows'").fetchone()
+        with database:
+            database.execute(f'DELETE FROM "{table}" WHERE rowid IN (SELECT rowid FROM "{table}" LIMIT 10)')
+    finally:
+        database.close()
+    assert log.count_documents({}) == rows - 10
+
+    log.drop()
+    log.insert_many([{"n": n} for n in range(3)])
+    assert log.count_documents({}) == 3
+
+
+def test_a_count_with_a_limit_reads_no_further_than_its_limit(ferretdb: DebugFerretDB) -> None:
+    """count_documents(filter, limit=n) is one SQL count of at most n index entries (a trigram's
+    postings counted to see whether it is rare), and stays exact once arrays are about."""
+    limited = ferretdb.notes.database["noteslimited"]
+    limited.create_index("gram")
+    limited.insert_many([{"gram": "common" if n % 10 else "rare"} for n in range(3000)])
+    offset = ferretdb.log_path.stat().st_size
+    assert limited.count_documents({"gram": "common"}, limit=1001) == 1001
+    assert limited.count_documents({"gram": "rare"}, limit=1001) == 300
+    assert limited.count_documents({}, limit=10) == 10
+    counts = [statement for statement in ferretdb.statements_since(offset) if "count(*)" in statement]
+    assert counts and all("LIMIT ?)" in statement for statement in counts), counts
+    limited.insert_one({"gram": ["rare", "common"]})
+    assert limited.count_documents({"gram": "rare"}, limit=1001) == 301
+    assert limited.count_documents({"gram": "rare"}, limit=100) == 100

@@ -3,7 +3,7 @@ version does (scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch): random doc
 every BSON type the typed keys order, arrays and documents, under four compound indexes; random
 finds (equality, $in and ranges on up to three fields, sorts on up to three fields in mixed
 directions, limits; regexes on a field, in an $or and under an $and), counts, update_many and
-delete_many. Finds must return the same documents in the same order of sort keys (documents
+delete_many. Counts are compared whole and with a limit. Finds must return the same documents in the same order of sort keys (documents
 equal on every sort key may come in any order, as in MongoDB); a limit without a sort may pick
 any of the matches, so only how many is compared.
 
@@ -142,7 +142,7 @@ def _find(database: Database, name: str, filter_: dict, sort: list | None, limit
         if sort:
             cursor = cursor.sort(sort)
         found = list(cursor.limit(limit))
-        counted = database[name].count_documents(filter_)
+        counted = database[name].count_documents(filter_), database[name].count_documents(filter_, limit=limit or 3)
     except Exception as error:  # noqa: BLE001 (both builds must refuse alike)
         return ("error", type(error).__name__)
     ids = sorted(repr(document["_id"]) for document in found) if not limit else None
@@ -244,4 +244,51 @@ def test_writes_change_what_the_unpatched_build_changes(builds: Builds, seed: in
             outcomes.append((updated, deleted, left))
         if outcomes[0] != outcomes[1]:
             differences.append(filter_)
+    assert differences == []
+
+
+IDS: list[Any] = ["u1", "u2", "U1", "", "é", ObjectId("650000000000000000000001"), "650000000000000000000001",
+                  ObjectId("6500000000000000000000ff"), 7, 7.0, Int64(8), None, True, ["u1"], {"k": "u1"}]
+"""_ids of every kind a $in may name: strings, ObjectIDs and their hex text, numbers, and what is
+not pushed down (null, booleans; arrays and documents only as $in values, never stored)."""
+
+
+def _id_filter(rng: random.Random, present: list[Any]) -> dict[str, Any]:
+    pool = present + IDS
+    values = [rng.choice(pool) for _ in range(rng.choice([0, 1, 2, 5, 30]))]
+    condition: Any = {"$in": values}
+    roll = rng.random()
+    if roll < 0.1:
+        condition = {"$in": values, "$nin": [rng.choice(pool)]}
+    elif roll < 0.2:
+        condition = {"$in": [Regex("^u", "i"), *values]}
+    others = {field: _condition(rng) for field in rng.sample(FIELDS, rng.choice([0, 0, 1]))}
+    return {"_id": condition, **others}
+
+
+@pytest.mark.parametrize("seed", [3, 17])
+def test_id_in_and_whole_collection_counts_answer_as_the_unpatched_build(builds: Builds, seed: int) -> None:
+    """The sqlite-id-pushdown patch selects {_id: {$in: [...]}} through the _id index, and the
+    row-counts patch answers count_documents({}) from a count kept by triggers: finds, counts,
+    updates and deletes by a $in of ids of every kind, with writes in between, change and return
+    what the unpatched build does."""
+    rng = random.Random(seed)
+    present: list[Any] = [f"u{i}" for i in range(150)] + [ObjectId() for _ in range(150)]
+    documents = [{**_document(rng, 0, 0.05), "_id": identifier} for identifier in present]
+    _fill(builds.unpatched, "ids", documents)
+    _fill(builds.patched, "ids", documents)
+    differences = []
+    for step in range(FINDS):
+        filter_ = _id_filter(rng, present)
+        outcomes = []
+        for database in (builds.unpatched, builds.patched):
+            answer: list[Any] = [_find(database, "ids", filter_, None, 0), database.ids.count_documents({})]
+            if step % 5 == 0:
+                answer.append(database.ids.update_many(filter_, {"$inc": {"seen": 1}}).modified_count)
+            if step % 7 == 0:
+                answer.append(database.ids.delete_many(filter_).deleted_count)
+                database.ids.insert_one({"_id": f"new{step}", "a": step})
+            outcomes.append(answer)
+        if outcomes[0] != outcomes[1]:
+            differences.append((filter_, outcomes))
     assert differences == []
