@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
+from taskflow_admin.search import trigrams
 from taskflow_common.events.outbox import OUTBOX_FIELD
 from taskflow_notify.notifications import notification_id
 from taskflow_tasks import counts
 from taskflow_tasks.schemas import PRIORITIES, TaskCreate
-from taskflow_tasks.store import COUNTS, TASKS, CountStore, stored_document
+from taskflow_tasks.store import TASKS, CountStore, stored_document
 from taskflow_tasks.tasks import new_task
 
 BATCH = 2000
@@ -135,6 +135,7 @@ CODE = slice(8, 18)
 """Where a copy's number goes in an ObjectId's 24 hex digits: the 5 bytes after its timestamp."""
 TEMPLATE_EMAIL = "user-0000000000@bench.example"
 """The template user's email; copy ``n`` has ``n`` (10 hex digits) in place of the zeros."""
+TEMPLATE_NAME = "Bench user"
 EMAIL_CODE = 5
 _HEX_ID = re.compile(r"(?<![0-9a-f])[0-9a-f]{24}(?![0-9a-f])")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -208,7 +209,9 @@ COLLECTIONS = (
     Collection("taskflow_notify", "reminders", "owner"),
 )
 """Everything the services keep about a user and their tasks, but what expires: refresh tokens,
-deliveries (kept 30 days after they finish), processed event ids, locks."""
+deliveries (kept 30 days after they finish), processed event ids, locks; and admin's search
+index, whose postings differ from copy to copy in number (see :func:`search_postings`)."""
+SEARCH = Collection("taskflow_admin", "search", "user")
 BATCH_ROWS = 20_000
 
 
@@ -251,6 +254,18 @@ def copies(templates: Sequence[list[str]], numbers: Iterable[int], fix: Callable
             yield fix(middle.join(cut), number)
 
 
+def search_postings(template: str, numbers: Iterable[int]) -> Iterator[str]:
+    """Admin's search postings (:mod:`taskflow_admin.search`) of each copy's email and
+    :data:`TEMPLATE_NAME`, in the format of one of the template user's postings, ``template``."""
+    model = json.loads(template)
+    user_id, version = model["user_id"], model["version"]
+    for number in numbers:
+        copy_id, email = remap(user_id, number), TEMPLATE_EMAIL.replace("0" * 10, code(number))
+        for trigram in sorted(trigrams(email) | trigrams(TEMPLATE_NAME)):
+            model.update(_id=f"{copy_id}\n{version}\n{trigram}", user_id=copy_id, trigram=trigram)
+            yield json.dumps(model, separators=(",", ":"), ensure_ascii=False)
+
+
 def copy_template(data_dir: Path, user_id: str, task_ids: set[str], users: range, owners: range,
                   log: Callable[[str], None] = print) -> dict[str, int]:
     """Copy everything the services keep about template user ``user_id`` (email
@@ -291,6 +306,11 @@ def copy_template(data_dir: Path, user_id: str, task_ids: set[str], users: range
             count += _insert(connection, name, copies(by_scope["owner"], owners, ids.fix))
             inserted[f"{collection.database}.{collection.name}"] = count
             log(f"copied {len(found)} documents of {collection.database}.{collection.name}: {count:,} rows")
+        connection = connections[SEARCH.database]
+        [template, *_] = template_documents(connection, SEARCH.name, user_id)
+        count = _insert(connection, table(connection, SEARCH.name), search_postings(template, users))
+        inserted[f"{SEARCH.database}.{SEARCH.name}"] = count
+        log(f"indexed the copies for admin's search: {count:,} postings")
         for connection in connections.values():
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return inserted

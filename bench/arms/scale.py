@@ -172,7 +172,7 @@ def _fill(bench: Bench, infra: Any, system: Any, layout: seed.Layout) -> tuple[S
     with requests.Session() as http:
         probe = _register(http, auth, f"probe-{size}@bench.example", "Probe")
         big = _register(http, auth, f"big-{size}@bench.example", "Big owner")
-        template = _register(http, auth, seed.TEMPLATE_EMAIL, "Bench user")
+        template = _register(http, auth, seed.TEMPLATE_EMAIL, seed.TEMPLATE_NAME)
         admin = _login(http, auth, ADMIN_EMAIL)
     now = datetime.now(UTC)
     with ThreadPoolExecutor(2) as pool:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bson import ObjectId
+from taskflow_admin.search import trigrams
 from taskflow_notify.notifications import notification_id
 from taskflow_tasks import counts
 
-from bench.seed import PROBE_TASKS, TEMPLATE_EMAIL, copy_template, counter_change, layout, remap, table, tasks_of
+from bench.seed import PROBE_TASKS, TEMPLATE_EMAIL, TEMPLATE_NAME, copy_template, counter_change, layout, remap, table, tasks_of
 
 
 def test_bulk_counters_equal_one_create_at_a_time() -> None:
@@ -71,7 +72,8 @@ def test_copies_are_consistent_users_with_their_own_tasks_and_notification_ids(t
     _ferretdb_file(tmp_path / "taskflow_tasks.sqlite", {
         "tasks": [_document(_id=task, owner_id=user), _document(_id=other, owner_id="someone")],
         "task_counts": [_document(_id=user)]})
-    _ferretdb_file(tmp_path / "taskflow_admin.sqlite", {**empty, "audit": [
+    _ferretdb_file(tmp_path / "taskflow_admin.sqlite", {**empty, "search": [
+        _document(_id=f"{user}\n2\nuse", user_id=user, version="2", trigram="use")], "audit": [
         _document(_id=event, type="task.created", subject_id=task, actor_id=user),
         _document(_id=str(uuid.uuid4()), type="notification.sent", subject_id=welcome, actor_id=user)]})
     _ferretdb_file(tmp_path / "taskflow_notify.sqlite", {**empty, "notifications": [
@@ -94,3 +96,9 @@ def test_copies_are_consistent_users_with_their_own_tasks_and_notification_ids(t
     assert len({entry["_id"] for entry in audit}) == 2 + 6 and all(uuid.UUID(entry["_id"]) for entry in audit)
     sent = [entry for entry in audit if entry["type"] == "notification.sent"]
     assert {entry["subject_id"] for entry in sent} == {notification_id(f"welcome:{entry['actor_id']}") for entry in sent}
+    postings = _stored(tmp_path, "taskflow_admin", "search")
+    for number in range(1, 5):
+        held = {posting["trigram"] for posting in postings if posting["user_id"] == remap(user, number)}
+        assert held == trigrams(f"user-{number:010x}@bench.example") | trigrams(TEMPLATE_NAME)
+    assert all(posting["_id"] == f"{posting['user_id']}\n2\n{posting['trigram']}" for posting in postings)
+    assert inserted["taskflow_admin.search"] == len(postings) - 1

@@ -3,8 +3,8 @@
 Admin owns no users or tasks; it keeps read models of them, fed by events (see :mod:`.events`):
 ``users`` (the newest snapshot of each user, plus ``last_login_at``), ``tasks`` (each task's
 owner, status and due date, and whether it was deleted) and ``audit`` (one entry per event,
-keeping the event's data so the read models can be rebuilt from it). ``meta`` remembers whether
-the users were backfilled from auth.
+keeping the event's data so the read models can be rebuilt from it). ``search`` is the users'
+trigram index (see :mod:`.search`). ``meta`` remembers whether the users were backfilled from auth.
 """
 
 from __future__ import annotations
@@ -16,16 +16,25 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from taskflow_common.events.consumer import PARKED, PROCESSED
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import apply_if_newer
 
+from . import search
+
 USERS = "users"
 TASKS = "tasks"
 AUDIT = "audit"
+SEARCH = "search"
 META = "meta"
 STATUSES = ("todo", "in_progress", "done")
+CANDIDATES = 1000
+"""The most users a search reads by the trigram index (one ``_id`` ``$in``); a ``q`` whose probed
+trigrams each belong to more users is searched by the regex over every user."""
+PROBES = 16
+"""How many of ``q``'s trigrams a search counts the postings of, spread over ``q``."""
+DUPLICATE_KEY = 11000
 
 INDEXES = (
     Indexes(USERS, (
@@ -37,11 +46,15 @@ INDEXES = (
         IndexModel([("owner_id", ASCENDING), ("deleted", ASCENDING)]),
         IndexModel([("deleted", ASCENDING), ("status", ASCENDING), ("due_date", ASCENDING)]),
     )),
+    Indexes(SEARCH, (
+        IndexModel([("trigram", ASCENDING)]),
+        IndexModel([("user_id", ASCENDING), ("version", ASCENDING)]),
+    )),
     Indexes(AUDIT, (
         IndexModel([("time", DESCENDING), ("_id", DESCENDING)]),
-        IndexModel([("type", ASCENDING), ("time", DESCENDING)]),
-        IndexModel([("actor_id", ASCENDING), ("time", DESCENDING)]),
-        IndexModel([("subject_id", ASCENDING), ("time", DESCENDING)]),
+        IndexModel([("type", ASCENDING), ("time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("actor_id", ASCENDING), ("time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("subject_id", ASCENDING), ("time", DESCENDING), ("_id", DESCENDING)]),
     )),
 )
 
@@ -64,6 +77,53 @@ class ReadModels:
                 {"_id": snapshot["id"], "$or": [{"last_login_at": None}, {"last_login_at": {"$lt": snapshot["last_login_at"]}}]},
                 {"$set": {"last_login_at": snapshot["last_login_at"]}},
             )
+        self._index_for_search(snapshot["id"])
+
+    def _index_for_search(self, user_id: str) -> None:
+        """Make ``search`` hold the trigrams of the user's stored email and name.
+
+        Postings are keyed by user, version and trigram, so writing them again inserts nothing new.
+        Once the new ones are in, the user's ``searched`` field (their folded email and name) is
+        set if the user is still at that version, and only then are their postings of earlier
+        versions deleted; a user whose ``searched`` equals their text is skipped. So a crash, or
+        events of one user indexed at once in any order, leave at most postings too many (a search
+        reads a superset anyway), never one missing for the stored email and name.
+        """
+        db = self._db()
+        user = db[USERS].find_one({"_id": user_id}, {"email": 1, "name": 1, "version": 1, "searched": 1})
+        if user is None:
+            return
+        text = search.folded(f"{user['email']}\n{user['name']}")
+        if user.get("searched") == text:
+            return
+        version = user["version"]
+        postings = [{"_id": f"{user_id}\n{version}\n{trigram}", "user_id": user_id, "version": version, "trigram": trigram}
+                    for trigram in search.trigrams(user["email"]) | search.trigrams(user["name"])]
+        try:
+            db[SEARCH].insert_many(postings, ordered=False)
+        except BulkWriteError as error:
+            if any(failure["code"] != DUPLICATE_KEY for failure in error.details["writeErrors"]):
+                raise
+        if db[USERS].update_one({"_id": user_id, "version": version}, {"$set": {"searched": text}}).matched_count:
+            db[SEARCH].delete_many({"user_id": user_id, "version": {"$lt": version}})
+
+    def candidates(self, q: str) -> list[str] | None:
+        """Ids of a superset of the users whose email or name holds ``q`` (at most
+        :data:`CANDIDATES`), read by the trigram index; None when the index cannot narrow the
+        search that far.
+
+        Up to :data:`PROBES` of ``q``'s trigrams, spread over it, are counted (each count stops
+        at :data:`CANDIDATES` + 1 postings); the users of the rarest one are the candidates.
+        """
+        grams = search.query_trigrams(q)
+        if not grams:
+            return None
+        probed = grams if len(grams) <= PROBES else [grams[i * (len(grams) - 1) // (PROBES - 1)] for i in range(PROBES)]
+        postings = self._db()[SEARCH]
+        held, rarest = min((postings.count_documents({"trigram": trigram}, limit=CANDIDATES + 1), trigram) for trigram in probed)
+        if held > CANDIDATES:
+            return None
+        return sorted({posting["user_id"] for posting in postings.find({"trigram": rarest}, {"user_id": 1, "_id": 0})})
 
     def user(self, user_id: str) -> dict[str, Any] | None:
         return self._db()[USERS].find_one({"_id": user_id})
@@ -78,9 +138,14 @@ class ReadModels:
         if q is not None:
             pattern = {"$regex": re.escape(q), "$options": "i"}
             query["$or"] = [{"email": pattern}, {"name": pattern}]
-        users = self._db()[USERS]
-        found = users.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).skip(skip).limit(limit)
-        return list(found), users.count_documents(query)
+            candidates = self.candidates(q)
+            if candidates is not None:
+                query["_id"] = {"$in": candidates}
+        users = self._db()[USERS].find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        if "_id" in query:  # at most CANDIDATES matches: read once, counted here
+            matches = list(users)
+            return matches[skip:skip + limit], len(matches)
+        return list(users.skip(skip).limit(limit)), self._db()[USERS].count_documents(query)
 
     def task_counts(self, owner_ids: list[str]) -> dict[str, int]:
         """Live (not deleted) tasks per owner, for the given owners."""
@@ -108,10 +173,7 @@ class ReadModels:
     def stats(self, now: datetime) -> dict[str, Any]:
         db = self._db()
         users, tasks = db[USERS], db[TASKS]
-        by_status = {row["_id"]: row["count"] for row in tasks.aggregate([
-            {"$match": {"deleted": False}},
-            {"$group": {"_id": "$status", "count": {"$sum": 1}}},
-        ])}
+        by_status = {status: tasks.count_documents({"deleted": False, "status": status}) for status in STATUSES}
         return {
             "users": {
                 "total": users.count_documents({}),
@@ -120,7 +182,7 @@ class ReadModels:
             },
             "tasks": {
                 "total": sum(by_status.values()),
-                "by_status": {status: by_status.get(status, 0) for status in STATUSES},
+                "by_status": by_status,
                 "overdue": tasks.count_documents(
                     {"deleted": False, "status": {"$in": ["todo", "in_progress"]}, "due_date": {"$lt": now}}
                 ),
@@ -162,5 +224,5 @@ class ReadModels:
     def clear(self) -> None:
         """Drop the read models (not the audit log) and the backfill mark."""
         db = self._db()
-        for name in (USERS, TASKS, META):
+        for name in (USERS, SEARCH, TASKS, META):
             db.drop_collection(name)
