@@ -4,7 +4,8 @@ Admin owns no users or tasks; it keeps read models of them, fed by events (see :
 ``users`` (the newest snapshot of each user, plus ``last_login_at``), ``tasks`` (each task's
 owner, status and due date, and whether it was deleted) and ``audit`` (one entry per event,
 keeping the event's data so the read models can be rebuilt from it). ``search`` is the users'
-trigram index (see :mod:`.search`). ``meta`` remembers whether the users were backfilled from auth.
+trigram index (see :mod:`.search`). ``meta`` remembers whether the users were backfilled from auth and whether every user is in the
+search index.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ trigrams each belong to more users is searched by the regex over every user."""
 PROBES = 16
 """How many of ``q``'s trigrams a search counts the postings of, spread over ``q``."""
 DUPLICATE_KEY = 11000
+SEARCH_MARK = "search-index"
 
 INDEXES = (
     Indexes(USERS, (
@@ -64,6 +66,7 @@ class ReadModels:
 
     def __init__(self, db: Callable[[], Database]) -> None:
         self._db = db
+        self._searchable = False
 
     # -- users ---------------------------------------------------------------------------------
 
@@ -107,6 +110,32 @@ class ReadModels:
         if db[USERS].update_one({"_id": user_id, "version": version}, {"$set": {"searched": text}}).matched_count:
             db[SEARCH].delete_many({"user_id": user_id, "version": {"$lt": version}})
 
+    def index_existing_users(self) -> int:
+        """Index for search, once, the users stored before the search index existed (their
+        ``searched`` is missing), then mark the index whole; returns how many were indexed.
+
+        Until the mark is set, :meth:`candidates` answers None (every search is the regex over
+        every user). Users stored meanwhile are indexed as they are applied. Idempotent.
+        """
+        if self.searchable():
+            return 0
+        indexed = 0
+        for user in self._db()[USERS].find({}, {"email": 1, "name": 1, "searched": 1}):
+            if user.get("searched") != search.folded(f"{user['email']}\n{user['name']}"):
+                self._index_for_search(user["_id"])
+                indexed += 1
+        self._mark_searchable()
+        return indexed
+
+    def searchable(self) -> bool:
+        """Whether every stored user is in the search index (see :meth:`index_existing_users`)."""
+        if not self._searchable:
+            self._searchable = self._db()[META].find_one({"_id": SEARCH_MARK}) is not None
+        return self._searchable
+
+    def _mark_searchable(self) -> None:
+        self._db()[META].update_one({"_id": SEARCH_MARK}, {"$set": {"at": datetime.now(UTC)}}, upsert=True)
+
     def candidates(self, q: str) -> list[str] | None:
         """Ids of a superset of the users whose email or name holds ``q`` (at most
         :data:`CANDIDATES`), read by the trigram index; None when the index cannot narrow the
@@ -116,7 +145,7 @@ class ReadModels:
         at :data:`CANDIDATES` + 1 postings); the users of the rarest one are the candidates.
         """
         grams = search.query_trigrams(q)
-        if not grams:
+        if not grams or not self.searchable():
             return None
         probed = grams if len(grams) <= PROBES else [grams[i * (len(grams) - 1) // (PROBES - 1)] for i in range(PROBES)]
         postings = self._db()[SEARCH]
@@ -226,3 +255,4 @@ class ReadModels:
         db = self._db()
         for name in (USERS, SEARCH, TASKS, META):
             db.drop_collection(name)
+        self._mark_searchable()  # no users, none missing from the index; replayed ones are indexed

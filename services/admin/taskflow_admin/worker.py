@@ -1,17 +1,45 @@
 """The admin worker: ``python -m taskflow_admin.worker`` keeps the read models and the audit log
-from every event, and the deactivated-users list. Admin emits no events, so it runs no relay."""
+from every event, and the deactivated-users list; once, it indexes for search the users stored
+before the search index existed. Admin emits no events, so it runs no relay."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 
+from pymongo.errors import PyMongoError
 from taskflow_common import deactivation
 from taskflow_common.events import worker
+from taskflow_common.events.worker import Loop
 from taskflow_common.observability import setup_process
 
 from . import assemble
 from .events import SUBSCRIPTION
 from .settings import AdminSettings
+from .store import ReadModels
+
+log = logging.getLogger(__name__)
+RETRY_SECONDS = 5.0
+
+
+def search_index_loop(read_models: ReadModels) -> Loop:
+    """Indexes for search the users stored before the search index existed, once, retrying while
+    the database is unreachable (see :meth:`ReadModels.index_existing_users`)."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                indexed = read_models.index_existing_users()
+            except PyMongoError as error:
+                log.warning("search index: %s; retrying in %.0f s", error, RETRY_SECONDS)
+                stop.wait(RETRY_SECONDS)
+                continue
+            if indexed:
+                log.info("search index: %d existing users indexed", indexed)
+            return
+
+    return Loop("admin-search-index", run)
 
 
 def main() -> int:
@@ -22,6 +50,7 @@ def main() -> int:
         admin.events.consumer_loop(SUBSCRIPTION, admin.administration.projections.handlers),
         admin.events.consumer_loop(deactivation.subscription("admin"), admin.deactivated.handlers),
         admin.events.housekeeping_loop(admin.events.expiries),
+        search_index_loop(admin.administration.read_models),
     ])
 
 

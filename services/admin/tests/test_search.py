@@ -18,7 +18,10 @@ onto s and k), é/É (non-ASCII, folded by the regex only), ß, punctuation the 
 
 
 def read_models(app: Flask) -> ReadModels:
-    return app.extensions["taskflow_admin"].read_models
+    """The app's read models, with the search index marked whole (as the worker does at start)."""
+    models = app.extensions["taskflow_admin"].read_models
+    models.index_existing_users()
+    return models
 
 
 def snapshot(number: int, version: int = 1, **changes: Any) -> dict[str, Any]:
@@ -35,7 +38,7 @@ def regex_alone(app: Flask, q: str) -> list[str]:
 
 
 def searched(app: Flask, q: str) -> tuple[list[str], int]:
-    found, total = read_models(app).users(q=q, role=None, active=None, skip=0, limit=1000)
+    found, total = app.extensions["taskflow_admin"].read_models.users(q=q, role=None, active=None, skip=0, limit=1000)
     return sorted(user["_id"] for user in found), total
 
 
@@ -88,3 +91,18 @@ def test_a_changed_email_is_found_by_its_new_value_only_whatever_the_order_of_it
     search = admin_app.extensions["taskflow.mongo"].db[SEARCH]
     models.apply_user(snapshot(9000, 5, email="final@example.com"))
     assert {posting["version"] for posting in search.find({"user_id": "user-9000"})} == {5}
+
+
+def test_users_stored_before_the_index_are_found_before_and_after_the_worker_indexes_them(admin_app: Flask) -> None:
+    """A database of an earlier build holds users without postings: until the worker's one pass
+    has indexed them, every search is the regex over every user; after it, the index finds them."""
+    models = admin_app.extensions["taskflow_admin"].read_models
+    users = admin_app.extensions["taskflow.mongo"].db[USERS]
+    users.insert_many([{**snapshot(n), "_id": snapshot(n)["id"]} for n in range(40)])  # as stored before
+    models.apply_user(snapshot(40))
+    assert models.candidates("person7@") is None
+    assert searched(admin_app, "person7@") == (["user-0007"], 1)
+
+    assert models.index_existing_users() == 40
+    assert models.candidates("person7@") is not None and searched(admin_app, "person7@") == (["user-0007"], 1)
+    assert models.index_existing_users() == 0
