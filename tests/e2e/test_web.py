@@ -45,8 +45,9 @@ def open_page(browser: Browser, system: System, request: pytest.FixtureRequest, 
     provokes one names its status in ``expected``, and only that one is let through."""
     pages: list[tuple[Page, list[str]]] = []
 
-    def make(expected: tuple[int, ...] = ()) -> Page:
-        context = browser.new_context(base_url=system.gateway_url, timezone_id="Europe/Paris")
+    def make(expected: tuple[int, ...] = (), viewport: dict[str, int] | None = None) -> Page:
+        context = browser.new_context(base_url=system.gateway_url, timezone_id="Europe/Paris",
+                                      viewport=viewport or {"width": 1280, "height": 800})
         page = context.new_page()
         errors: list[str] = []
         allowed = re.compile(rf"^Failed to load resource: the server responded with a status of ({'|'.join(map(str, expected)) or 'none'}) ")
@@ -187,11 +188,12 @@ def test_a_task_changed_in_two_pages_is_a_conflict_with_a_reload_and_changes_sho
         expect(page.get_by_role("heading", name="Changed through the API")).to_be_visible(timeout=LIVE)
 
 
-def test_every_page_of_an_admin_opens_without_a_console_error(open_page: Callable[..., Page]) -> None:
-    page = open_page()
+def test_every_page_of_an_admin_opens_without_a_console_error_and_fits_a_phone(open_page: Callable[..., Page]) -> None:
+    page = open_page(viewport={"width": 375, "height": 740})
     sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
     for name in ("Tasks", "Statistics", "Inbox", "Profile", "Admin"):
         go(page, name)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, name  # no sideways scrolling
     expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
     page.get_by_label("Event type").fill("user.registered")
     page.get_by_label("Event type").press("Enter")

@@ -97,13 +97,16 @@ function TaskFields({ task }: { task?: Task }) {
 
 function NewTask({ created }: { created: () => void }) {
   const [error, setError] = useState<unknown>(null);
+  // A new form after each task (rather than form.reset(), which would put each select on its
+  // first option: Preact sets `selected` as a property, not as the default reset returns to).
+  const [form, setForm] = useState(0);
   async function submit(event: Event) {
     event.preventDefault();
-    const form = event.currentTarget as HTMLFormElement;
+    const target = event.currentTarget as HTMLFormElement;
     setError(null);
     try {
-      await call("POST", "/tasks", fieldsOf(form, false));
-      form.reset();
+      await call("POST", "/tasks", fieldsOf(target, false));
+      setForm((number) => number + 1);
       created();
     } catch (problem) {
       setError(problem);
@@ -112,7 +115,7 @@ function NewTask({ created }: { created: () => void }) {
   return (
     <section aria-labelledby="new-task">
       <h2 id="new-task">New task</h2>
-      <form onSubmit={submit}>
+      <form key={form} onSubmit={submit}>
         <TaskFields />
         <ErrorMessage error={error} />
         <button type="submit" class="primary">Add task</button>
