@@ -208,3 +208,30 @@ def test_errors_show_the_problems_detail(open_page: Callable[..., Page]) -> None
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("The email or password is incorrect.")
+
+
+def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Email")).to_be_focused()
+    page.keyboard.type(user.email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(user.password)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("Title", exact=True).focus()
+    page.keyboard.type("Typed, not clicked")
+    page.keyboard.press("Enter")
+    edit = page.get_by_role("button", name="Edit Typed, not clicked")
+    edit.focus()
+    page.keyboard.press("Enter")
+    title = page.get_by_role("list", name="Tasks").get_by_label("Title", exact=True)
+    expect(title).to_be_focused()  # the form that replaced the button has the keyboard
+    page.keyboard.press("End")
+    page.keyboard.type(" by anyone")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Typed, not clicked by anyone")).to_be_visible()

@@ -1,6 +1,6 @@
 /** The task board: filters, search, sort and pages over `GET /tasks`; create, edit, complete and delete. */
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { call, Problem, request } from "../api";
 import { Empty, ErrorMessage, Loading, Pager, type Page } from "../components";
 import { fromLocalInput, showDate, timeZone, toLocalInput } from "../format";
@@ -66,10 +66,16 @@ function fieldsOf(form: HTMLFormElement, editing: boolean): Record<string, unkno
   return fields;
 }
 
-function TaskFields({ task }: { task?: Task }) {
+/** The fields of a task; `focus` puts the keyboard in the title once shown (the edit form
+ * replaces the button that opened it, which would otherwise leave the focus nowhere). */
+function TaskFields({ task, focus = false }: { task?: Task; focus?: boolean }) {
+  const title = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    if (focus) title.current?.focus();
+  }, [focus]);
   return (
     <>
-      <label>Title<input name="title" required maxLength={200} defaultValue={task?.title} /></label>
+      <label>Title<input ref={title} name="title" required maxLength={200} defaultValue={task?.title} /></label>
       <label>Description<textarea name="description" maxLength={5000} rows={2} defaultValue={task?.description} /></label>
       <div class="row">
         {task && (
@@ -174,7 +180,7 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
     <li class={`task ${current.status}`}>
       {editing ? (
         <form onSubmit={(event) => { event.preventDefault(); void change(fieldsOf(event.currentTarget as HTMLFormElement, true)); }}>
-          <TaskFields task={current} />
+          <TaskFields task={current} focus />
           <div class="row">
             <button type="submit" class="primary">Save task</button>
             <button type="button" onClick={() => { setEditing(false); setError(null); }}>Cancel</button>
