@@ -235,3 +235,21 @@ def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Cal
     page.keyboard.type(" by anyone")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Typed, not clicked by anyone")).to_be_visible()
+
+
+def test_a_reload_stays_signed_in_by_rotating_the_refresh_token_and_keeps_no_access_token(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    before = page.evaluate("sessionStorage.getItem('taskflow.refresh_token')")
+
+    page.reload()
+    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+
+    after = page.evaluate("sessionStorage.getItem('taskflow.refresh_token')")
+    assert after and after != before  # rotated, without the user signing in again
+    stored = page.evaluate("JSON.stringify({...sessionStorage, ...localStorage}) + document.cookie")
+    assert user.access_token not in stored and "eyJ" not in stored  # no JWT kept anywhere but memory
+    assert gateway.post("/api/v1/auth/refresh", json={"refresh_token": before}).status_code == 401  # spent
