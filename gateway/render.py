@@ -29,7 +29,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 NGINX_ONLY_IN_PRODUCTION = frozenset({"prometheus", "opentelemetry"})
-RENDERED_PLUGINS = frozenset({"correlation-id", "cors", "rate-limiting", "request-size-limiting"})
+RENDERED_PLUGINS = frozenset({"correlation-id", "cors", "rate-limiting", "request-size-limiting", "response-transformer"})
 SIZE_UNITS = {"megabytes": "m", "kilobytes": "k", "bytes": ""}
 PERIOD_SECONDS = {"second": 1, "minute": 60}
 # What the gateway's own 405 lists in Allow when kong.yml's cors plugin names no methods.
@@ -73,6 +73,8 @@ class Location:
     read_timeout_ms: int = 60000
     write_timeout_ms: int = 60000
     tries: int = 1
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    buffered: bool = True
 
     @property
     def retry_after(self) -> int:
@@ -111,6 +113,21 @@ def _rate_limits(scope: str, config: dict) -> list[RateLimit]:
     ]
 
 
+def _added_headers(scope: str, config: dict) -> list[tuple[str, str]]:
+    """``(name, value)`` of a response-transformer plugin that only adds response headers (Kong's
+    ``add.headers``, each ``"Name:value"``); any other transformation has no rendering here."""
+    add = config.get("add", {})
+    if set(config) - {"add"} or set(add) - {"headers"}:
+        raise KongConfigError(f"{scope}: only response-transformer's add.headers renders")
+    headers = []
+    for header in add.get("headers", []):
+        name, separator, value = header.partition(":")
+        if not separator or not re.fullmatch(r"[A-Za-z0-9-]+", name) or '"' in value:
+            raise KongConfigError(f"{scope}: response-transformer header {header!r} is not 'Name:value'")
+        headers.append((name, value))
+    return headers
+
+
 def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) -> dict:
     """Turn a parsed kong.yml into the template's model.
 
@@ -147,6 +164,7 @@ def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) 
             plugins = {**service_plugins, **_plugins_by_name(route.get("plugins"), route["name"])}
             every_plugin |= set(plugins)
             limits = _rate_limits(*plugins["rate-limiting"]) if "rate-limiting" in plugins and rate_limiting else []
+            headers = _added_headers(*plugins["response-transformer"]) if "response-transformer" in plugins else []
             for path in route["paths"]:
                 locations.append(
                     Location(
@@ -159,6 +177,9 @@ def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) 
                         read_timeout_ms=service.get("read_timeout", 60000),
                         write_timeout_ms=service.get("write_timeout", 60000),
                         tries=service.get("retries", 5) + 1,
+                        headers=headers,
+                        # Kong's route attribute; off, each byte goes to the client as it comes (streams).
+                        buffered=route.get("response_buffering", True),
                     )
                 )
     unknown = every_plugin - RENDERED_PLUGINS - NGINX_ONLY_IN_PRODUCTION

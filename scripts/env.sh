@@ -13,6 +13,7 @@ export AUTH_PORT="${AUTH_PORT:-5001}"
 export TASKS_PORT="${TASKS_PORT:-5002}"
 export ADMIN_PORT="${ADMIN_PORT:-5003}"
 export NOTIFY_PORT="${NOTIFY_PORT:-5004}"
+export WEB_PORT="${WEB_PORT:-5005}"  # the web client's static files (scripts/web), behind the gateway
 export AUTH_METRICS_PORT="${AUTH_METRICS_PORT:-9001}"
 export TASKS_METRICS_PORT="${TASKS_METRICS_PORT:-9002}"
 export ADMIN_METRICS_PORT="${ADMIN_METRICS_PORT:-9003}"

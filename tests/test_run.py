@@ -164,6 +164,7 @@ def _serves(system: System, account: Account) -> bool:
         ("ferretdb", "FerretDB"),
         ("rabbitmq", "RabbitMQ"),
         ("gateway", "nginx's master"),
+        ("web", "the web client's nginx master"),
     ],
 )
 def test_sigkill_of_any_process_comes_back_and_loses_no_acknowledged_write(
@@ -207,7 +208,7 @@ def test_a_second_make_run_on_the_same_state_directory_refuses_and_leaves_the_fi
     assert second.returncode == 1
     assert "another make run is using" in second.stderr, second.stderr
     status = first_run.supervisorctl("status")
-    assert status.count("RUNNING") == 12, status  # 11 programs and the restarts listener
+    assert status.count("RUNNING") == 13, status  # 12 programs and the restarts listener
 
 
 def _listening(port: int) -> bool:
@@ -233,6 +234,7 @@ def test_sigkill_of_supervisord_leaves_nothing_running_and_a_new_start_serves_th
     programs = [psutil.Process(int(pid)) for pid in re.findall(r"pid (\d+)", first_run.supervisorctl("status"))]
     ports = [
         first_run.gateway_port,
+        first_run.web_port,
         *first_run.ports.values(),
         *first_run.worker_metrics_ports.values(),
         int(first_run.env["MONGODB_PORT"]),

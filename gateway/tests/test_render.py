@@ -37,7 +37,7 @@ def test_every_route_becomes_a_location_to_its_service(kong: dict) -> None:
         for path in route["paths"]
     }
     assert rendered == expected
-    assert set(model["upstreams"]) == {"auth", "tasks", "admin", "notify"}
+    assert set(model["upstreams"]) == {"auth", "tasks", "admin", "notify", "web"}
 
 
 def test_ports_come_from_the_environment(kong: dict) -> None:
@@ -105,3 +105,30 @@ def test_every_error_nginx_answers_itself_gets_a_problem_page(tmp_path: Path) ->
     assert "error_page 494 =431 /_gateway_problem/431;" in text and '"status":431' in text
     assert text.count("types { }") == 1 + text.count("location = /_gateway_problem/")  # no extension decides the type
     assert '"405:" "GET, POST, PATCH, DELETE, OPTIONS"' in text
+
+
+def test_the_web_route_adds_the_apps_security_headers_after_the_common_ones(kong: dict, tmp_path: Path) -> None:
+    text = render.render(KONG, tmp_path, {})
+    web = text[text.index("location ~ ^/$ {"):]
+    web = web[: web.index("}\n\n")]
+    assert "add_header X-Request-ID $tf_request_id always;" in web  # nginx would drop the server's in this location
+    assert "add_header X-Content-Type-Options \"nosniff\" always;" in web
+    assert "frame-ancestors 'none'" in web and "connect-src 'self'" in web and "'unsafe-inline'" not in web
+    tasks = text[text.index("# route tasks"):]
+    assert "Content-Security-Policy" not in tasks[: tasks.index("}\n\n")]
+
+
+def test_a_response_transformer_that_does_more_than_add_headers_is_refused(kong: dict) -> None:
+    broken = copy.deepcopy(kong)
+    web = next(service for service in broken["services"] if service["name"] == "web")
+    web["routes"][0]["plugins"][0]["config"]["remove"] = {"headers": ["Server"]}
+    with pytest.raises(render.KongConfigError, match="add.headers"):
+        render.build_model(broken, {})
+
+
+def test_the_notification_stream_is_passed_on_unbuffered_and_first(kong: dict) -> None:
+    locations = render.build_model(kong, {})["locations"]
+    stream = next(location for location in locations if location.route == "notifications-stream")
+    inbox = next(location for location in locations if location.route == "notifications")
+    assert not stream.buffered and inbox.buffered
+    assert locations.index(stream) < locations.index(inbox)

@@ -220,8 +220,9 @@ def test_probes_metrics_and_internal_apis_are_not_routed(path: str) -> None:
     assert routed_to(path) == set()
 
 
-PAGES = ("~/verify-email",)
-"""Routes of web pages outside the API prefix (the page an email-verification link opens)."""
+PAGES = ("~/verify-email", "~/$", "~/assets/")
+"""Routes of web pages outside the API prefix: the page an email-verification link opens, and the
+web client's page and its files."""
 
 
 def test_every_kong_route_is_a_regex_kong_keeps_unstripped() -> None:

@@ -88,7 +88,7 @@ def test_dev_runs_one_of_everything() -> None:
     assert {
         w["metadata"]["name"]: w["spec"]["replicas"]
         for w in kube.find(resources, "Deployment") + kube.find(resources, "StatefulSet")
-    } == {name: 1 for name in (*APP_DEPLOYMENTS, "gateway", "jaeger", "mongo", "rabbitmq")}
+    } == {name: 1 for name in (*APP_DEPLOYMENTS, "gateway", "web", "jaeger", "mongo", "rabbitmq")}
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
@@ -309,6 +309,12 @@ def test_only_the_gateway_is_reachable_from_outside(network: tuple[list, dict[st
         ("jaeger", 4318),
     ]:
         assert not reachable(network, OUTSIDE, target, port), target
+
+
+def test_the_gateway_alone_reaches_the_web_clients_files(network: tuple[list, dict[str, kube.Pod]]) -> None:
+    assert reachable(network, "gateway", "web", 5005)
+    assert not reachable(network, OUTSIDE, "web", 5005)
+    assert not reachable(network, "auth", "web", 5005)
 
 
 @pytest.mark.parametrize(("service", "port"), [("auth", 5001), ("tasks", 5002), ("admin", 5003), ("notify", 5004)])

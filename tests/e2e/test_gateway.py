@@ -30,7 +30,7 @@ def test_each_prefix_reaches_its_own_service(gateway: Client, prefix: str, title
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/internal/users", "/healthz", "/readyz", "/metrics", "/api/v1/tasksfoo", "/api/v2/tasks", "/api/v1"],
+    ["/index.html", "/internal/users", "/healthz", "/readyz", "/metrics", "/api/v1/tasksfoo", "/api/v2/tasks", "/api/v1"],
 )
 def test_paths_outside_the_public_api_are_404_problem(gateway: Client, path: str) -> None:
     response = gateway.get(path)
@@ -108,7 +108,7 @@ def test_a_long_request_line_is_refused_as_a_problem_never_html(gateway: Client,
     assert (response.status_code == 414) == (length > 8192)
 
 
-@pytest.mark.parametrize("path", ["/verify-email.html", "/logo.gif", "/api/v1/x.jpg"])
+@pytest.mark.parametrize("path", ["/verify-email.html", "/logo.gif", "/api/v1/x.jpg", "/assets/missing.js"])
 def test_an_unrouted_path_is_a_problem_whatever_its_extension(gateway: Client, path: str) -> None:
     response = gateway.get(path)
     assert response.status_code == 404

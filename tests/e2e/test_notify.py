@@ -4,6 +4,9 @@ the notify worker, which fills the inbox and writes the mail to the system's Mai
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -151,3 +154,47 @@ def test_a_completed_task_gets_no_reminder(gateway: Client, system: System) -> N
     wait_for(lambda: any(item["subject_id"] == other["id"] for item in inbox(gateway, owner)["items"]), timeout=60,
              interval=0.5, what="the open task's reminder")
     assert all(item["subject_id"] != task["id"] for item in inbox(gateway, owner)["items"])
+
+
+def _feed_events(response, until: Callable[[list[dict[str, str]]], bool], seconds: float = 10) -> list[dict[str, str]]:
+    """Read SSE events from a streamed response until ``until(events)`` or ``seconds`` pass."""
+    events: list[dict[str, str]] = []
+    fields: dict[str, str] = {}
+    deadline = time.monotonic() + seconds
+    for line in response.iter_lines(decode_unicode=True):
+        if line == "":
+            if "data" in fields:
+                events.append(fields)
+                if until(events):
+                    break
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if time.monotonic() > deadline:
+            break
+    return events
+
+
+def test_the_live_feed_streams_through_the_gateway_and_a_reconnection_loses_nothing(gateway: Client) -> None:
+    account = sign_up(gateway)
+    stream_url = "/api/v1/notifications/stream"
+    with gateway.get(stream_url, headers=account.headers, stream=True, timeout=30) as first:
+        assert first.status_code == 200
+        assert first.headers["Content-Type"].startswith("text/event-stream")
+        created = gateway.post("/api/v1/tasks", json={"title": "streamed"}, headers=account.headers)
+        assert created.status_code == 201
+        seen = _feed_events(first, lambda events: any(e.get("event") == "task" for e in events))
+    task_events = [e for e in seen if e.get("event") == "task"]
+    assert json.loads(task_events[0]["data"])["task"]["title"] == "streamed"
+
+    # Away from the stream: a change, then, longer after it than a new stream looks back (5 s), a
+    # reconnection from the last event seen, which must still bring it.
+    changed = gateway.patch(f"/api/v1/tasks/{created.json()['id']}", json={"title": "changed meanwhile"},
+                            headers=account.headers)
+    assert changed.status_code == 200
+    time.sleep(8)
+    with gateway.get(stream_url, headers={**account.headers, "Last-Event-ID": seen[-1]["id"]}, stream=True,
+                     timeout=30) as second:
+        again = _feed_events(second, lambda events: any("changed meanwhile" in e["data"] for e in events))
+    assert any(json.loads(e["data"]).get("task", {}).get("title") == "changed meanwhile" for e in again)

@@ -33,6 +33,7 @@ class System:
         self.metrics_ports = {name: free_port() for name in SERVICES}
         self.worker_metrics_ports = {name: free_port() for name in SERVICES}
         self.gateway_port = free_port()
+        self.web_port = free_port()
         if infra is not None:
             self.mongodb_uri, self.rabbitmq_url = infra.mongodb_uri, infra.rabbitmq_url
             dependencies = {**infra.env, "MONGODB_URI": infra.mongodb_uri, "RABBITMQ_URL": infra.rabbitmq_url}
@@ -53,6 +54,7 @@ class System:
             "MONGODB_DB_PREFIX": "e2e_",
             "TASKFLOW_ENV": "test",
             "GATEWAY_PORT": str(self.gateway_port),
+            "WEB_PORT": str(self.web_port),
             "WEB_CONCURRENCY": "2",
             "AUTH_URL": f"http://127.0.0.1:{self.ports['auth']}",
             "TASKS_URL": f"http://127.0.0.1:{self.ports['tasks']}",
@@ -109,14 +111,14 @@ class System:
         return completed.stdout + completed.stderr
 
     def ready(self) -> bool:
-        """True when every service's /readyz is 200 and the gateway answers."""
+        """True when every service's /readyz is 200 and the gateway serves the web client's page."""
         if self.child is not None and not self.child.running():
             raise RuntimeError("scripts/run exited")
         try:
             services_ready = all(
                 requests.get(f"{self.service_url(name)}/readyz", timeout=5).status_code == 200 for name in SERVICES
             )
-            return services_ready and requests.get(f"{self.gateway_url}/", timeout=5).status_code == 404
+            return services_ready and requests.get(f"{self.gateway_url}/", timeout=5).status_code == 200
         except (requests.ConnectionError, requests.Timeout):
             # A service's port accepts connections before its workers have loaded the app; on a
             # busy machine the first requests can wait longer than the timeout. Not ready yet.

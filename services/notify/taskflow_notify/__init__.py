@@ -22,12 +22,15 @@ from taskflow_common.tokens import TokenVerifier
 from . import mail
 from .api import api
 from .events import NotifyEvents
+from .live import LiveFeed
 from .mailer import Mailer
 from .messages import EmailComposer
 from .notifications import Notifications
 from .reminders import Reminders
 from .settings import NotifySettings
-from .store import DELIVERIES, EXPIRIES, INDEXES, DeliveryStore, MailQuotas, NotificationStore, RecipientStore, ReminderStore
+from .store import (
+    DELIVERIES, EXPIRIES, INDEXES, DeliveryStore, FeedStore, MailQuotas, NotificationStore, RecipientStore, ReminderStore,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Notify:
     mongo: Mongo
     events: ServiceEvents
     deactivated: DeactivatedUsers
+    feed: FeedStore
     notifications: Notifications
     reminders: Reminders
     handlers: NotifyEvents
@@ -54,9 +58,10 @@ def assemble(settings: NotifySettings) -> Notify:
     # A claim outlives the slowest SMTP exchange: some ten commands, each allowed the whole timeout.
     deliveries = DeliveryStore(db, events.outbox, claim_lease_seconds=60.0 + 12 * settings.smtp_timeout_seconds)
     recipients = RecipientStore(db)
-    notifications = Notifications(store, deliveries)
+    feed = FeedStore(db)
+    notifications = Notifications(store, deliveries, feed)
     reminders = Reminders(ReminderStore(db), recipients, notifications, lead=timedelta(minutes=settings.reminder_lead_minutes))
-    handlers = NotifyEvents(events, recipients, notifications, reminders)
+    handlers = NotifyEvents(events, recipients, notifications, reminders, feed)
     mailer = Mailer(
         deliveries,
         store,
@@ -77,7 +82,7 @@ def assemble(settings: NotifySettings) -> Notify:
         max_attempts=settings.mail_max_attempts,
     )
     mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, [*EXPIRIES, *events.expiries])])
-    return Notify(settings, mongo, events, DeactivatedUsers(db), notifications, reminders, handlers, mailer)
+    return Notify(settings, mongo, events, DeactivatedUsers(db), feed, notifications, reminders, handlers, mailer)
 
 
 def create_app(settings: NotifySettings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
@@ -92,4 +97,5 @@ def create_app(settings: NotifySettings | None = None, *, verifier: TokenVerifie
         access_policy=notify.deactivated,
     )
     app.extensions["taskflow_notify.notifications"] = notify.notifications
+    app.extensions["taskflow_notify.live"] = LiveFeed(notify.feed, notify.deactivated)
     return app

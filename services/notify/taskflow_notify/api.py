@@ -7,10 +7,12 @@ is the same 404 as an unknown or malformed one.
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import Response, current_app, request
 from taskflow_common.api import Api, Link
 from taskflow_common.pagination import Page
-from taskflow_common.tokens import Principal
+from taskflow_common.tokens import Principal, authenticate
+
+from .live import LiveFeed
 
 from .notifications import Notifications
 from .schemas import Notification, NotificationQuery
@@ -48,3 +50,23 @@ def read_all(principal: Principal) -> None:
 def read(principal: Principal, notification_id: str) -> None:
     """The signed-in user, for one of their own notifications (marking it again changes nothing)."""
     notifications().mark_read(principal.user_id, notification_id)
+
+
+def stream() -> Response:
+    """``GET /api/v1/notifications/stream``: the caller's live feed as Server-Sent Events (:mod:`.live`).
+
+    Declared on the blueprint, not in the OpenAPI document: its answer is an endless
+    ``text/event-stream``, which the JSON operations' contract tests cannot read to its end. Bearer
+    authentication and its problems (401, 403) are those of every route.
+    """
+    principal = authenticate()
+    live: LiveFeed = current_app.extensions["taskflow_notify.live"]
+    return Response(
+        live.stream(principal, request.headers.get("Last-Event-ID")),
+        mimetype="text/event-stream",
+        # No proxy may hold events back (nginx and Kong honour X-Accel-Buffering) or keep a copy.
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+api.blueprint.add_url_rule("/stream", "stream", stream, methods=["GET"])

@@ -7,7 +7,8 @@ Consumes, each queue in the worker (``python -m taskflow_notify.worker``):
   ``role_changed`` on ``user.role_changed``, ``reactivated`` on ``user.activated``,
   ``verify_email`` (its email carries the link) on ``user.email_verification_requested``. Nothing
   is created for a user deactivated at the event or in the newest known snapshot.
-- ``notify.reminders``: ``task.*`` snapshots keep the reminder schedule (:mod:`.reminders`).
+- ``notify.reminders``: ``task.*`` snapshots keep the reminder schedule (:mod:`.reminders`) and
+  go to their owner's live feed (``GET /notifications/stream``).
 - ``notify.user-status``: the shared deactivated-users policy of the API
   (:mod:`taskflow_common.deactivation`).
 
@@ -30,7 +31,7 @@ from taskflow_common.events.topology import Subscription
 from . import messages
 from .notifications import Notifications
 from .reminders import Reminders
-from .store import RecipientStore
+from .store import FeedStore, RecipientStore
 
 USER_EVENTS = (
     "user.registered", "user.updated", "user.role_changed", "user.deactivated", "user.activated",
@@ -68,12 +69,14 @@ class NotifyEvents:
     """notify's handlers and the events it builds."""
 
     def __init__(
-        self, events: ServiceEvents, recipients: RecipientStore, notifications: Notifications, reminders: Reminders
+        self, events: ServiceEvents, recipients: RecipientStore, notifications: Notifications, reminders: Reminders,
+        feed: FeedStore | None = None,
     ) -> None:
         self._events = events
         self.recipients = recipients
         self.notifications = notifications
         self.reminders = reminders
+        self.feed = feed
 
     # -- emitted -----------------------------------------------------------------------------
 
@@ -142,6 +145,9 @@ class NotifyEvents:
 
     def handle_task_event(self, event: Event) -> None:
         self.reminders.apply(event)
+        if self.feed is not None:
+            task = {key: value for key, value in event.data.items() if key != "actor_id"}
+            self.feed.append(f"task:{event.id}", event.data["owner_id"], "task", {"type": event.type, "task": task})
 
     @property
     def inbox_handlers(self) -> dict[str, Callable[[Event], None]]:

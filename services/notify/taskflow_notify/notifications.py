@@ -2,7 +2,7 @@
 
 A notification's id is a UUID derived from its key (what it is about: ``welcome:<user>``,
 ``reminder:<task>:<due date>``, ``role_changed:<event id>``…). Creating it is two inserts with
-that id, the inbox item then its email delivery, each ignoring a duplicate key. So a redelivered
+that id, the inbox item, its live-feed entry, then its email delivery, each ignoring a duplicate key. So a redelivered
 event, a crash between the two inserts followed by a retry, or two scheduler replicas racing all
 end with one item and one delivery: the unique ``_id`` is the atomic claim, on FerretDB as on
 MongoDB.
@@ -16,7 +16,8 @@ from typing import Any
 
 from .errors import NotificationNotFound
 from .messages import CHANNELS, NewNotification
-from .store import DeliveryStore, NotificationStore, now
+from .schemas import Notification
+from .store import DeliveryStore, FeedStore, NotificationStore, now
 
 NAMESPACE = uuid.UUID("5b0f3c8e-6a7e-4d7e-9a51-7a3c2b1e9d40")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -30,9 +31,10 @@ def notification_id(key: str) -> str:
 class Notifications:
     """Notifications and their email deliveries."""
 
-    def __init__(self, store: NotificationStore, deliveries: DeliveryStore) -> None:
+    def __init__(self, store: NotificationStore, deliveries: DeliveryStore, feed: FeedStore | None = None) -> None:
         self.store = store
         self.deliveries = deliveries
+        self.feed = feed
 
     def create(self, new: NewNotification, *, link: dict[str, str] | None = None) -> bool:
         """Create ``new`` in the inbox and queue its email, idempotently per ``new.key``; ``link``
@@ -43,22 +45,24 @@ class Notifications:
             True if this call created the inbox item, False if it existed already.
         """
         identifier = notification_id(new.key)
-        created = self.store.insert(
-            {
-                "_id": identifier,
-                "key": new.key,
-                "user_id": new.user_id,
-                "kind": new.kind,
-                "title": new.title,
-                "body": new.body,
-                "subject_id": new.subject_id,
-                "actor_id": new.actor_id,
-                "channels": list(CHANNELS),
-                "created_at": new.created_at,
-                "read_at": None,
-            }
-        )
-        # Also when the item existed: an earlier attempt may have stopped before this insert.
+        document = {
+            "_id": identifier,
+            "key": new.key,
+            "user_id": new.user_id,
+            "kind": new.kind,
+            "title": new.title,
+            "body": new.body,
+            "subject_id": new.subject_id,
+            "actor_id": new.actor_id,
+            "channels": list(CHANNELS),
+            "created_at": new.created_at,
+            "read_at": None,
+        }
+        created = self.store.insert(document)
+        # Also when the item existed: an earlier attempt may have stopped before these inserts.
+        if self.feed is not None:
+            item = Notification.from_document(document).model_dump(mode="json")
+            self.feed.append(f"notification:{identifier}", new.user_id, "notification", item)
         moment = now()
         self.deliveries.insert(
             {

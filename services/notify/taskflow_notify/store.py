@@ -19,6 +19,11 @@ Collections:
 - ``reminders``: the schedule, one document per task (its newest snapshot from ``task.*`` events)
   with ``reminder_due``: the due date a reminder is still owed for, else null. Each change is
   conditional on what it was computed from (``version``, ``reminder_due``, ``reminded_due``).
+- ``feed``: the live feed of each user (``GET /notifications/stream``): one entry per new
+  notification and per ``task.*`` event of the user's tasks, ``{_id: <what it is about>, user_id,
+  kind, seq, at, data}``, ``seq`` the milliseconds since the epoch at which it was written. An
+  entry's ``_id`` is derived from its cause, so a redelivered event adds nothing. Entries expire
+  after :data:`FEED_RETENTION`.
 - ``deactivated_users``, ``outbox``, ``processed_events``: the shared library's.
 """
 
@@ -43,6 +48,7 @@ DELIVERIES = "deliveries"
 RECIPIENTS = "recipients"
 REMINDERS = "reminders"
 MAIL_QUOTAS = "mail_quotas"
+FEED = "feed"
 
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 INDEXES = (
@@ -55,12 +61,16 @@ INDEXES = (
         IndexModel([("reminder_due", ASCENDING)]),  # the scheduler's scan
         IndexModel([("reminder_outcome", ASCENDING)]),  # reminders a dead scheduler left sending
     )),
+    Indexes(FEED, (IndexModel([("user_id", ASCENDING), ("seq", ASCENDING)]),)),  # a stream's next entries
 )
 DELIVERY_RETENTION = timedelta(days=30)
 """How long a finished delivery is kept (its outcome, for operators), counted from ``finished_at``;
 longer than the consumers' de-duplication window, so a redelivered event finds its delivery."""
+FEED_RETENTION = timedelta(days=1)
+"""How long a live-feed entry can still be resent to a stream that reconnects (``Last-Event-ID``)."""
 EXPIRIES = (
     Expiry(DELIVERIES, "finished_at", DELIVERY_RETENTION),  # a pending delivery has no finished_at
+    Expiry(FEED, "at", FEED_RETENTION),
     Expiry(MAIL_QUOTAS, "expires_at"),  # a day's count once the day is over
 )
 
@@ -106,6 +116,33 @@ class NotificationStore:
 
     def mark_all_read(self, user_id: str, at: datetime) -> None:
         self._notifications.update_many({"user_id": user_id, "read_at": None}, {"$set": {"read_at": at}})
+
+
+class FeedStore:
+    """Each user's live feed, in the order its entries were written (``seq``, then ``_id``)."""
+
+    def __init__(self, db: Callable[[], Database]) -> None:
+        self._db = db
+
+    @property
+    def _feed(self):  # noqa: ANN202
+        return self._db()[FEED]
+
+    def append(self, entry_id: str, user_id: str, kind: str, data: dict[str, Any]) -> None:
+        """Add ``data`` (JSON-ready) to the user's feed as ``kind``; nothing if ``entry_id`` is there already."""
+        moment = now()
+        try:
+            self._feed.insert_one(
+                {"_id": entry_id, "user_id": user_id, "kind": kind, "seq": int(moment.timestamp() * 1000), "at": moment,
+                 "data": data}
+            )
+        except DuplicateKeyError:
+            pass
+
+    def since(self, user_id: str, seq: int, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The user's entries written at ``seq`` (ms since the epoch) or later, oldest first."""
+        found = self._feed.find({"user_id": user_id, "seq": {"$gte": seq}}).sort([("seq", ASCENDING), ("_id", ASCENDING)])
+        return list(found.limit(limit))
 
 
 class DeliveryStore:

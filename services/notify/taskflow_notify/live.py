@@ -1,0 +1,119 @@
+"""The live feed, ``GET /api/v1/notifications/stream``: Server-Sent Events (WHATWG HTML §9.2) of the
+caller's feed (:class:`~.store.FeedStore`), which notify's worker writes as the events arrive from
+RabbitMQ: each new notification (``event: notification``, data an inbox item) and each change of
+one of the caller's tasks (``event: task``, data ``{type, task}`` with the ``task.*`` snapshot).
+
+Each event's ``id`` is ``<seq>-<entry id>``. A client that reconnects with ``Last-Event-ID`` gets
+every entry written from :data:`REPLAY_MARGIN_MS` before that ``seq`` on: entries are written by
+several workers whose clocks and commits are not in one order, so the margin resends a few it may
+already have (it drops the ids it has seen) and loses none written within it of each other.
+
+A stream holds no thread: notify runs gevent workers (one greenlet per connection), and the
+stream waits between reads of the feed with a cooperative sleep. It re-checks the caller's
+account on every read, and ends when that account is deactivated or its tokens revoked, and after
+:data:`STREAM_SECONDS` in any case, so a token is never honoured for long after it expired:
+the client reconnects with its current token, and a refused one signs it out. A database error
+ends it too (the client reconnects with ``Last-Event-ID``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from pymongo.errors import PyMongoError
+from taskflow_common.problems import Forbidden, Unauthorized
+from taskflow_common.tokens import AccessPolicy, Principal
+
+from .store import FeedStore
+
+POLL_SECONDS = 0.5
+"""How often a stream reads its feed: an entry reaches the page within this of being written."""
+HEARTBEAT_SECONDS = 15.0
+"""The longest silence: a comment line then keeps proxies (the gateway's 30 s read timeout) from closing it."""
+STREAM_SECONDS = 300.0
+"""How long one stream lasts; the client reconnects with ``Last-Event-ID`` and its current token."""
+REPLAY_MARGIN_MS = 5_000
+"""How far before the last event seen a reconnection starts reading again (see the module)."""
+_LAST_EVENT_ID = re.compile(r"^(\d{1,15})-")
+
+
+def _event(entry: dict[str, Any]) -> str:
+    """One entry as an SSE event (``data`` is one line of JSON)."""
+    data = json.dumps(entry["data"], separators=(",", ":"), default=str)
+    return f"id: {entry['seq']}-{entry['_id']}\nevent: {entry['kind']}\ndata: {data}\n\n"
+
+
+class LiveFeed:
+    """Streams of each user's feed.
+
+    Args:
+        feed: the feed store.
+        policy: the access policy of every request (deactivated accounts, revoked generations),
+            re-applied on every read of the feed.
+        poll_seconds, heartbeat_seconds, stream_seconds: see the module's constants (tests shorten them).
+    """
+
+    def __init__(
+        self,
+        feed: FeedStore,
+        policy: AccessPolicy | None,
+        *,
+        poll_seconds: float = POLL_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        stream_seconds: float = STREAM_SECONDS,
+    ) -> None:
+        self.feed = feed
+        self.policy = policy
+        self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stream_seconds = stream_seconds
+
+    @staticmethod
+    def start_seq(last_event_id: str | None, now_ms: int) -> int:
+        """The ``seq`` from which a stream reads: :data:`REPLAY_MARGIN_MS` before the last event seen,
+        or before now for a new stream (so nothing written while the page loaded is missed). An
+        unreadable ``Last-Event-ID`` counts as none."""
+        match = _LAST_EVENT_ID.match(last_event_id or "")
+        return (int(match.group(1)) if match else now_ms) - REPLAY_MARGIN_MS
+
+    def _admitted(self, principal: Principal) -> bool:
+        if self.policy is None:
+            return True
+        try:
+            self.policy.admit(principal)
+            return True
+        except (Unauthorized, Forbidden):
+            return False
+
+    def stream(self, principal: Principal, last_event_id: str | None) -> Iterator[str]:
+        """The SSE text of ``principal``'s feed from ``last_event_id`` on, until the stream's time is up
+        or the account no longer admits the token."""
+        started = time.monotonic()
+        cursor = self.start_seq(last_event_id, int(time.time() * 1000))
+        sent: dict[str, int] = {}  # entry id → seq, for the entries at or after the cursor
+        yield f": TaskFlow live feed of user {principal.user_id}\nretry: 1000\n\n"
+        last_output = time.monotonic()
+        while time.monotonic() - started < self.stream_seconds:
+            try:
+                if not self._admitted(principal):
+                    return
+                entries = self.feed.since(principal.user_id, cursor, limit=len(sent) + 100)
+            except PyMongoError:
+                return  # the database is away: the client reconnects, and resumes from its last event
+            for entry in entries:
+                if entry["_id"] in sent:
+                    continue
+                sent[entry["_id"]] = entry["seq"]
+                last_output = time.monotonic()
+                yield _event(entry)
+            if sent:
+                cursor = max(cursor, max(sent.values()) - REPLAY_MARGIN_MS)
+                sent = {entry_id: seq for entry_id, seq in sent.items() if seq >= cursor}
+            if time.monotonic() - last_output >= self.heartbeat_seconds:
+                last_output = time.monotonic()
+                yield ": heartbeat\n\n"
+            time.sleep(self.poll_seconds)

@@ -1,0 +1,255 @@
+"""The web client in a real browser (Debian's Chromium driven by Playwright), end to end through the
+gateway: every element is found by its role and accessible name, as assistive technology finds it.
+Every page a test opens must log no console error; on a failure each open page's screenshot is
+written under the test's temporary directory (``<page>-<n>.png``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from tests.support.accounts import sign_up
+from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.system import Client, System
+
+from .conftest import OUTCOME
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+# Without these Chromium keeps trying to reach the internet, which this machine has not.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"]
+LIVE = 5_000
+"""Milliseconds a change made elsewhere may take to show in an open page (DESIGN: within about a second)."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, system: System, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Page]]:
+    """``open_page(expected=())`` opens a new page in a browser context of its own (its own storage:
+    another person's browser) at the web client; after the test, none of them logged a console
+    error. Chromium logs each answer of 4xx as an error ("Failed to load resource"): a test that
+    provokes one names its status in ``expected``, and only that one is let through."""
+    pages: list[tuple[Page, list[str]]] = []
+
+    def make(expected: tuple[int, ...] = (), viewport: dict[str, int] | None = None) -> Page:
+        context = browser.new_context(base_url=system.gateway_url, timezone_id="Europe/Paris",
+                                      viewport=viewport or {"width": 1280, "height": 800})
+        page = context.new_page()
+        errors: list[str] = []
+        allowed = re.compile(rf"^Failed to load resource: the server responded with a status of ({'|'.join(map(str, expected)) or 'none'}) ")
+
+        def console(message: ConsoleMessage) -> None:
+            if message.type == "error" and not allowed.match(message.text):
+                errors.append(message.text)
+
+        page.on("console", console)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_default_timeout(15_000)
+        page.goto("/")
+        pages.append((page, errors))
+        return page
+
+    yield make
+    report = request.node.stash.get(OUTCOME, None)
+    if report is not None and report.failed:
+        for number, (page, _) in enumerate(pages):
+            page.screenshot(path=tmp_path / f"page-{number}.png", full_page=True)
+    for page, _ in pages:
+        page.context.close()
+    assert [errors for _, errors in pages if errors] == []
+
+
+def sign_up_in(page: Page, name: str, email: str, password: str) -> None:
+    page.get_by_role("button", name="Create an account").click()
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+
+
+def sign_in(page: Page, email: str, password: str) -> None:
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Tasks")).to_be_visible()
+
+
+def go(page: Page, name: str) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name=re.compile(f"^{name}")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(f"^{name}"))
+
+
+def test_the_gateway_serves_the_app_with_its_security_headers_and_immutable_assets(gateway: Client) -> None:
+    page = gateway.get("/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Cache-Control"] == "no-cache"
+    script = re.search(r'src="(/assets/app-[A-Z0-9]+\.js)"', page.text).group(1)
+    asset = gateway.get(script, headers={"Accept-Encoding": "gzip"})
+    assert asset.status_code == 200
+    assert asset.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert asset.headers["Content-Encoding"] == "gzip"
+    assert asset.headers["Content-Security-Policy"] == policy
+
+
+def test_sign_up_add_a_task_due_soon_its_reminder_arrives_live_complete_it_and_the_stats_change(
+    open_page: Callable[..., Page],
+) -> None:
+    page = open_page()
+    sign_up_in(page, "Grace", f"grace-{datetime.now().timestamp():.0f}@example.com", "a long enough passphrase")
+    inbox = page.get_by_role("navigation", name="Main").get_by_role("link", name=re.compile("^Inbox"))
+    expect(inbox).to_have_accessible_name("Inbox 2 unread")  # the welcome and the verification link
+    go(page, "Statistics")
+    expect(page.get_by_test_id("stat-total")).to_have_text("0")
+
+    go(page, "Tasks")
+    page.get_by_label("Title", exact=True).fill("Pay the rent")
+    due = datetime.now() + timedelta(minutes=30)  # within the reminder's 60 minutes; Paris time, as the page
+    page.get_by_label(re.compile("^Due date")).fill(due.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label(re.compile("^Tags")).fill("Home, bills")
+    page.get_by_role("button", name="Add task").click()
+    task = page.get_by_role("list", name="Tasks").get_by_role("listitem").filter(has_text="Pay the rent")
+    expect(task).to_contain_text("#home")
+    expect(task).to_contain_text("Due ")
+
+    expect(inbox).to_have_accessible_name("Inbox 3 unread", timeout=30_000)  # pushed: the page was not reloaded
+    go(page, "Inbox")
+    expect(page.get_by_role("heading", name="Reminder: Pay the rent (unread)")).to_be_visible()
+
+    go(page, "Tasks")
+    page.get_by_role("button", name="Complete Pay the rent").click()
+    expect(task).to_contain_text("Done")
+    go(page, "Statistics")
+    expect(page.get_by_test_id("stat-total")).to_have_text("1")
+    expect(page.get_by_test_id("stat-done")).to_have_text("1")
+    expect(page.get_by_role("img", name=re.compile("Tasks by status: To do 0, In progress 0, Done 1"))).to_be_visible()
+
+
+def test_an_admin_deactivating_a_user_signs_their_open_page_out(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    theirs = open_page(expected=(401, 403))  # the refused reconnection and refresh that sign it out
+    sign_in(theirs, user.email, user.password)
+
+    admin = open_page()
+    sign_in(admin, ADMIN_EMAIL, ADMIN_PASSWORD)
+    go(admin, "Admin")
+    admin.get_by_label("Search users").fill(user.email)
+    admin.get_by_role("button", name=f"Deactivate {user.email}").click()
+    expect(admin.get_by_role("button", name=f"Activate {user.email}")).to_be_visible()
+
+    expect(theirs.get_by_role("heading", name="Sign in to TaskFlow")).to_be_visible(timeout=15_000)
+    expect(theirs.get_by_role("status")).to_contain_text("deactivated")
+
+
+def test_a_task_changed_in_two_pages_is_a_conflict_with_a_reload_and_changes_show_live(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    created = gateway.post("/api/v1/tasks", json={"title": "Shared task"}, headers=user.headers).json()
+    first, second = open_page(), open_page(expected=(412,))
+    for page in (first, second):
+        sign_in(page, user.email, user.password)
+        page.get_by_role("button", name="Edit Shared task").click()
+
+    first.get_by_role("list", name="Tasks").get_by_label("Title", exact=True).fill("Edited in the first page")
+    first.get_by_role("button", name="Save task").click()
+    expect(first.get_by_role("heading", name="Edited in the first page")).to_be_visible()
+
+    second.get_by_role("list", name="Tasks").get_by_label("Title", exact=True).fill("Edited in the second page")
+    second.get_by_role("button", name="Save task").click()
+    alert = second.get_by_role("alert")
+    expect(alert).to_contain_text("Someone else changed this task")
+    second.get_by_role("button", name="Reload task").click()
+    expect(second.get_by_role("heading", name="Edited in the first page")).to_be_visible()
+
+    changed = gateway.patch(f"/api/v1/tasks/{created['id']}", json={"title": "Changed through the API"},
+                            headers=user.headers)
+    assert changed.status_code == 200
+    for page in (first, second):  # neither page reloads: the change arrives on the live feed
+        expect(page.get_by_role("heading", name="Changed through the API")).to_be_visible(timeout=LIVE)
+
+
+def test_every_page_of_an_admin_opens_without_a_console_error_and_fits_a_phone(open_page: Callable[..., Page]) -> None:
+    page = open_page(viewport={"width": 375, "height": 740})
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    for name in ("Tasks", "Statistics", "Inbox", "Profile", "Admin"):
+        go(page, name)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, name  # no sideways scrolling
+    expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
+    page.get_by_label("Event type").fill("user.registered")
+    page.get_by_label("Event type").press("Enter")
+    expect(page.get_by_role("table").last).to_contain_text("user.registered")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page.get_by_role("heading", name="Sign in to TaskFlow")).to_be_visible()
+
+
+def test_errors_show_the_problems_detail(open_page: Callable[..., Page]) -> None:
+    page = open_page(expected=(401,))
+    page.get_by_label("Email").fill("nobody@example.com")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("The email or password is incorrect.")
+
+
+def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Email")).to_be_focused()
+    page.keyboard.type(user.email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(user.password)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("Title", exact=True).focus()
+    page.keyboard.type("Typed, not clicked")
+    page.keyboard.press("Enter")
+    edit = page.get_by_role("button", name="Edit Typed, not clicked")
+    edit.focus()
+    page.keyboard.press("Enter")
+    title = page.get_by_role("list", name="Tasks").get_by_label("Title", exact=True)
+    expect(title).to_be_focused()  # the form that replaced the button has the keyboard
+    page.keyboard.press("End")
+    page.keyboard.type(" by anyone")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Typed, not clicked by anyone")).to_be_visible()
+
+
+def test_a_reload_stays_signed_in_by_rotating_the_refresh_token_and_keeps_no_access_token(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    before = page.evaluate("sessionStorage.getItem('taskflow.refresh_token')")
+
+    page.reload()
+    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+
+    after = page.evaluate("sessionStorage.getItem('taskflow.refresh_token')")
+    assert after and after != before  # rotated, without the user signing in again
+    stored = page.evaluate("JSON.stringify({...sessionStorage, ...localStorage}) + document.cookie")
+    assert user.access_token not in stored and "eyJ" not in stored  # no JWT kept anywhere but memory
+    assert gateway.post("/api/v1/auth/refresh", json={"refresh_token": before}).status_code == 401  # spent

@@ -1,0 +1,100 @@
+/** The application: who is signed in, the navigation, the live feed, and the page of the URL's hash. */
+
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { call, onSession, resume, signOut, type User } from "./api";
+import { Loading } from "./components";
+import { AdminConsole } from "./pages/admin";
+import { SignIn } from "./pages/account";
+import { Inbox } from "./pages/inbox";
+import { Profile } from "./pages/profile";
+import { StatsPage } from "./pages/stats";
+import { Board } from "./pages/tasks";
+import { follow, type FeedEvent } from "./stream";
+
+const PAGES = { tasks: "Tasks", stats: "Statistics", inbox: "Inbox", profile: "Profile", admin: "Admin" } as const;
+type PageName = keyof typeof PAGES;
+
+function currentPage(): PageName {
+  const name = location.hash.replace(/^#\/?/, "");
+  return name in PAGES ? (name as PageName) : "tasks";
+}
+
+/** The number of unread notifications, kept current by the live feed. */
+function useUnread(user: User | null, revision: number): number {
+  const [unread, setUnread] = useState(0);
+  useEffect(() => {
+    if (!user) return;
+    call<{ total: number }>("GET", "/notifications?unread=true&limit=1").then((page) => setUnread(page.total), () => undefined);
+  }, [user, revision]);
+  return unread;
+}
+
+function App() {
+  const [user, setUser] = useState<User | null>(null);
+  const [starting, setStarting] = useState(true);
+  const [notice, setNotice] = useState("");
+  const [page, setPage] = useState<PageName>(currentPage());
+  const [tasksRevision, setTasksRevision] = useState(0);
+  const [inboxRevision, setInboxRevision] = useState(0);
+  const [live, setLive] = useState(false);
+  const unread = useUnread(user, inboxRevision);
+
+  useEffect(() => {
+    const stop = onSession((next, reason) => {
+      setUser(next);
+      setNotice(next ? "" : reason ?? "");
+    });
+    resume().catch(() => null).finally(() => setStarting(false));
+    const onHash = () => setPage(currentPage());
+    window.addEventListener("hashchange", onHash);
+    return () => { stop(); window.removeEventListener("hashchange", onHash); };
+  }, []);
+
+  useEffect(() => {
+    document.title = user ? `${PAGES[page]} · TaskFlow` : "TaskFlow";
+  }, [user, page]);
+
+  const userId = user?.id;
+  useEffect(() => {
+    if (!userId) return;
+    const controller = new AbortController();
+    const deliver = (event: FeedEvent) => {
+      if (event.type === "task") setTasksRevision((revision) => revision + 1);
+      else setInboxRevision((revision) => revision + 1);
+    };
+    void follow(deliver, setLive, controller.signal);
+    return () => controller.abort();
+  }, [userId]);
+
+  if (starting) return <main><Loading what="TaskFlow" /></main>;
+  if (!user) return <SignIn notice={notice} />;
+  const names = (Object.keys(PAGES) as PageName[]).filter((name) => name !== "admin" || user.role === "admin");
+  return (
+    <>
+      <a class="skip" href="#content">Skip to content</a>
+      <header>
+        <span class="brand">TaskFlow</span>
+        <nav aria-label="Main">
+          {names.map((name) => (
+            <a href={`#/${name}`} aria-current={page === name ? "page" : undefined}>
+              {PAGES[name]}
+              {name === "inbox" && unread > 0 && <span class="count" aria-label={`${unread} unread`}>{unread}</span>}
+            </a>
+          ))}
+        </nav>
+        <span class={live ? "live on" : "live"} role="status">{live ? "Live" : "Offline"}</span>
+        <button type="button" onClick={() => void signOut()}>Sign out</button>
+      </header>
+      <div id="content" tabIndex={-1}>
+        {page === "tasks" && <Board revision={tasksRevision} changed={() => setTasksRevision(tasksRevision + 1)} />}
+        {page === "stats" && <StatsPage revision={tasksRevision} />}
+        {page === "inbox" && <Inbox revision={inboxRevision} changed={() => setInboxRevision(inboxRevision + 1)} />}
+        {page === "profile" && <Profile user={user} changed={setUser} />}
+        {page === "admin" && user.role === "admin" && <AdminConsole selfId={user.id} />}
+      </div>
+    </>
+  );
+}
+
+render(<App />, document.getElementById("app") as HTMLElement);

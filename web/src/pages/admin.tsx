@@ -1,0 +1,223 @@
+/** The admin console: users (search, role, activate/deactivate), system stats, and the audit log. */
+
+import { useEffect, useState } from "preact/hooks";
+import { call } from "../api";
+import { Empty, ErrorMessage, Loading, Pager, type Page } from "../components";
+import { fromLocalInput, showDate } from "../format";
+import { BarChart } from "./stats";
+
+interface AdminUser {
+  id: string;
+  email: string;
+  name: string;
+  role: "user" | "admin";
+  active: boolean;
+  created_at: string;
+  last_login_at: string | null;
+  task_count: number;
+}
+
+interface SystemStats {
+  users: { total: number; active: number; admins: number };
+  tasks: { total: number; by_status: { todo: number; in_progress: number; done: number }; overdue: number };
+  events: { processed: number; dead_lettered: number };
+}
+
+interface AuditEntry {
+  id: string;
+  time: string;
+  type: string;
+  actor_id: string | null;
+  subject_id: string;
+  summary: string;
+}
+
+function UserRow({ listed, changed, self }: { listed: AdminUser; changed: () => void; self: boolean }) {
+  const [error, setError] = useState<unknown>(null);
+  // The answer of a change is the account as auth applied it; the list (admin's read model) follows by events.
+  const [user, setUser] = useState(listed);
+  useEffect(() => setUser(listed), [listed]);
+  async function change(fields: Partial<Pick<AdminUser, "role" | "active">>) {
+    setError(null);
+    try {
+      setUser({ ...user, ...(await call<Partial<AdminUser>>("PATCH", `/admin/users/${user.id}`, fields)) });
+      changed();
+    } catch (problem) {
+      setError(problem);
+    }
+  }
+  return (
+    <tr>
+      <td>{user.name}<br /><span class="muted">{user.email}</span></td>
+      <td>
+        <label class="visually-hidden" for={`role-${user.id}`}>Role of {user.email}</label>
+        <select id={`role-${user.id}`} value={user.role} disabled={self}
+                onChange={(event) => void change({ role: event.currentTarget.value as AdminUser["role"] })}>
+          <option value="user">user</option>
+          <option value="admin">admin</option>
+        </select>
+      </td>
+      <td>{user.active ? "Active" : "Deactivated"}</td>
+      <td>{user.task_count}</td>
+      <td>{showDate(user.last_login_at) || "never"}</td>
+      <td>
+        {!self && (
+          <button type="button" class={user.active ? "danger" : ""} onClick={() => void change({ active: !user.active })}
+                  aria-label={`${user.active ? "Deactivate" : "Activate"} ${user.email}`}>
+            {user.active ? "Deactivate" : "Activate"}
+          </button>
+        )}
+        <ErrorMessage error={error} />
+      </td>
+    </tr>
+  );
+}
+
+function Users({ selfId, revision, changed }: { selfId: string; revision: number; changed: () => void }) {
+  const [q, setQ] = useState("");
+  const [role, setRole] = useState("");
+  const [active, setActive] = useState("");
+  const [number, setNumber] = useState(1);
+  const [page, setPage] = useState<Page<AdminUser> | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    const params = new URLSearchParams({ page: String(number), limit: "20" });
+    if (q.trim()) params.set("q", q.trim());
+    if (role) params.set("role", role);
+    if (active) params.set("active", active);
+    let current = true;
+    call<Page<AdminUser>>("GET", `/admin/users?${params}`).then(
+      (answer) => { if (current) { setPage(answer); setError(null); } },
+      (problem) => { if (current) setError(problem); },
+    );
+    return () => { current = false; };
+  }, [q, role, active, number, revision]);
+  return (
+    <section aria-labelledby="users">
+      <h2 id="users">Users</h2>
+      <form class="filters" role="search" onSubmit={(event) => event.preventDefault()}>
+        <label>Search users<input type="search" value={q} onInput={(event) => { setQ(event.currentTarget.value); setNumber(1); }} /></label>
+        <label>Role
+          <select value={role} onChange={(event) => { setRole(event.currentTarget.value); setNumber(1); }}>
+            <option value="">Any role</option><option value="user">user</option><option value="admin">admin</option>
+          </select>
+        </label>
+        <label>Status
+          <select value={active} onChange={(event) => { setActive(event.currentTarget.value); setNumber(1); }}>
+            <option value="">Any status</option><option value="true">Active</option><option value="false">Deactivated</option>
+          </select>
+        </label>
+      </form>
+      <ErrorMessage error={error} />
+      {!page && !error && <Loading what="users" />}
+      {page && page.total === 0 && <Empty>No user matches.</Empty>}
+      {page && page.total > 0 && (
+        <>
+          <div class="table">
+            <table>
+              <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Tasks</th><th scope="col">Last sign-in</th><th scope="col">Actions</th></tr></thead>
+              <tbody>{page.items.map((user) => <UserRow key={user.id} listed={user} self={user.id === selfId} changed={changed} />)}</tbody>
+            </table>
+          </div>
+          <Pager page={page.page} limit={page.limit} total={page.total} go={setNumber} />
+        </>
+      )}
+    </section>
+  );
+}
+
+function System({ revision }: { revision: number }) {
+  const [stats, setStats] = useState<SystemStats | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => { call<SystemStats>("GET", "/admin/stats").then(setStats, setError); }, [revision]);
+  return (
+    <section aria-labelledby="system">
+      <h2 id="system">System</h2>
+      <ErrorMessage error={error} />
+      {!stats && !error && <Loading what="system statistics" />}
+      {stats && (
+        <>
+          <dl class="figures">
+            <div><dt>Users</dt><dd>{stats.users.total}</dd></div>
+            <div><dt>Active users</dt><dd>{stats.users.active}</dd></div>
+            <div><dt>Admins</dt><dd>{stats.users.admins}</dd></div>
+            <div><dt>Tasks</dt><dd>{stats.tasks.total}</dd></div>
+            <div><dt>Overdue tasks</dt><dd>{stats.tasks.overdue}</dd></div>
+            <div><dt>Events processed</dt><dd>{stats.events.processed}</dd></div>
+            <div><dt>Events dead-lettered</dt><dd>{stats.events.dead_lettered}</dd></div>
+          </dl>
+          <BarChart title="All tasks by status" bars={[["To do", stats.tasks.by_status.todo], ["In progress", stats.tasks.by_status.in_progress], ["Done", stats.tasks.by_status.done]]} />
+        </>
+      )}
+    </section>
+  );
+}
+
+function Audit({ revision }: { revision: number }) {
+  const [filters, setFilters] = useState({ type: "", actor_id: "", subject_id: "", since: "" });
+  const [number, setNumber] = useState(1);
+  const [page, setPage] = useState<Page<AuditEntry> | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEffect(() => {
+    const params = new URLSearchParams({ page: String(number), limit: "20" });
+    for (const name of ["type", "actor_id", "subject_id"] as const) if (filters[name].trim()) params.set(name, filters[name].trim());
+    const since = fromLocalInput(filters.since);
+    if (since) params.set("since", since);
+    let current = true;
+    call<Page<AuditEntry>>("GET", `/admin/audit?${params}`).then(
+      (answer) => { if (current) { setPage(answer); setError(null); } },
+      (problem) => { if (current) setError(problem); },
+    );
+    return () => { current = false; };
+  }, [filters, number, revision]);
+  const set = (name: keyof typeof filters) => (event: Event) => {
+    setFilters({ ...filters, [name]: (event.currentTarget as HTMLInputElement).value });
+    setNumber(1);
+  };
+  return (
+    <section aria-labelledby="audit">
+      <h2 id="audit">Audit log</h2>
+      <form class="filters" role="search" onSubmit={(event) => event.preventDefault()}>
+        <label>Event type<input value={filters.type} onChange={set("type")} placeholder="user.deactivated" /></label>
+        <label>Actor id<input value={filters.actor_id} onChange={set("actor_id")} /></label>
+        <label>Subject id<input value={filters.subject_id} onChange={set("subject_id")} /></label>
+        <label>Since<input type="datetime-local" value={filters.since} onChange={set("since")} /></label>
+      </form>
+      <ErrorMessage error={error} />
+      {!page && !error && <Loading what="the audit log" />}
+      {page && page.total === 0 && <Empty>No entry matches.</Empty>}
+      {page && page.total > 0 && (
+        <>
+          <div class="table">
+            <table>
+              <thead><tr><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Summary</th><th scope="col">Actor</th><th scope="col">Subject</th></tr></thead>
+              <tbody>
+                {page.items.map((entry) => (
+                  <tr key={entry.id}>
+                    <td>{showDate(entry.time)}</td><td>{entry.type}</td><td>{entry.summary}</td>
+                    <td class="id">{entry.actor_id ?? "—"}</td><td class="id">{entry.subject_id}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          <Pager page={page.page} limit={page.limit} total={page.total} go={setNumber} />
+        </>
+      )}
+    </section>
+  );
+}
+
+export function AdminConsole({ selfId }: { selfId: string }) {
+  const [revision, setRevision] = useState(0);
+  const changed = () => setRevision(revision + 1);
+  return (
+    <main>
+      <h1>Admin console</h1>
+      <p><button type="button" onClick={changed}>Refresh</button></p>
+      <Users selfId={selfId} revision={revision} changed={changed} />
+      <System revision={revision} />
+      <Audit revision={revision} />
+    </main>
+  );
+}

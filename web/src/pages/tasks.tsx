@@ -1,0 +1,284 @@
+/** The task board: filters, search, sort and pages over `GET /tasks`; create, edit, complete and delete. */
+
+import { useEffect, useRef, useState } from "preact/hooks";
+import { call, Problem, request } from "../api";
+import { Empty, ErrorMessage, Loading, Pager, type Page } from "../components";
+import { fromLocalInput, showDate, timeZone, toLocalInput } from "../format";
+
+/** A task (DESIGN §4 tasks). */
+export interface Task {
+  id: string;
+  title: string;
+  description: string;
+  status: "todo" | "in_progress" | "done";
+  priority: "low" | "medium" | "high" | "urgent";
+  due_date: string | null;
+  tags: string[];
+  completed_at: string | null;
+  updated_at: string;
+  version: number;
+}
+
+const STATUSES = { todo: "To do", in_progress: "In progress", done: "Done" } as const;
+const PRIORITIES = { low: "Low", medium: "Medium", high: "High", urgent: "Urgent" } as const;
+const SORTS = {
+  "-created_at": "Newest first",
+  created_at: "Oldest first",
+  due_date: "Due soonest",
+  "-priority": "Most urgent",
+  title: "Title A–Z",
+  "-updated_at": "Recently changed",
+} as const;
+const LIMIT = 10;
+
+interface Filters {
+  q: string;
+  status: string;
+  priority: string;
+  tag: string;
+  overdue: boolean;
+  sort: string;
+  page: number;
+}
+
+function query(filters: Filters): string {
+  const params = new URLSearchParams({ page: String(filters.page), limit: String(LIMIT), sort: filters.sort });
+  for (const name of ["q", "status", "priority", "tag"] as const) if (filters[name]) params.set(name, filters[name]);
+  if (filters.overdue) params.set("overdue", "true");
+  return params.toString();
+}
+
+function tagsOf(text: string): string[] {
+  return text.split(",").map((tag) => tag.trim()).filter(Boolean);
+}
+
+/** The fields of the create and edit forms, read from a form element. */
+function fieldsOf(form: HTMLFormElement, editing: boolean): Record<string, unknown> {
+  const data = new FormData(form);
+  const fields: Record<string, unknown> = {
+    title: String(data.get("title")),
+    description: String(data.get("description") ?? ""),
+    priority: String(data.get("priority")),
+    due_date: fromLocalInput(String(data.get("due_date") ?? "")),
+    tags: tagsOf(String(data.get("tags") ?? "")),
+  };
+  if (editing) fields.status = String(data.get("status"));
+  return fields;
+}
+
+/** The fields of a task; `focus` puts the keyboard in the title once shown (the edit form
+ * replaces the button that opened it, which would otherwise leave the focus nowhere). */
+function TaskFields({ task, focus = false }: { task?: Task; focus?: boolean }) {
+  const title = useRef<HTMLInputElement>(null);
+  useEffect(() => {
+    if (focus) title.current?.focus();
+  }, [focus]);
+  return (
+    <>
+      <label>Title<input ref={title} name="title" required maxLength={200} defaultValue={task?.title} /></label>
+      <label>Description<textarea name="description" maxLength={5000} rows={2} defaultValue={task?.description} /></label>
+      <div class="row">
+        {task && (
+          <label>Status
+            <select name="status">
+              {Object.entries(STATUSES).map(([value, label]) => <option value={value} selected={value === task.status}>{label}</option>)}
+            </select>
+          </label>
+        )}
+        <label>Priority
+          <select name="priority">
+            {Object.entries(PRIORITIES).map(([value, label]) => (
+              <option value={value} selected={value === (task?.priority ?? "medium")}>{label}</option>
+            ))}
+          </select>
+        </label>
+        <label>Due date ({timeZone})
+          <input name="due_date" type="datetime-local" defaultValue={toLocalInput(task?.due_date)} />
+        </label>
+        <label>Tags (comma-separated)<input name="tags" defaultValue={task?.tags.join(", ")} /></label>
+      </div>
+    </>
+  );
+}
+
+function NewTask({ created }: { created: () => void }) {
+  const [error, setError] = useState<unknown>(null);
+  // A new form after each task (rather than form.reset(), which would put each select on its
+  // first option: Preact sets `selected` as a property, not as the default reset returns to).
+  const [form, setForm] = useState(0);
+  async function submit(event: Event) {
+    event.preventDefault();
+    const target = event.currentTarget as HTMLFormElement;
+    setError(null);
+    try {
+      await call("POST", "/tasks", fieldsOf(target, false));
+      setForm((number) => number + 1);
+      created();
+    } catch (problem) {
+      setError(problem);
+    }
+  }
+  return (
+    <section aria-labelledby="new-task">
+      <h2 id="new-task">New task</h2>
+      <form key={form} onSubmit={submit}>
+        <TaskFields />
+        <ErrorMessage error={error} />
+        <button type="submit" class="primary">Add task</button>
+      </form>
+    </section>
+  );
+}
+
+function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
+  const [editing, setEditing] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [conflict, setConflict] = useState(false);
+  const [current, setCurrent] = useState(task);
+  useEffect(() => {
+    if (!editing) setCurrent(task);
+  }, [task, editing]);
+
+  async function change(fields: Record<string, unknown>) {
+    setError(null);
+    setConflict(false);
+    try {
+      await call("PATCH", `/tasks/${current.id}`, fields, { "If-Match": `"${current.version}"` });
+      setEditing(false);
+      changed();
+    } catch (problem) {
+      if (problem instanceof Problem && problem.status === 412) setConflict(true);
+      setError(problem);
+    }
+  }
+
+  async function reload() {
+    setError(null);
+    setConflict(false);
+    try {
+      setCurrent(await (await request(`/tasks/${current.id}`)).json());
+      setEditing(false);
+      changed();
+    } catch (problem) {
+      setError(problem);
+    }
+  }
+
+  async function remove() {
+    if (!window.confirm(`Delete “${current.title}”?`)) return;
+    try {
+      await request(`/tasks/${current.id}`, { method: "DELETE", headers: { "If-Match": `"${current.version}"` } });
+      changed();
+    } catch (problem) {
+      if (problem instanceof Problem && problem.status === 412) setConflict(true);
+      setError(problem);
+    }
+  }
+
+  const overdue = current.status !== "done" && current.due_date !== null && new Date(current.due_date) < new Date();
+  return (
+    <li class={`task ${current.status}`}>
+      {editing ? (
+        <form onSubmit={(event) => { event.preventDefault(); void change(fieldsOf(event.currentTarget as HTMLFormElement, true)); }}>
+          <TaskFields task={current} focus />
+          <div class="row">
+            <button type="submit" class="primary">Save task</button>
+            <button type="button" onClick={() => { setEditing(false); setError(null); }}>Cancel</button>
+          </div>
+        </form>
+      ) : (
+        <>
+          <div class="task-main">
+            <h3>{current.title}</h3>
+            {current.description && <p>{current.description}</p>}
+            <p class="meta">
+              <span class={`badge ${current.status}`}>{STATUSES[current.status]}</span>
+              <span class={`badge ${current.priority}`}>{PRIORITIES[current.priority]} priority</span>
+              {current.due_date && (
+                <span class={overdue ? "overdue" : ""}>Due {showDate(current.due_date)}{overdue ? " (overdue)" : ""}</span>
+              )}
+              {current.tags.map((tag) => <span class="tag">#{tag}</span>)}
+            </p>
+          </div>
+          <div class="actions">
+            {current.status !== "done" && (
+              <button type="button" aria-label={`Complete ${current.title}`} onClick={() => void change({ status: "done" })}>Complete</button>
+            )}
+            <button type="button" aria-label={`Edit ${current.title}`} onClick={() => setEditing(true)}>Edit</button>
+            <button type="button" class="danger" aria-label={`Delete ${current.title}`} onClick={() => void remove()}>Delete</button>
+          </div>
+        </>
+      )}
+      <ErrorMessage error={error}>
+        {conflict && (
+          <p>
+            Someone else changed this task since you opened it.{" "}
+            <button type="button" onClick={() => void reload()}>Reload task</button>
+          </p>
+        )}
+      </ErrorMessage>
+    </li>
+  );
+}
+
+/** The board; `revision` changes when the live feed reports a task change. */
+export function Board({ revision, changed }: { revision: number; changed: () => void }) {
+  const [filters, setFilters] = useState<Filters>({ q: "", status: "", priority: "", tag: "", overdue: false, sort: "-created_at", page: 1 });
+  const [page, setPage] = useState<Page<Task> | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [local, setLocal] = useState(0);
+
+  useEffect(() => {
+    let current = true;
+    call<Page<Task>>("GET", `/tasks?${query(filters)}`)
+      .then((answer) => { if (current) { setPage(answer); setError(null); } })
+      .catch((problem) => { if (current) setError(problem); });
+    return () => { current = false; };
+  }, [filters, revision, local]);
+
+  const set = (patch: Partial<Filters>) => setFilters({ ...filters, page: 1, ...patch });
+  const refresh = () => { setLocal(local + 1); changed(); };
+
+  return (
+    <main>
+      <h1>Tasks</h1>
+      <NewTask created={refresh} />
+      <section aria-labelledby="your-tasks">
+        <h2 id="your-tasks">Your tasks</h2>
+        <form class="filters" role="search" onSubmit={(event) => event.preventDefault()}>
+          <label>Search<input type="search" value={filters.q} onInput={(event) => set({ q: event.currentTarget.value })} /></label>
+          <label>Filter by status
+            <select value={filters.status} onChange={(event) => set({ status: event.currentTarget.value })}>
+              <option value="">Any status</option>
+              {Object.entries(STATUSES).map(([value, label]) => <option value={value}>{label}</option>)}
+            </select>
+          </label>
+          <label>Filter by priority
+            <select value={filters.priority} onChange={(event) => set({ priority: event.currentTarget.value })}>
+              <option value="">Any priority</option>
+              {Object.entries(PRIORITIES).map(([value, label]) => <option value={value}>{label}</option>)}
+            </select>
+          </label>
+          <label>Filter by tag<input value={filters.tag} onChange={(event) => set({ tag: event.currentTarget.value.trim().toLowerCase() })} /></label>
+          <label>Sort by
+            <select value={filters.sort} onChange={(event) => set({ sort: event.currentTarget.value })}>
+              {Object.entries(SORTS).map(([value, label]) => <option value={value}>{label}</option>)}
+            </select>
+          </label>
+          <label class="check"><input type="checkbox" checked={filters.overdue} onChange={(event) => set({ overdue: event.currentTarget.checked })} />Overdue only</label>
+        </form>
+        <ErrorMessage error={error} />
+        {!page && !error && <Loading what="tasks" />}
+        {page && page.total === 0 && <Empty>No tasks match. Add one above{filters.q || filters.status || filters.priority || filters.tag || filters.overdue ? " or change the filters" : ""}.</Empty>}
+        {page && page.total > 0 && (
+          <>
+            <ul class="tasks" aria-label="Tasks">
+              {page.items.map((task) => <TaskItem key={task.id} task={task} changed={refresh} />)}
+            </ul>
+            <Pager page={page.page} limit={page.limit} total={page.total} go={(number) => setFilters({ ...filters, page: number })} />
+          </>
+        )}
+      </section>
+    </main>
+  );
+}
