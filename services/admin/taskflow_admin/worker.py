@@ -6,11 +6,10 @@ from __future__ import annotations
 import sys
 
 from taskflow_common import deactivation
-from taskflow_common.events import worker
+from taskflow_common.events import subscribers, worker
 from taskflow_common.observability import setup_process
 
 from . import assemble
-from .events import SUBSCRIPTION
 from .settings import AdminSettings
 
 
@@ -19,10 +18,10 @@ def main() -> int:
     setup_process("admin", environment=settings.taskflow_env, log_level=settings.log_level)
     admin = assemble(settings)
     return worker.run([
-        admin.events.consumer_loop(SUBSCRIPTION, admin.administration.projections.handlers),
+        admin.events.consumer_loop(subscribers.ADMIN_READ_MODELS, admin.administration.projections.handlers),
         admin.events.consumer_loop(deactivation.subscription("admin"), admin.deactivated.handlers),
         admin.events.housekeeping_loop(admin.events.expiries),
-    ])
+    ], setup=[admin.events.topology_step()])
 
 
 if __name__ == "__main__":
