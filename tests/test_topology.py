@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-import pytest
 from pymongo import MongoClient
 from taskflow_common.events import broker, subscribers
 from taskflow_common.events.envelope import new_event
@@ -19,13 +16,6 @@ from taskflow_common.events.topology import declare
 
 from tests.support.infra import Infra
 from tests.support.processes import Child, wait_for
-
-
-@pytest.fixture
-def vhost(infra: Infra) -> Iterator[str]:
-    url = infra.fresh_vhost()
-    yield url
-    infra.rabbitmqctl("delete_vhost", unquote(urlsplit(url).path[1:]))
 
 
 def messages(url: str, queue: str) -> int | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -20,13 +19,6 @@ from tests.support.infra import Infra
 from tests.support.processes import ROOT
 
 DEFINITIONS = ROOT / "deploy" / "rabbitmq" / "definitions.json"
-
-
-@pytest.fixture
-def vhost(infra: Infra) -> Iterator[str]:
-    url = infra.fresh_vhost()
-    yield url
-    infra.rabbitmqctl("delete_vhost", unquote(urlsplit(url).path[1:]))
 
 
 def as_user(url: str, user: str, password: str) -> str:
