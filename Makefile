@@ -3,11 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test lock bench up down
+.PHONY: help bootstrap run test chaos lock bench up down
 
 help:
 	@echo "make run        the whole system on this machine (gateway on :8000); Ctrl-C stops it"
 	@echo "make test       every test, against real FerretDB, RabbitMQ, gunicorn and nginx"
+	@echo "make chaos      the chaos test's long form: 10 minutes of faults under steady writes (CHAOS_MINUTES)"
 	@echo "make bootstrap  install what is missing for run and test (Debian packages, virtualenv, FerretDB, test tools)"
 	@echo "make bench      the benchmark report: bench/results/<time>.json and docs/benchmarks.md (~45 min)"
 	@echo "make lock       re-pin requirements/constraints.txt from a fresh resolution"
@@ -22,6 +23,9 @@ run:
 
 test: bootstrap
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+chaos: bootstrap
+	CHAOS_FORM=long .venv/bin/pytest -m chaos $(PYTEST_ARGS)
 
 lock:
 	scripts/lock

@@ -15,10 +15,8 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
-from taskflow_admin import events as admin_events
-from taskflow_common import deactivation
+from taskflow_common.events import subscribers
 from taskflow_common.events.envelope import EXCHANGE
-from taskflow_notify import events as notify_events
 
 from . import access, compose, kube
 from .repo import SERVICES
@@ -120,16 +118,10 @@ def test_only_mongodb_and_the_user_job_know_the_root_password(overlay: str) -> N
 
 # RabbitMQ -----------------------------------------------------------------------------------------
 
-# Every queue each service's code declares (DESIGN §5: `<service>.<purpose>`), from the code itself.
+# Every queue each service consumes (DESIGN §5: `<service>.<purpose>`), from the catalog's subscribers.
 QUEUES = {
-    "auth": [],
-    "tasks": [deactivation.subscription("tasks")],
-    "admin": [admin_events.SUBSCRIPTION, deactivation.subscription("admin")],
-    "notify": [
-        notify_events.inbox_subscription(),
-        notify_events.reminders_subscription(),
-        deactivation.subscription("notify"),
-    ],
+    service: [subscription for subscription in subscribers.CATALOG if subscription.queue.startswith(f"{service}.")]
+    for service in SERVICES
 }
 BROKER_DEFINITIONS = "/etc/rabbitmq/definitions/definitions.json"
 

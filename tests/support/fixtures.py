@@ -1,6 +1,6 @@
 """Session-wide real infrastructure for every test in the repository (root conftest loads this).
 
-``infra``: FerretDB + RabbitMQ. ``system``: the services and gateway on top of them.
+``infra``: FerretDB + RabbitMQ. ``vhost``: a fresh vhost on its broker. ``system``: the services and gateway on top of them.
 ``gateway``: a client of the gateway from its own loopback address.
 ``events``: the events the system publishes during the test.
 ``otlp``: the spans the system exports (a real OTLP/HTTP receiver).
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from opentelemetry import trace
@@ -28,6 +29,14 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     running = Infra(tmp_path_factory.mktemp("infra")).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def vhost(infra: Infra) -> Iterator[str]:
+    """The AMQP URL of a new, empty vhost on the session's broker (guest may do everything), deleted after."""
+    url = infra.fresh_vhost()
+    yield url
+    infra.rabbitmqctl("delete_vhost", unquote(urlsplit(url).path[1:]))
 
 
 ADMIN_EMAIL = "admin@example.com"

@@ -82,6 +82,13 @@ class Infra:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr or result.stdout}")
         return result.stdout
 
+    def fresh_vhost(self) -> str:
+        """A new, empty vhost on the test broker, where guest may do everything; its AMQP URL."""
+        name = f"fresh-{uuid.uuid4().hex[:8]}"
+        self.rabbitmqctl("add_vhost", name)
+        self.rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        return f"{self.rabbitmq_url.rsplit('/', 1)[0]}/{name}"
+
     def stop_broker(self) -> None:
         """Stop the RabbitMQ application (the AMQP port closes; the Erlang node stays up)."""
         self.rabbitmqctl("stop_app")

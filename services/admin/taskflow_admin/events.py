@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from taskflow_common.events.envelope import Event
-from taskflow_common.events.topology import Subscription
 
 from .store import ReadModels
 
@@ -24,7 +23,6 @@ CATALOG = (
     "user.logged_in", "task.created", "task.updated", "task.completed", "task.deleted", "notification.sent",
 )
 """Every event type of DESIGN §5 (docs/asyncapi.yaml); admin audits them all."""
-SUBSCRIPTION = Subscription("admin.read-models", ("user.*", "task.*", "notification.*"))
 
 
 class _Snapshot(BaseModel):

@@ -10,12 +10,11 @@ import threading
 
 from pymongo.errors import PyMongoError
 from taskflow_common import deactivation
-from taskflow_common.events import worker
+from taskflow_common.events import subscribers, worker
 from taskflow_common.events.worker import Loop
 from taskflow_common.observability import setup_process
 
 from . import assemble
-from .events import SUBSCRIPTION
 from .settings import AdminSettings
 from .store import ReadModels
 
@@ -47,11 +46,11 @@ def main() -> int:
     setup_process("admin", environment=settings.taskflow_env, log_level=settings.log_level)
     admin = assemble(settings)
     return worker.run([
-        admin.events.consumer_loop(SUBSCRIPTION, admin.administration.projections.handlers),
+        admin.events.consumer_loop(subscribers.ADMIN_READ_MODELS, admin.administration.projections.handlers),
         admin.events.consumer_loop(deactivation.subscription("admin"), admin.deactivated.handlers),
         admin.events.housekeeping_loop(admin.events.expiries),
         search_index_loop(admin.administration.read_models),
-    ])
+    ], setup=[admin.events.topology_step()])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ def main() -> int:
     auth = assemble(settings)
     return worker.run(
         [auth.events.relay_loop(), auth.events.housekeeping_loop([*EXPIRIES, *auth.events.expiries])],
+        setup=[auth.events.topology_step()],
         collectors=[auth.events.collector],
     )
 

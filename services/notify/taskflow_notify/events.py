@@ -19,11 +19,13 @@ delivery is over, through the outbox of its delivery document (see :mod:`.mailer
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from taskflow_common.events import subscribers
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.plumbing import ServiceEvents
 from taskflow_common.events.topology import Subscription
@@ -33,19 +35,17 @@ from .notifications import Notifications
 from .reminders import Reminders
 from .store import FeedStore, RecipientStore
 
-USER_EVENTS = (
-    "user.registered", "user.updated", "user.role_changed", "user.deactivated", "user.activated",
-    "user.email_verification_requested", "user.email_verified",
-)
-TASK_EVENTS = ("task.created", "task.updated", "task.completed", "task.deleted")
+TASK_EVENTS = subscribers.NOTIFY_TASK_EVENTS
 
 
 def inbox_subscription(queue_prefix: str = "notify", **options: Any) -> Subscription:
-    return Subscription(f"{queue_prefix}.inbox", USER_EVENTS, **options)
+    """``notify.inbox`` of the catalog (:mod:`taskflow_common.events.subscribers`); tests rename it."""
+    return dataclasses.replace(subscribers.NOTIFY_INBOX, queue=f"{queue_prefix}.inbox", **options)
 
 
 def reminders_subscription(queue_prefix: str = "notify", **options: Any) -> Subscription:
-    return Subscription(f"{queue_prefix}.reminders", TASK_EVENTS, **options)
+    """``notify.reminders`` of the catalog; tests rename it."""
+    return dataclasses.replace(subscribers.NOTIFY_REMINDERS, queue=f"{queue_prefix}.reminders", **options)
 
 
 def _moment(event: Event) -> datetime:

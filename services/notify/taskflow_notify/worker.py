@@ -77,7 +77,7 @@ def main() -> int:
     settings = NotifySettings.load()
     setup_process("notify", environment=settings.taskflow_env, log_level=settings.log_level)
     notify = assemble(settings)
-    return worker.run(loops(notify), collectors=[notify.events.collector])
+    return worker.run(loops(notify), setup=[notify.events.topology_step()], collectors=[notify.events.collector])
 
 
 if __name__ == "__main__":

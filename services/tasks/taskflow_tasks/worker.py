@@ -24,7 +24,7 @@ def main() -> int:
         service.events.consumer_loop(deactivation.subscription("tasks"), service.deactivated.handlers),
         service.events.housekeeping_loop([*EXPIRIES, *service.events.expiries]),
     ]
-    return worker.run(loops, collectors=[service.events.collector])
+    return worker.run(loops, setup=[service.events.topology_step()], collectors=[service.events.collector])
 
 
 if __name__ == "__main__":

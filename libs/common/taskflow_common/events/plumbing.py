@@ -4,19 +4,23 @@ mechanism (see the package docstring for the guarantees)."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..expiry import Expiry, Sweeper
 from ..mongo import Indexes, Mongo
-from . import consumer, outbox
+from . import broker, consumer, outbox, subscribers
 from .consumer import Consumer, Handler
 from .envelope import Event, new_event
 from .outbox import Dispatcher, Outbox, OutboxCollector, OutboxStore
-from .publisher import Publisher
+from .publisher import Publisher, backoff_seconds
 from .relay import Relay
-from .topology import Subscription
+from .topology import Subscription, TopologyMissing, declare_all
 from .worker import Loop
+
+log = logging.getLogger(__name__)
 
 
 class ServiceEvents:
@@ -44,6 +48,30 @@ class ServiceEvents:
     def event(self, type: str, subject: str, data: Mapping[str, Any], actor_id: str | None = None) -> Event:
         """A new event of this service about ``subject``, in the current trace."""
         return new_event(type, service=self.service, subject=subject, data=dict(data), actor_id=actor_id)
+
+    def topology_step(self, subscriptions: Sequence[Subscription] = subscribers.CATALOG) -> Loop:
+        """Declare ``subscriptions`` (the whole catalog's topology), retrying with back-off until
+        it is done or the worker stops; for the worker's ``setup``, before its relay publishes."""
+
+        def run(stop: threading.Event) -> None:
+            failures = 0
+            while not stop.is_set():
+                try:
+                    connection = broker.connect(self.rabbitmq_url)
+                    try:
+                        declare_all(connection, subscriptions)
+                    finally:
+                        if connection.is_open:
+                            connection.close()
+                    return
+                except (*broker.CONNECTION_ERRORS, TopologyMissing) as error:
+                    failures += 1
+                    delay = backoff_seconds(failures, cap=10.0)
+                    log.warning("%s: broker topology not declared (%s: %s); again in %.1fs",
+                                self.service, type(error).__name__, error, delay)
+                    stop.wait(delay)
+
+        return Loop(f"{self.service}-topology", run)
 
     def relay_loop(self) -> Loop:
         """The outbox relay, with its own broker connection, for the service's worker."""

@@ -8,19 +8,31 @@
   parsed, or were redelivered more than ``delivery_limit`` times (a consumer that keeps crashing).
 
 Declaring is idempotent: the arguments are fixed by the subscription, so many replicas declare
-the same thing at once without conflict.
+the same thing at once without conflict. :func:`declare_all` declares a whole topology (each
+worker declares :data:`.subscribers.CATALOG` at start-up) and :func:`definitions` writes it in the
+broker's definitions format.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
 
 from .envelope import EXCHANGE
 
 DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0)
 DEFAULT_DELIVERY_LIMIT = 10
+ACCESS_REFUSED = 403
+NOT_FOUND = 404
+
+
+class TopologyMissing(Exception):
+    """A queue of the topology does not exist and this broker account may not declare it."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,28 @@ class Subscription:
         """Where a message waits after its ``attempt``-th failure (1-based)."""
         return f"{self.queue}.retry.{attempt}"
 
+    def queue_arguments(self) -> dict[str, dict[str, Any]]:
+        """Each queue of the subscription (parking, consumer, retry queues) → its declare arguments."""
+        result: dict[str, dict[str, Any]] = {self.dead_letter_queue: {"x-queue-type": "quorum"}}
+        result[self.queue] = {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dead_letter_queue,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+        for attempt, delay in enumerate(self.retry_delays, start=1):
+            result[self.retry_queue(attempt)] = {
+                "x-queue-type": "quorum",
+                "x-message-ttl": int(delay * 1000),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.queue,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            }
+        return result
+
 
 def declare_exchange(channel: BlockingChannel, exchange: str = EXCHANGE) -> None:
     """The durable topic exchange every event is published to."""
@@ -62,31 +96,54 @@ def declare_exchange(channel: BlockingChannel, exchange: str = EXCHANGE) -> None
 def declare(channel: BlockingChannel, subscription: Subscription) -> None:
     """Declare ``subscription``'s exchange, queue, bindings, retry queues and parking queue."""
     declare_exchange(channel, subscription.exchange)
-    channel.queue_declare(subscription.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
-    channel.queue_declare(
-        subscription.queue,
-        durable=True,
-        arguments={
-            "x-queue-type": "quorum",
-            "x-delivery-limit": subscription.delivery_limit,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": subscription.dead_letter_queue,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        },
-    )
+    arguments = subscription.queue_arguments()
+    channel.queue_declare(subscription.dead_letter_queue, durable=True, arguments=arguments[subscription.dead_letter_queue])
+    channel.queue_declare(subscription.queue, durable=True, arguments=arguments[subscription.queue])
     for pattern in subscription.bindings:
         channel.queue_bind(subscription.queue, subscription.exchange, routing_key=pattern)
-    for attempt, delay in enumerate(subscription.retry_delays, start=1):
-        channel.queue_declare(
-            subscription.retry_queue(attempt),
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-message-ttl": int(delay * 1000),
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": subscription.queue,
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
+    for attempt in range(1, subscription.max_attempts):
+        queue = subscription.retry_queue(attempt)
+        channel.queue_declare(queue, durable=True, arguments=arguments[queue])
+
+
+def declare_all(connection: pika.BlockingConnection, subscriptions: Iterable[Subscription]) -> None:
+    """Declare every one of ``subscriptions``; one this account may not configure (another
+    service's, under least privilege, where the broker's definitions declare it) is checked to
+    exist instead.
+
+    Raises:
+        TopologyMissing: a queue this account may not declare does not exist.
+        pika.exceptions.AMQPError: the broker went away or refused something else.
+    """
+    channel = connection.channel()
+    for subscription in subscriptions:
+        try:
+            declare(channel, subscription)
+        except ChannelClosedByBroker as error:
+            if error.reply_code != ACCESS_REFUSED:
+                raise
+            channel = connection.channel()
+            for queue in subscription.queue_arguments():
+                try:
+                    channel.queue_declare(queue, passive=True)
+                except ChannelClosedByBroker as missing:
+                    if missing.reply_code != NOT_FOUND:
+                        raise
+                    raise TopologyMissing(f"queue {queue} does not exist and this account may not declare it") from None
+    channel.close()
+
+
+def definitions(subscriptions: Iterable[Subscription], vhost: str = "/") -> dict[str, list[dict[str, Any]]]:
+    """``subscriptions`` as the ``queues`` and ``bindings`` of RabbitMQ's definitions file (the
+    format ``load_definitions`` imports), exactly what :func:`declare` declares."""
+    queues: list[dict[str, Any]] = []
+    bindings: list[dict[str, Any]] = []
+    for subscription in subscriptions:
+        for name, arguments in subscription.queue_arguments().items():
+            queues.append({"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": arguments})
+        for pattern in subscription.bindings:
+            bindings.append({
+                "source": subscription.exchange, "vhost": vhost, "destination": subscription.queue,
+                "destination_type": "queue", "routing_key": pattern, "arguments": {},
+            })
+    return {"queues": queues, "bindings": bindings}

@@ -32,12 +32,14 @@ class Loop:
 def run(
     loops: Sequence[Loop],
     *,
+    setup: Sequence[Loop] = (),
     collectors: Iterable[Collector] = (),
     stop: threading.Event | None = None,
     join_seconds: float = 30.0,
 ) -> int:
-    """Run ``loops`` on threads until SIGTERM/SIGINT (or ``stop``), then let each finish its work;
-    ``collectors`` (read at each scrape, e.g. the outbox depth) join the process's metrics.
+    """Run ``setup`` to completion, one after the other (the broker topology), then ``loops`` on
+    threads until SIGTERM/SIGINT (or ``stop``), then let each finish its work; ``collectors``
+    (read at each scrape, e.g. the outbox depth) join the process's metrics.
 
     Returns:
         0 when every loop stopped cleanly within ``join_seconds``, else 1 (a loop crashed or hung).
@@ -63,6 +65,11 @@ def run(
             crashed.append(loop.name)
             stop.set()
 
+    for step in setup:
+        if not stop.is_set():
+            guarded(step)
+    if stop.is_set():
+        return 1 if crashed else 0
     threads = [threading.Thread(target=guarded, args=(loop,), name=loop.name) for loop in loops]
     for thread in threads:
         thread.start()
