@@ -235,11 +235,22 @@ def kill(program: str, *, child: bool = False) -> Callable[[System], None]:
     RabbitMQ), or with ``child`` one of its children (a gunicorn or nginx worker)."""
 
     def inject(system: System) -> None:
+        if child:  # a master restarted by an earlier fault may not have forked its workers yet
+            wait_for(lambda: pid(system, program) > 0 and _children(pid(system, program)), timeout=60,
+                     what=f"{program} running with workers")
         process = psutil.Process(pid(system, program))
         target = random.choice(process.children()) if child else process
         os.kill(target.pid, signal.SIGKILL)
 
     return inject
+
+
+def _children(process_id: int) -> bool:
+    """Whether process ``process_id`` has child processes (False once it is gone)."""
+    try:
+        return bool(psutil.Process(process_id).children())
+    except psutil.NoSuchProcess:
+        return False
 
 
 def outage(program: str) -> Callable[[System], None]:

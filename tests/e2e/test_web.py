@@ -213,6 +213,7 @@ def test_errors_show_the_problems_detail(open_page: Callable[..., Page]) -> None
 def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Callable[..., Page], gateway: Client) -> None:
     user = sign_up(gateway)
     page = open_page()
+    expect(page.get_by_label("Email")).to_be_visible()  # the form is there before the keyboard looks for it
     page.keyboard.press("Tab")
     expect(page.get_by_label("Email")).to_be_focused()
     page.keyboard.type(user.email)
@@ -253,3 +254,30 @@ def test_a_reload_stays_signed_in_by_rotating_the_refresh_token_and_keeps_no_acc
     stored = page.evaluate("JSON.stringify({...sessionStorage, ...localStorage}) + document.cookie")
     assert user.access_token not in stored and "eyJ" not in stored  # no JWT kept anywhere but memory
     assert gateway.post("/api/v1/auth/refresh", json={"refresh_token": before}).status_code == 401  # spent
+
+
+def test_a_failed_sign_out_says_so_and_a_busy_auth_signs_nobody_out(open_page: Callable[..., Page], gateway: Client) -> None:
+    """A sign-out the server did not carry out shows its problem and leaves the page signed in
+    (it exists to end a stolen session: a false "signed out" is the worst answer); a refresh that
+    auth answers 503 keeps the refresh token, so the next reload is signed in again."""
+    user = sign_up(gateway)
+    page = open_page(expected=(503,))
+    sign_in(page, user.email, user.password)
+    unavailable = {"status": 503, "content_type": "application/problem+json",
+                   "body": '{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"Auth is restarting."}'}
+
+    page.route("**/api/v1/auth/logout-all", lambda route: route.fulfill(**unavailable))
+    go(page, "Profile")
+    page.get_by_role("button", name="Sign out everywhere").click()
+    expect(page.get_by_text("Auth is restarting.")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()  # still signed in
+    page.unroute("**/api/v1/auth/logout-all")
+
+    token = page.evaluate("sessionStorage.getItem('taskflow.refresh_token')")
+    page.route("**/api/v1/auth/refresh", lambda route: route.fulfill(**unavailable))
+    page.reload()
+    page.wait_for_timeout(1000)
+    assert page.evaluate("sessionStorage.getItem('taskflow.refresh_token')") == token  # kept, not forgotten
+    page.unroute("**/api/v1/auth/refresh")
+    page.reload()
+    expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()

@@ -11,6 +11,8 @@
 
 const API = "/api/v1";
 const REFRESH_KEY = "taskflow.refresh_token";
+/** How long to wait before refreshing again after auth was busy or away without a Retry-After. */
+const RETRY_SECONDS = 30;
 const REFRESH_MARGIN_SECONDS = 60;
 
 /** The account as auth returns it (`user` of DESIGN §4). */
@@ -101,7 +103,10 @@ async function post(path: string, body: unknown): Promise<Response> {
   return send(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
-/** Rotate the refresh token; false (and signed out) when auth no longer accepts it. */
+/**
+ * Rotate the refresh token. False when it could not: signed out only when auth refuses the token
+ * (401); a busy or unreachable auth leaves the session as it is and tries again later.
+ */
 export function refresh(): Promise<boolean> {
   refreshing ??= (async () => {
     const token = sessionStorage.getItem(REFRESH_KEY);
@@ -112,10 +117,17 @@ export function refresh(): Promise<boolean> {
     } catch {
       return accessToken !== null;  // offline: keep the session, the next call tries again
     }
-    if (!response.ok) {
+    if (response.status === 401) {
       const problem = await problemOf(response);
       forget();
       announce(null, problem.detail || "Your session has ended. Please sign in again.");
+      return false;
+    }
+    if (!response.ok) {
+      // busy (429) or not answering (5xx): the token is still good, so keep it and try again later
+      const seconds = Number(response.headers.get("Retry-After")) || RETRY_SECONDS;
+      window.clearTimeout(refreshTimer);
+      refreshTimer = window.setTimeout(() => void refresh(), seconds * 1000);
       return false;
     }
     keep(await response.json());
@@ -185,16 +197,20 @@ export async function resume(): Promise<User | null> {
   return user;
 }
 
-/** Sign this tab out (its refresh token is revoked), or every session of the account with `everywhere`. */
+/**
+ * Sign this tab out (its refresh token is revoked), or every session of the account with
+ * `everywhere`. Throws the {@link Problem} when the server did not end them: the tab then stays
+ * signed in, so a failed sign-out never looks like a done one.
+ */
 export async function signOut(everywhere = false): Promise<void> {
   const token = sessionStorage.getItem(REFRESH_KEY);
-  try {
-    if (everywhere) await call("POST", "/auth/logout-all");
-    else if (token) await post("/auth/logout", { refresh_token: token });
-  } finally {
-    forget();
-    announce(null, everywhere ? "You signed out everywhere." : "You signed out.");
+  if (everywhere) await call("POST", "/auth/logout-all");
+  else if (token) {
+    const response = await post("/auth/logout", { refresh_token: token });
+    if (!response.ok && response.status !== 401) throw await problemOf(response);
   }
+  forget();
+  announce(null, everywhere ? "You signed out everywhere." : "You signed out.");
 }
 
 /** Forget the tokens after the server ended them (a password change), announcing `reason`. */

@@ -3,7 +3,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { call, onSession, resume, signOut, type User } from "./api";
-import { Loading } from "./components";
+import { ErrorMessage, Loading } from "./components";
 import { AdminConsole } from "./pages/admin";
 import { SignIn } from "./pages/account";
 import { Inbox } from "./pages/inbox";
@@ -38,6 +38,7 @@ function App() {
   const [tasksRevision, setTasksRevision] = useState(0);
   const [inboxRevision, setInboxRevision] = useState(0);
   const [live, setLive] = useState(false);
+  const [signOutError, setSignOutError] = useState<unknown>(null);
   const unread = useUnread(user, inboxRevision);
 
   useEffect(() => {
@@ -84,8 +85,9 @@ function App() {
           ))}
         </nav>
         <span class={live ? "live on" : "live"} role="status">{live ? "Live" : "Offline"}</span>
-        <button type="button" onClick={() => void signOut()}>Sign out</button>
+        <button type="button" onClick={() => signOut().then(() => setSignOutError(null), setSignOutError)}>Sign out</button>
       </header>
+      <ErrorMessage error={signOutError} />
       <div id="content" tabIndex={-1}>
         {page === "tasks" && <Board revision={tasksRevision} changed={() => setTasksRevision(tasksRevision + 1)} />}
         {page === "stats" && <StatsPage revision={tasksRevision} />}

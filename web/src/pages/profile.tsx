@@ -7,6 +7,7 @@ import { ErrorMessage } from "../components";
 export function Profile({ user, changed }: { user: User; changed: (user: User) => void }) {
   const [nameError, setNameError] = useState<unknown>(null);
   const [passwordError, setPasswordError] = useState<unknown>(null);
+  const [signOutError, setSignOutError] = useState<unknown>(null);
   const [saved, setSaved] = useState("");
   const [resent, setResent] = useState<unknown>(null);
 
@@ -81,7 +82,8 @@ export function Profile({ user, changed }: { user: User; changed: (user: User) =
       </section>
       <section>
         <h2>Sessions</h2>
-        <button type="button" class="danger" onClick={() => void signOut(true)}>Sign out everywhere</button>
+        <button type="button" class="danger" onClick={() => signOut(true).catch(setSignOutError)}>Sign out everywhere</button>
+        <ErrorMessage error={signOutError} />
       </section>
     </main>
   );
