@@ -22,7 +22,7 @@ from taskflow_common.tokens import TokenVerifier
 from . import mail
 from .api import api
 from .events import NotifyEvents
-from .live import LiveFeed
+from .live import SLOT_LEASE_SECONDS, LiveFeed
 from .mailer import Mailer
 from .messages import EmailComposer
 from .notifications import Notifications
@@ -30,6 +30,7 @@ from .reminders import Reminders
 from .settings import NotifySettings
 from .store import (
     DELIVERIES, EXPIRIES, INDEXES, DeliveryStore, FeedStore, MailQuotas, NotificationStore, RecipientStore, ReminderStore,
+    StreamSlots,
 )
 
 
@@ -97,5 +98,9 @@ def create_app(settings: NotifySettings | None = None, *, verifier: TokenVerifie
         access_policy=notify.deactivated,
     )
     app.extensions["taskflow_notify.notifications"] = notify.notifications
-    app.extensions["taskflow_notify.live"] = LiveFeed(notify.feed, notify.deactivated)
+    app.extensions["taskflow_notify.live"] = LiveFeed(
+        notify.feed,
+        StreamSlots(lambda: notify.mongo.db, limit=notify.settings.streams_per_user, lease_seconds=SLOT_LEASE_SECONDS),
+        notify.deactivated,
+    )
     return app

@@ -13,7 +13,6 @@ from taskflow_common.pagination import Page
 from taskflow_common.tokens import Principal, authenticate
 
 from .live import LiveFeed
-
 from .notifications import Notifications
 from .schemas import Notification, NotificationQuery
 
@@ -57,12 +56,13 @@ def stream() -> Response:
 
     Declared on the blueprint, not in the OpenAPI document: its answer is an endless
     ``text/event-stream``, which the JSON operations' contract tests cannot read to its end. Bearer
-    authentication and its problems (401, 403) are those of every route.
+    authentication and its problems (401, 403) are those of every route; a user with
+    ``STREAMS_PER_USER`` streams open already gets 429 with ``Retry-After``.
     """
     principal = authenticate()
     live: LiveFeed = current_app.extensions["taskflow_notify.live"]
     return Response(
-        live.stream(principal, request.headers.get("Last-Event-ID")),
+        live.open(principal, request.headers.get("Last-Event-ID")),
         mimetype="text/event-stream",
         # No proxy may hold events back (nginx and Kong honour X-Accel-Buffering) or keep a copy.
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},

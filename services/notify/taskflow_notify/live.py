@@ -14,6 +14,11 @@ account on every read, and ends when that account is deactivated or its tokens r
 :data:`STREAM_SECONDS` in any case, so a token is never honoured for long after it expired:
 the client reconnects with its current token, and a refused one signs it out. A database error
 ends it too (the client reconnects with ``Last-Event-ID``).
+
+Each open stream holds one of its user's :class:`~.store.StreamSlots` (``STREAMS_PER_USER``): one
+more is refused with 429 and ``Retry-After``, so no user can hold the gateway's connections. The
+slot is renewed while the stream runs and freed when it ends; a killed process's slots free
+themselves after :data:`SLOT_LEASE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from pymongo.errors import PyMongoError
-from taskflow_common.problems import Forbidden, Unauthorized
+from taskflow_common.problems import Forbidden, TooManyRequests, Unauthorized
 from taskflow_common.tokens import AccessPolicy, Principal
 
-from .store import FeedStore
+from .store import FeedStore, Slot, StreamSlots
 
 POLL_SECONDS = 0.5
 """How often a stream reads its feed: an entry reaches the page within this of being written."""
@@ -36,6 +41,8 @@ HEARTBEAT_SECONDS = 15.0
 """The longest silence: a comment line then keeps proxies (the gateway's 30 s read timeout) from closing it."""
 STREAM_SECONDS = 300.0
 """How long one stream lasts; the client reconnects with ``Last-Event-ID`` and its current token."""
+SLOT_LEASE_SECONDS = 60.0
+"""How long a stream's slot outlives a process that died holding it; renewed every third of it."""
 REPLAY_MARGIN_MS = 5_000
 """How far before the last event seen a reconnection starts reading again (see the module)."""
 _LAST_EVENT_ID = re.compile(r"^(\d{1,15})-")
@@ -52,6 +59,7 @@ class LiveFeed:
 
     Args:
         feed: the feed store.
+        slots: the streams open per user, each stream holding one.
         policy: the access policy of every request (deactivated accounts, revoked generations),
             re-applied on every read of the feed.
         poll_seconds, heartbeat_seconds, stream_seconds: see the module's constants (tests shorten them).
@@ -60,6 +68,7 @@ class LiveFeed:
     def __init__(
         self,
         feed: FeedStore,
+        slots: StreamSlots,
         policy: AccessPolicy | None,
         *,
         poll_seconds: float = POLL_SECONDS,
@@ -67,6 +76,7 @@ class LiveFeed:
         stream_seconds: float = STREAM_SECONDS,
     ) -> None:
         self.feed = feed
+        self.slots = slots
         self.policy = policy
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -89,10 +99,34 @@ class LiveFeed:
         except (Unauthorized, Forbidden):
             return False
 
-    def stream(self, principal: Principal, last_event_id: str | None) -> Iterator[str]:
+    def open(self, principal: Principal, last_event_id: str | None) -> Iterator[str]:
         """The SSE text of ``principal``'s feed from ``last_event_id`` on, until the stream's time is up
-        or the account no longer admits the token."""
+        or the account no longer admits the token.
+
+        Raises:
+            TooManyRequests: the user has ``STREAMS_PER_USER`` streams open already.
+            PyMongoError: the database is away.
+        """
+        slot = self.slots.acquire(principal.user_id)
+        if slot is None:
+            raise TooManyRequests(
+                f"You have {self.slots.limit} live streams open already: close one (a tab) first.",
+                retry_after=int(self.slots.lease.total_seconds()),
+            )
+        return self._stream(principal, last_event_id, slot)
+
+    def _stream(self, principal: Principal, last_event_id: str | None, slot: Slot) -> Iterator[str]:
+        try:
+            yield from self._events(principal, last_event_id, slot)
+        finally:
+            try:
+                self.slots.release(slot)
+            except PyMongoError:
+                pass  # the slot frees itself when its lease runs out
+
+    def _events(self, principal: Principal, last_event_id: str | None, slot: Slot) -> Iterator[str]:
         started = time.monotonic()
+        renewed = started
         cursor = self.start_seq(last_event_id, int(time.time() * 1000))
         sent: dict[str, int] = {}  # entry id → seq, for the entries at or after the cursor
         yield f": TaskFlow live feed of user {principal.user_id}\nretry: 1000\n\n"
@@ -101,6 +135,10 @@ class LiveFeed:
             try:
                 if not self._admitted(principal):
                     return
+                if time.monotonic() - renewed >= self.slots.lease.total_seconds() / 3:
+                    if not self.slots.renew(slot):
+                        return
+                    renewed = time.monotonic()
                 entries = self.feed.since(principal.user_id, cursor, limit=len(sent) + 100)
             except PyMongoError:
                 return  # the database is away: the client reconnects, and resumes from its last event

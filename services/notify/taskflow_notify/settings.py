@@ -42,6 +42,8 @@ class NotifySettings(ServiceSettings):
         email_link_key_file: ``EMAIL_LINK_KEY_FILE``; the key auth and notify derive the tokens
             of verification links with (:mod:`taskflow_common.email_links`); generated outside
             production.
+        streams_per_user: ``STREAMS_PER_USER``; live streams (``/notifications/stream``) one user
+            may have open at once, across every process; one more is refused with 429.
     """
 
     service: ClassVar[str] = "notify"
@@ -59,6 +61,7 @@ class NotifySettings(ServiceSettings):
     mail_max_attempts: int = Field(default=12, ge=1)
     mail_max_per_recipient_per_day: int = Field(default=20, ge=1)
     email_link_key_file: Path = Field(default_factory=email_links.default_key_file)
+    streams_per_user: int = Field(default=10, ge=1, le=100)
 
     @property
     def smtp(self) -> str | None:

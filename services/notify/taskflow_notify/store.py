@@ -24,6 +24,10 @@ Collections:
   kind, seq, at, data}``, ``seq`` the milliseconds since the epoch at which it was written. An
   entry's ``_id`` is derived from its cause, so a redelivered event adds nothing. Entries expire
   after :data:`FEED_RETENTION`.
+- ``streams``: the live streams open now, one slot per stream, ``{_id: "<user id>:<n>", user_id,
+  holder, expires_at}`` with ``n`` below the per-user limit: taking a slot is an insert, or a
+  conditional update of one whose lease ran out (its stream's process died), so no two streams hold
+  one slot and a user never holds more than the limit (see :class:`StreamSlots`).
 - ``deactivated_users``, ``outbox``, ``processed_events``: the shared library's.
 """
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,6 +54,7 @@ RECIPIENTS = "recipients"
 REMINDERS = "reminders"
 MAIL_QUOTAS = "mail_quotas"
 FEED = "feed"
+STREAMS = "streams"
 
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 INDEXES = (
@@ -72,6 +78,7 @@ EXPIRIES = (
     Expiry(DELIVERIES, "finished_at", DELIVERY_RETENTION),  # a pending delivery has no finished_at
     Expiry(FEED, "at", FEED_RETENTION),
     Expiry(MAIL_QUOTAS, "expires_at"),  # a day's count once the day is over
+    Expiry(STREAMS, "expires_at"),  # the slot of a stream whose process died without releasing it
 )
 
 
@@ -143,6 +150,64 @@ class FeedStore:
         """The user's entries written at ``seq`` (ms since the epoch) or later, oldest first."""
         found = self._feed.find({"user_id": user_id, "seq": {"$gte": seq}}).sort([("seq", ASCENDING), ("_id", ASCENDING)])
         return list(found.limit(limit))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A stream's slot: its ``_id`` and the random token of the stream holding it."""
+
+    id: str
+    holder: str
+
+
+class StreamSlots:
+    """The live streams each user has open, at most ``limit`` at a time across every process.
+
+    A stream holds a slot for ``lease_seconds`` and renews it while it runs; a slot whose lease ran
+    out (its process was killed) is taken over by the next stream, or swept (:data:`EXPIRIES`).
+
+    Args:
+        db: the service's database, resolved per call.
+        limit: the most streams one user may have open.
+        lease_seconds: how long a slot outlives a stream that stopped renewing it.
+    """
+
+    def __init__(self, db: Callable[[], Database], *, limit: int, lease_seconds: float) -> None:
+        self._db = db
+        self.limit = limit
+        self.lease = timedelta(seconds=lease_seconds)
+
+    @property
+    def _streams(self):  # noqa: ANN202
+        return self._db()[STREAMS]
+
+    def acquire(self, user_id: str) -> Slot | None:
+        """Take a free slot for a new stream of ``user_id``, or None when the user already holds
+        ``limit`` live ones. Raises ``PyMongoError`` when the database is away."""
+        holder = uuid.uuid4().hex
+        moment = now()
+        for n in range(self.limit):
+            slot = Slot(f"{user_id}:{n}", holder)
+            expires_at = moment + self.lease
+            try:
+                self._streams.insert_one({"_id": slot.id, "user_id": user_id, "holder": holder, "expires_at": expires_at})
+                return slot
+            except DuplicateKeyError:
+                taken = self._streams.update_one({"_id": slot.id, "expires_at": {"$lt": moment}},
+                                                 {"$set": {"holder": holder, "expires_at": expires_at}})
+                if taken.modified_count:
+                    return slot
+        return None
+
+    def renew(self, slot: Slot) -> bool:
+        """Extend ``slot``'s lease; False when it is no longer held by its stream (taken over)."""
+        renewed = self._streams.update_one({"_id": slot.id, "holder": slot.holder},
+                                           {"$set": {"expires_at": now() + self.lease}})
+        return renewed.matched_count == 1
+
+    def release(self, slot: Slot) -> None:
+        """Free ``slot`` (nothing if it was taken over already)."""
+        self._streams.delete_one({"_id": slot.id, "holder": slot.holder})
 
 
 class DeliveryStore:
