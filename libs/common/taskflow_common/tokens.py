@@ -11,6 +11,7 @@ or not-yet-valid token, no token without a known ``kid``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -40,13 +41,15 @@ class KeysUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller an access token names: ``user_id`` (``sub``), ``role``, ``token_id`` (``jti``) and
-    ``generation`` (``gen``; 0 for a token issued before the claim existed)."""
+    """The caller an access token names: ``user_id`` (``sub``), ``role``, ``token_id`` (``jti``),
+    ``generation`` (``gen``; 0 for a token issued before the claim existed) and ``expires_at``
+    (``exp``, seconds since the epoch; what a long response such as a stream must not outlive)."""
 
     user_id: str
     role: Role
     token_id: str
     generation: int = 0
+    expires_at: float = math.inf
 
     @property
     def is_admin(self) -> bool:
@@ -138,7 +141,8 @@ class TokenVerifier:
         if (claims["role"] not in ROLES or not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str)
                 or type(generation) is not int or generation < 0):
             raise InvalidToken("unexpected claims")
-        return Principal(user_id=claims["sub"], role=claims["role"], token_id=claims["jti"], generation=generation)
+        return Principal(user_id=claims["sub"], role=claims["role"], token_id=claims["jti"], generation=generation,
+                         expires_at=claims["exp"] + self.leeway)
 
 
 class AccessPolicy(Protocol):

@@ -10,9 +10,9 @@ already have (it drops the ids it has seen) and loses none written within it of 
 
 A stream holds no thread: notify runs gevent workers (one greenlet per connection), and the
 stream waits between reads of the feed with a cooperative sleep. It re-checks the caller's
-account on every read, and ends when that account is deactivated or its tokens revoked, and after
-:data:`STREAM_SECONDS` in any case, so a token is never honoured for long after it expired:
-the client reconnects with its current token, and a refused one signs it out. A database error
+account on every read, and ends when that account is deactivated or its tokens revoked, when the
+token it was opened with expires, and after :data:`STREAM_SECONDS` in any case: the client
+reconnects with its current token, and a refused one signs it out. A database error
 ends it too (the client reconnects with ``Last-Event-ID``).
 
 Each open stream holds one of its user's :class:`~.store.StreamSlots` (``STREAMS_PER_USER``): one
@@ -131,7 +131,7 @@ class LiveFeed:
         sent: dict[str, int] = {}  # entry id → seq, for the entries at or after the cursor
         yield f": TaskFlow live feed of user {principal.user_id}\nretry: 1000\n\n"
         last_output = time.monotonic()
-        while time.monotonic() - started < self.stream_seconds:
+        while time.monotonic() - started < self.stream_seconds and time.time() < principal.expires_at:
             try:
                 if not self._admitted(principal):
                     return

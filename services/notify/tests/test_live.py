@@ -207,3 +207,13 @@ def test_a_stream_that_ends_frees_its_slot(notify: Notify) -> None:
     early.close()  # the client disconnected mid-stream
 
     assert notify.mongo.db["streams"].count_documents({"user_id": me}) == 0
+
+
+def test_a_stream_ends_when_its_token_expires(notify: Notify) -> None:
+    feed = live(notify, stream_seconds=30)
+    principal = Principal(new_id(), "user", "jti", expires_at=datetime.now(UTC).timestamp() + 0.5)
+
+    started = datetime.now(UTC)
+    "".join(feed.open(principal, None))  # ends by itself when the token does, long before its 30 s
+
+    assert datetime.now(UTC) - started < timedelta(seconds=10)
