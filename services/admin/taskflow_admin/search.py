@@ -34,4 +34,5 @@ def trigrams(text: str) -> set[str]:
 
 def query_trigrams(q: str) -> list[str]:
     """The trigrams of ``q`` that every match holds (ASCII only), distinct, in their order in ``q``."""
-    return list(dict.fromkeys(gram for gram in (folded(q)[start:start + 3] for start in range(len(q) - 2)) if gram.isascii()))
+    q = folded(q)
+    return list(dict.fromkeys(gram for gram in (q[start:start + 3] for start in range(len(q) - 2)) if gram.isascii()))

@@ -11,6 +11,7 @@ import threading
 from pymongo.errors import PyMongoError
 from taskflow_common import deactivation
 from taskflow_common.events import subscribers, worker
+from taskflow_common.events.publisher import backoff_seconds
 from taskflow_common.events.worker import Loop
 from taskflow_common.observability import setup_process
 
@@ -19,7 +20,6 @@ from .settings import AdminSettings
 from .store import ReadModels
 
 log = logging.getLogger(__name__)
-RETRY_SECONDS = 5.0
 
 
 def search_index_loop(read_models: ReadModels) -> Loop:
@@ -27,12 +27,15 @@ def search_index_loop(read_models: ReadModels) -> Loop:
     the database is unreachable (see :meth:`ReadModels.index_existing_users`)."""
 
     def run(stop: threading.Event) -> None:
+        failures = 0
         while not stop.is_set():
             try:
                 indexed = read_models.index_existing_users()
             except PyMongoError as error:
-                log.warning("search index: %s; retrying in %.0f s", error, RETRY_SECONDS)
-                stop.wait(RETRY_SECONDS)
+                failures += 1
+                delay = backoff_seconds(failures, cap=10.0)
+                log.warning("search index: %s; retrying in %.1f s", error, delay)
+                stop.wait(delay)
                 continue
             if indexed:
                 log.info("search index: %d existing users indexed", indexed)
