@@ -1,8 +1,12 @@
 """The API documentation through the gateway (issue 10): every service's OpenAPI 3.1 document and
-one page listing all four, rendered by a real browser."""
+one page listing all four, rendered by a real browser under the page's own strict
+Content-Security-Policy."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import subprocess
 import tempfile
 
@@ -34,6 +38,17 @@ def test_the_docs_page_and_its_assets_come_from_the_gateway_not_a_cdn(gateway: C
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     assert "cdn" not in page.text.lower() and "https://" not in page.text
     assert gateway.get("/api/v1/docs/swagger-ui-bundle.js").status_code == 200
+
+
+def test_the_docs_page_runs_only_its_own_scripts(gateway: Client) -> None:
+    page = gateway.get("/api/v1/docs/")
+    policy = dict(directive.strip().split(" ", 1) for directive in page.headers["Content-Security-Policy"].split(";"))
+    inline = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+    assert len(inline) == 1  # the package's configuration script, allowed by its hash alone
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert policy["script-src"] == f"'self' 'sha256-{digest}'"
+    assert policy["connect-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_a_headless_browser_renders_the_page_with_all_four_services(system: System) -> None:

@@ -1,8 +1,8 @@
 """The one way a TaskFlow service's Flask app is assembled.
 
 :func:`create_service_app` wires what every service does the same way, in this order: proxy
-headers, JSON problem details for every error, request ids, the access log, server spans,
-request timing, health endpoints, token verification, then the service's own declared APIs.
+headers, JSON problem details for every error, request ids, ``nosniff``, the access log, server
+spans, request timing, health endpoints, token verification, then the service's own declared APIs.
 Tracing and logging of the process are set up separately, after gunicorn forks
 (:func:`taskflow_common.observability.setup_process`); metrics are served by gunicorn's master.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import health, metrics, problems, request_id, tokens
@@ -19,6 +19,13 @@ from .observability import logs, tracing
 from .api import Api
 from .mongo import Mongo
 from .settings import ServiceSettings
+
+
+def _no_sniff(response: Response) -> Response:
+    """Browsers take every answer as the type it declares, never a guess (Fetch §3.5.6): a JSON
+    answer holding markup is never run as a page, whichever gateway is in front."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def create_service_app(
@@ -48,6 +55,7 @@ def create_service_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     problems.install_error_handlers(app)
     request_id.install(app)
+    app.after_request(_no_sniff)
     logs.log_requests(app)
     tracing.instrument_app(app)
     metrics.install(app)

@@ -101,6 +101,11 @@ def test_body_over_the_limit_is_413_problem(make_app, issuer: Issuer) -> None:
     assert response.mimetype == PROBLEM
 
 
+@pytest.mark.parametrize("path", ["/api/v1/sample/items/1", "/api/v1/nowhere", "/healthz"])
+def test_every_answer_forbids_type_sniffing(client: FlaskClient, path: str) -> None:
+    assert client.get(path).headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_unknown_route_is_404_problem(client: FlaskClient) -> None:
     response = client.get("/nowhere")
     assert response.status_code == 404
