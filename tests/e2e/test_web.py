@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
+from tests.support.accounts import sign_in as sign_in_account
 from tests.support.accounts import sign_up
 from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.support.system import Client, System
@@ -210,6 +211,17 @@ def test_errors_show_the_problems_detail(open_page: Callable[..., Page]) -> None
     expect(page.get_by_role("alert")).to_contain_text("The email or password is incorrect.")
 
 
+def test_a_server_error_shows_its_request_id_to_report(open_page: Callable[..., Page]) -> None:
+    page = open_page(expected=(500,))
+    page.route("**/api/v1/auth/login", lambda route: route.fulfill(
+        status=500, content_type="application/problem+json", headers={"X-Request-ID": "3f1c9a7e-request"},
+        body='{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"Something broke."}'))
+    page.get_by_label("Email").fill("somebody@example.com")
+    page.get_by_label("Password").fill("any password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Something broke. (Request 3f1c9a7e-request)")
+
+
 def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Callable[..., Page], gateway: Client) -> None:
     user = sign_up(gateway)
     page = open_page()
@@ -236,6 +248,33 @@ def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Cal
     page.keyboard.type(" by anyone")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Typed, not clicked by anyone")).to_be_visible()
+    edited = page.get_by_role("button", name="Edit Typed, not clicked by anyone")
+    expect(edited).to_be_focused()  # saving hands the keyboard back to the button that opened the form
+
+    page.keyboard.press("Enter")
+    expect(title).to_be_focused()
+    page.keyboard.type("Never saved")
+    page.keyboard.press("Escape")  # leaves the form unsaved, the keyboard back on its button
+    expect(edited).to_be_focused()
+    expect(page.get_by_role("heading", name="Typed, not clicked by anyone")).to_be_visible()
+
+    page.get_by_role("button", name="Complete Typed, not clicked by anyone").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("list", name="Tasks")).to_contain_text("Done")
+    expect(edited).to_be_focused()  # the Complete button is gone: the keyboard is not lost with it
+
+
+def test_a_due_time_the_clocks_skip_is_refused_rather_than_moved(open_page: Callable[..., Page], gateway: Client) -> None:
+    """The pages run in Europe/Paris, where 02:00–03:00 of 28 March 2027 does not exist."""
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    page.get_by_label("Title", exact=True).fill("In the gap")
+    page.get_by_label(re.compile("^Due date")).fill("2027-03-28T02:30")
+    page.get_by_role("button", name="Add task").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("2027-03-28 02:30 does not exist in Europe/Paris")
+    assert gateway.get("/api/v1/tasks", headers=user.headers).json()["total"] == 0
 
 
 def test_a_reload_stays_signed_in_by_rotating_the_refresh_token_and_keeps_no_access_token(
@@ -281,3 +320,58 @@ def test_a_failed_sign_out_says_so_and_a_busy_auth_signs_nobody_out(open_page: C
     page.unroute("**/api/v1/auth/refresh")
     page.reload()
     expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+
+
+def test_a_duplicated_tab_never_spends_the_refresh_token_of_the_tab_it_copies(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    """A duplicated tab starts with a copy of the original's ``sessionStorage``; were it to rotate
+    the copied refresh token, the original's next refresh would present a spent one and auth would
+    revoke the whole sign-in (DESIGN §4). While the original is open, the copy starts signed out."""
+    user = sign_up(gateway)
+    original = open_page()
+    sign_in(original, user.email, user.password)
+    stored = original.evaluate("JSON.stringify({...sessionStorage})")
+
+    copy = original.context.new_page()
+    copy.add_init_script(f"for (const [key, value] of Object.entries({stored})) sessionStorage.setItem(key, value);")
+    copy.goto("/")
+    expect(copy.get_by_text("This tab is a copy of a tab that is signed in")).to_be_visible()
+    expect(copy.get_by_role("button", name="Sign in")).to_be_visible()
+
+    original.reload()  # rotates the token the copy was given: unspent, so still signed in
+    expect(original.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+    expect(original.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+
+
+def test_an_admin_demoted_while_on_the_console_is_shown_the_board(open_page: Callable[..., Page], gateway: Client) -> None:
+    admin = sign_in_account(gateway, ADMIN_EMAIL, ADMIN_PASSWORD)
+    user = sign_up(gateway)
+    assert gateway.patch(f"/api/v1/admin/users/{user.id}", json={"role": "admin"}, headers=admin.headers).status_code == 200
+    page = open_page(expected=(401,))  # the revoked token's reconnection, before the refresh
+    sign_in(page, user.email, user.password)
+    go(page, "Admin")
+
+    assert gateway.patch(f"/api/v1/admin/users/{user.id}", json={"role": "user"}, headers=admin.headers).status_code == 200
+
+    expect(page.get_by_role("link", name="Admin")).to_have_count(0, timeout=15_000)
+    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+
+
+def test_reading_the_inbox_in_one_tab_updates_the_unread_badge_of_another(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    first = open_page()
+    sign_in(first, user.email, user.password)
+    second = first.context.new_page()  # another tab of the same browser, signed in on its own
+    second.goto("/")
+    sign_in(second, user.email, user.password)
+    unread = re.compile(r"^\d+ unread$")
+    for page in (first, second):  # the welcome notification, and those of the sign-ins
+        expect(page.get_by_label(unread)).to_be_visible(timeout=LIVE)
+
+    go(first, "Inbox")
+    first.get_by_role("button", name="Mark all read").click()
+
+    expect(second.get_by_label(unread)).to_have_count(0, timeout=LIVE)

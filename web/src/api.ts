@@ -6,7 +6,10 @@
  * (this tab only, gone when it closes) so that a reload stays signed in; every refresh rotates it
  * (auth spends the old one) a minute before the access token expires, and once more when an
  * answer is 401, so the user never sees an expiry. One refresh runs at a time: a rotated refresh
- * token presented twice would revoke the whole sign-in (DESIGN §4).
+ * token presented twice would revoke the whole sign-in (DESIGN §4). For the same reason a
+ * duplicated tab (which gets a copy of `sessionStorage`) never uses the copy while the tab that
+ * stored it is open: each page has an id of its own, the token is stored with its page's id, and a
+ * new page asks over a `BroadcastChannel` whether that page still answers before it resumes.
  */
 
 const API = "/api/v1";
@@ -14,6 +17,12 @@ const REFRESH_KEY = "taskflow.refresh_token";
 /** How long to wait before refreshing again after auth was busy or away without a Retry-After. */
 const RETRY_SECONDS = 30;
 const REFRESH_MARGIN_SECONDS = 60;
+const OWNER_KEY = "taskflow.refresh_token.page";
+/** How long a page waits for the page that stored its refresh token to say it is still open. */
+const OWNER_ANSWER_MS = 300;
+/** This page's id (a copy of the tab copies `sessionStorage`, never this). */
+const PAGE = Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
+const pages = new BroadcastChannel("taskflow.session");
 
 /** The account as auth returns it (`user` of DESIGN §4). */
 export interface User {
@@ -40,20 +49,24 @@ export class Problem extends Error {
     readonly title: string,
     readonly detail: string,
     readonly errors: { field: string; message: string }[] = [],
+    readonly requestId: string | null = null,
   ) {
     super(detail || title);
   }
 
-  /** The text a person reads: the detail, then each field's message. */
+  /** The text a person reads: the detail, then each field's message, and for a server error the
+   * request's id (`X-Request-ID`), which finds its log lines and trace. */
   get text(): string {
     const fields = this.errors.map((error) => `${error.field}: ${error.message}`);
-    return [this.detail || this.title, ...fields].join(" ");
+    const reference = this.status >= 500 && this.requestId ? [`(Request ${this.requestId})`] : [];
+    return [this.detail || this.title, ...fields, ...reference].join(" ");
   }
 }
 
 type SessionListener = (user: User | null, reason?: string) => void;
 
 let accessToken: string | null = null;
+let account: User | null = null;
 let refreshTimer: number | undefined;
 let refreshing: Promise<boolean> | null = null;
 const listeners = new Set<SessionListener>();
@@ -65,21 +78,47 @@ export function onSession(listener: SessionListener): () => void {
 }
 
 function announce(user: User | null, reason?: string): void {
+  account = user;
   for (const listener of listeners) listener(user, reason);
 }
 
 async function problemOf(response: Response): Promise<Problem> {
+  const requestId = response.headers.get("X-Request-ID");
   try {
     const body = await response.json();
-    return new Problem(response.status, body.title ?? response.statusText, body.detail ?? "", body.errors ?? []);
+    return new Problem(response.status, body.title ?? response.statusText, body.detail ?? "", body.errors ?? [], requestId);
   } catch {
-    return new Problem(response.status, response.statusText, `The server answered ${response.status} ${response.statusText}.`);
+    const detail = `The server answered ${response.status} ${response.statusText}.`;
+    return new Problem(response.status, response.statusText, detail, [], requestId);
   }
+}
+
+pages.addEventListener("message", (event: MessageEvent) => {
+  if (event.data?.open === PAGE && accessToken !== null) pages.postMessage({ stillOpen: PAGE });
+});
+
+/** Whether the page `owner`, which stored this tab's refresh token, is still open elsewhere. */
+function stillOpen(owner: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const answer = (event: MessageEvent) => {
+      if (event.data?.stillOpen !== owner) return;
+      window.clearTimeout(timer);
+      pages.removeEventListener("message", answer);
+      resolve(true);
+    };
+    const timer = window.setTimeout(() => {
+      pages.removeEventListener("message", answer);
+      resolve(false);
+    }, OWNER_ANSWER_MS);
+    pages.addEventListener("message", answer);
+    pages.postMessage({ open: owner });
+  });
 }
 
 function keep(pair: TokenPair): void {
   accessToken = pair.access_token;
   sessionStorage.setItem(REFRESH_KEY, pair.refresh_token);
+  sessionStorage.setItem(OWNER_KEY, PAGE);
   window.clearTimeout(refreshTimer);
   const delay = Math.max(5, pair.expires_in - REFRESH_MARGIN_SECONDS) * 1000;
   refreshTimer = window.setTimeout(() => void refresh(), delay);
@@ -88,6 +127,7 @@ function keep(pair: TokenPair): void {
 function forget(): void {
   accessToken = null;
   sessionStorage.removeItem(REFRESH_KEY);
+  sessionStorage.removeItem(OWNER_KEY);
   window.clearTimeout(refreshTimer);
 }
 
@@ -130,7 +170,9 @@ export function refresh(): Promise<boolean> {
       refreshTimer = window.setTimeout(() => void refresh(), seconds * 1000);
       return false;
     }
-    keep(await response.json());
+    const pair: TokenPair = await response.json();
+    keep(pair);
+    if (pair.user) announce(pair.user);  // a change of role or name shows at once
     return true;
   })().finally(() => {
     refreshing = null;
@@ -189,12 +231,20 @@ export async function signIn(email: string, password: string): Promise<User> {
   return signedIn(await post("/auth/login", { email, password }));
 }
 
-/** Resume the tab's session after a reload: rotate the stored refresh token and read the account. */
+/**
+ * Resume the tab's session after a reload: rotate the stored refresh token (its answer names the account).
+ * A duplicated tab whose original is still open starts signed out instead (see the module).
+ */
 export async function resume(): Promise<User | null> {
-  if (!sessionStorage.getItem(REFRESH_KEY) || !(await refresh())) return null;
-  const user = await call<User>("GET", "/auth/me");
-  announce(user);
-  return user;
+  if (!sessionStorage.getItem(REFRESH_KEY)) return null;
+  const owner = sessionStorage.getItem(OWNER_KEY);
+  if (owner && (await stillOpen(owner))) {
+    sessionStorage.removeItem(REFRESH_KEY);
+    sessionStorage.removeItem(OWNER_KEY);
+    announce(null, "This tab is a copy of a tab that is signed in: sign in here too to use both.");
+    return null;
+  }
+  return (await refresh()) ? account : null;
 }
 
 /**

@@ -20,7 +20,16 @@ function currentPage(): PageName {
   return name in PAGES ? (name as PageName) : "tasks";
 }
 
-/** The number of unread notifications, kept current by the live feed. */
+/** The page shown for the URL's `page`: the console only to admins (one demoted while on it, as
+ * the refreshed token tells, is shown the board). */
+function shownPage(page: PageName, user: User): PageName {
+  return page === "admin" && user.role !== "admin" ? "tasks" : page;
+}
+
+/** Tells the other tabs of this browser that the inbox changed here (read marks are no events). */
+const inboxTabs = new BroadcastChannel("taskflow.inbox");
+
+/** The number of unread notifications, kept current by the live feed and the other tabs. */
 function useUnread(user: User | null, revision: number): number {
   const [unread, setUnread] = useState(0);
   useEffect(() => {
@@ -40,6 +49,10 @@ function App() {
   const [live, setLive] = useState(false);
   const [signOutError, setSignOutError] = useState<unknown>(null);
   const unread = useUnread(user, inboxRevision);
+  const inboxChanged = () => {
+    setInboxRevision((revision) => revision + 1);
+    inboxTabs.postMessage("changed");
+  };
 
   useEffect(() => {
     const stop = onSession((next, reason) => {
@@ -48,12 +61,18 @@ function App() {
     });
     resume().catch(() => null).finally(() => setStarting(false));
     const onHash = () => setPage(currentPage());
+    const onInbox = () => setInboxRevision((revision) => revision + 1);
     window.addEventListener("hashchange", onHash);
-    return () => { stop(); window.removeEventListener("hashchange", onHash); };
+    inboxTabs.addEventListener("message", onInbox);
+    return () => {
+      stop();
+      window.removeEventListener("hashchange", onHash);
+      inboxTabs.removeEventListener("message", onInbox);
+    };
   }, []);
 
   useEffect(() => {
-    document.title = user ? `${PAGES[page]} · TaskFlow` : "TaskFlow";
+    document.title = user ? `${PAGES[shownPage(page, user)]} · TaskFlow` : "TaskFlow";
   }, [user, page]);
 
   const userId = user?.id;
@@ -71,6 +90,7 @@ function App() {
   if (starting) return <main><Loading what="TaskFlow" /></main>;
   if (!user) return <SignIn notice={notice} />;
   const names = (Object.keys(PAGES) as PageName[]).filter((name) => name !== "admin" || user.role === "admin");
+  const shown = shownPage(page, user);
   return (
     <>
       <a class="skip" href="#content">Skip to content</a>
@@ -78,7 +98,7 @@ function App() {
         <span class="brand">TaskFlow</span>
         <nav aria-label="Main">
           {names.map((name) => (
-            <a href={`#/${name}`} aria-current={page === name ? "page" : undefined}>
+            <a href={`#/${name}`} aria-current={shown === name ? "page" : undefined}>
               {PAGES[name]}
               {name === "inbox" && unread > 0 && <span class="count" aria-label={`${unread} unread`}>{unread}</span>}
             </a>
@@ -89,11 +109,11 @@ function App() {
       </header>
       <ErrorMessage error={signOutError} />
       <div id="content" tabIndex={-1}>
-        {page === "tasks" && <Board revision={tasksRevision} changed={() => setTasksRevision(tasksRevision + 1)} />}
-        {page === "stats" && <StatsPage revision={tasksRevision} />}
-        {page === "inbox" && <Inbox revision={inboxRevision} changed={() => setInboxRevision(inboxRevision + 1)} />}
-        {page === "profile" && <Profile user={user} changed={setUser} />}
-        {page === "admin" && user.role === "admin" && <AdminConsole selfId={user.id} />}
+        {shown === "tasks" && <Board revision={tasksRevision} changed={() => setTasksRevision(tasksRevision + 1)} />}
+        {shown === "stats" && <StatsPage revision={tasksRevision} />}
+        {shown === "inbox" && <Inbox revision={inboxRevision} changed={inboxChanged} />}
+        {shown === "profile" && <Profile user={user} changed={setUser} />}
+        {shown === "admin" && <AdminConsole selfId={user.id} />}
       </div>
     </>
   );

@@ -3,7 +3,9 @@
  * with `fetch` so that it carries the bearer token (EventSource cannot send headers). When the
  * stream ends (the token's expiry, a network error, a restart) it is opened again with
  * `Last-Event-ID`, so the server resends what came after the last event seen; an event seen
- * twice (the server may resend a few around the reconnection point) is delivered once.
+ * twice (the server may resend a few around the reconnection point) is delivered once. A stream
+ * the server ends after a good run (every 5 minutes) is resumed at once without reporting a
+ * disconnection, so the status a screen reader announces changes only when the feed is away.
  */
 
 import { Problem, request } from "./api";
@@ -17,6 +19,8 @@ export interface FeedEvent {
 
 const SEEN_LIMIT = 500;
 const RETRY_MAX_MS = 10_000;
+/** A stream that lasted this long ended normally: it is resumed at once, still "connected". */
+const GOOD_RUN_MS = 5_000;
 
 /** Parse the `text/event-stream` blocks of `chunk`; the unfinished tail is returned to keep. */
 export function parseEvents(buffer: string): { events: { id?: string; event: string; data: string }[]; rest: string } {
@@ -54,10 +58,12 @@ export async function follow(
   const seen: string[] = [];
   let retryMs = 500;
   while (!signal.aborted) {
+    let opened = 0;
     try {
       const headers: Record<string, string> = { Accept: "text/event-stream" };
       if (lastId) headers["Last-Event-ID"] = lastId;
       const response = await request("/notifications/stream", { headers, signal });
+      opened = Date.now();
       status(true);
       retryMs = 500;
       const reader = (response.body as ReadableStream<BufferSource>).pipeThrough(new TextDecoderStream()).getReader();
@@ -76,6 +82,7 @@ export async function follow(
           deliver({ id: event.id, type: event.event, data: JSON.parse(event.data) });
         }
       }
+      if (Date.now() - opened >= GOOD_RUN_MS) continue;
     } catch (error) {
       if (signal.aborted) return;
       // A refused token signs the page out (api.request announces it); nothing left to follow.

@@ -135,16 +135,31 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
   const [error, setError] = useState<unknown>(null);
   const [conflict, setConflict] = useState(false);
   const [current, setCurrent] = useState(task);
+  const editButton = useRef<HTMLButtonElement>(null);
+  const refocus = useRef(false);
   useEffect(() => {
     if (!editing) setCurrent(task);
   }, [task, editing]);
 
-  async function change(fields: Record<string, unknown>) {
+  /** Close the edit form, the keyboard back on the Edit button that opened it. */
+  function close() {
+    setEditing(false);
+    setError(null);
+    refocus.current = true;
+  }
+  useEffect(() => {
+    if (!editing && refocus.current) editButton.current?.focus();
+    refocus.current = false;
+  }, [editing]);
+
+  /** PATCH the task with `fields` (read from the form when a function: a bad date is an error shown here). */
+  async function change(fields: Record<string, unknown> | (() => Record<string, unknown>)) {
     setError(null);
     setConflict(false);
     try {
-      await call("PATCH", `/tasks/${current.id}`, fields, { "If-Match": `"${current.version}"` });
-      setEditing(false);
+      const body = typeof fields === "function" ? fields() : fields;
+      await call("PATCH", `/tasks/${current.id}`, body, { "If-Match": `"${current.version}"` });
+      if (editing) close();
       changed();
     } catch (problem) {
       if (problem instanceof Problem && problem.status === 412) setConflict(true);
@@ -157,7 +172,7 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
     setConflict(false);
     try {
       setCurrent(await (await request(`/tasks/${current.id}`)).json());
-      setEditing(false);
+      close();
       changed();
     } catch (problem) {
       setError(problem);
@@ -179,11 +194,18 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
   return (
     <li class={`task ${current.status}`}>
       {editing ? (
-        <form onSubmit={(event) => { event.preventDefault(); void change(fieldsOf(event.currentTarget as HTMLFormElement, true)); }}>
+        <form
+          onSubmit={(event) => {
+            event.preventDefault();
+            const form = event.currentTarget as HTMLFormElement;
+            void change(() => fieldsOf(form, true));
+          }}
+          onKeyDown={(event) => { if (event.key === "Escape") close(); }}
+        >
           <TaskFields task={current} focus />
           <div class="row">
             <button type="submit" class="primary">Save task</button>
-            <button type="button" onClick={() => { setEditing(false); setError(null); }}>Cancel</button>
+            <button type="button" onClick={close}>Cancel</button>
           </div>
         </form>
       ) : (
@@ -202,9 +224,9 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
           </div>
           <div class="actions">
             {current.status !== "done" && (
-              <button type="button" aria-label={`Complete ${current.title}`} onClick={() => void change({ status: "done" })}>Complete</button>
+              <button type="button" aria-label={`Complete ${current.title}`} onClick={() => void change({ status: "done" }).then(() => editButton.current?.focus())}>Complete</button>
             )}
-            <button type="button" aria-label={`Edit ${current.title}`} onClick={() => setEditing(true)}>Edit</button>
+            <button type="button" ref={editButton} aria-label={`Edit ${current.title}`} onClick={() => setEditing(true)}>Edit</button>
             <button type="button" class="danger" aria-label={`Delete ${current.title}`} onClick={() => void remove()}>Delete</button>
           </div>
         </>
