@@ -426,6 +426,42 @@ def test_a_whole_count_reads_a_row_count_that_every_write_keeps(ferretdb: DebugF
     assert log.count_documents({}) == 3
 
 
+def test_the_first_whole_count_of_a_collection_succeeds_while_others_write_to_it(ferretdb: DebugFerretDB) -> None:
+    """The first count_documents({}) of a collection makes its row-count triggers while other
+    clients write: it waits for them as any write does (SQLite's busy timeout), never fails with
+    "database is locked", and the count it stores is exact."""
+    database = ferretdb.notes.database
+    failures: list[str] = []
+    for attempt in range(12):
+        collection = database[f"notesfirst{attempt}"]
+        collection.insert_many([{"n": n} for n in range(200)])
+        writing = threading.Event()
+        stop = threading.Event()
+        inserted = [0] * 4
+
+        def write(worker: int, collection: Collection = collection, writing: threading.Event = writing,
+                  stop: threading.Event = stop, inserted: list[int] = inserted) -> None:
+            while not stop.is_set():
+                collection.insert_one({"worker": worker})
+                inserted[worker] += 1
+                writing.set()
+
+        writers = [threading.Thread(target=write, args=(worker,)) for worker in range(4)]
+        for writer in writers:
+            writer.start()
+        writing.wait(10)
+        try:
+            collection.count_documents({})
+        except OperationFailure as error:
+            failures.append(str(error))
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join()
+        assert collection.count_documents({}) == 200 + sum(inserted) == len(list(collection.find({}, {"_id": 1})))
+    assert failures == []
+
+
 def test_a_count_with_a_limit_reads_no_further_than_its_limit(ferretdb: DebugFerretDB) -> None:
     """count_documents(filter, limit=n) is one SQL count of at most n index entries (a trigram's
     postings counted to see whether it is rare), and stays exact once arrays are about."""
