@@ -90,7 +90,7 @@ def test_dev_runs_one_of_everything() -> None:
     assert {
         w["metadata"]["name"]: w["spec"].get("replicas", floors.get(w["metadata"]["name"]))
         for w in kube.find(resources, "Deployment") + kube.find(resources, "StatefulSet")
-    } == {name: 1 for name in (*APP_DEPLOYMENTS, "gateway", "web", "jaeger", "mongo", "rabbitmq")}
+    } == {name: 1 for name in (*APP_DEPLOYMENTS, "gateway", "web", "jaeger", "mongo", "rabbitmq", "redis")}
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
