@@ -1,14 +1,17 @@
 """Issue 22 §1: what broke when the manifests were operated, each finding held offline. Readiness
 follows `/readyz` (the database only), production needs its sender and address, claim templates
 carry no labels and one kustomize version serves tests and operators, RabbitMQ is ready only as
-part of a formed cluster and repairs quorum queue membership, images come from a registry of ours
+part of a formed cluster (its probe's command is run against a real RabbitMQ node) and repairs
+quorum queue membership, images come from a registry of ours
 by digest, the autoscalers alone own replicas, and pods drain before they stop with keep-alive
 timeouts shorter on each connection's client side."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,8 @@ from flask import Flask
 from taskflow_common import health
 from taskflow_common.serving import gunicorn_settings
 from taskflow_common.settings import ServiceSettings
+
+from tests.support.infra import Infra
 
 from . import compose, kube
 from .repo import ROOT, SERVICES, tool
@@ -134,6 +139,27 @@ def test_a_rabbitmq_node_is_ready_only_within_a_cluster_of_a_majority(overlay: s
     # Nodes start together and find each other before they are ready, or none would ever be.
     assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
     assert kube.one(resources, "Service", statefulset["spec"]["serviceName"])["spec"]["publishNotReadyAddresses"]
+
+
+@pytest.mark.parametrize(("quorum", "ready"), [(1, True), (2, False)])
+def test_the_readiness_command_passes_only_when_the_node_sees_its_quorum_running(
+    infra: Infra, quorum: int, ready: bool
+) -> None:
+    # The probe's own command against a real (single, Debian) RabbitMQ node: alone, it is a
+    # cluster of one; asked for two, it is not ready, and says so within the probe's timeout.
+    rabbitmq = container(kube.build("prod"), "StatefulSet", "rabbitmq")
+    probe = rabbitmq["readinessProbe"]
+    env = {
+        **infra.env,
+        "RABBITMQ_NODENAME": infra.node,
+        "CLUSTER_QUORUM": str(quorum),
+        "PATH": f"{infra.env.get('TASKFLOW_RABBITMQ_BIN', '/usr/lib/rabbitmq/bin')}:{os.environ['PATH']}",
+    }
+    started = time.monotonic()
+    result = subprocess.run(probe["exec"]["command"], env=env, capture_output=True, text=True, check=False,
+                            timeout=probe["timeoutSeconds"] * 2)
+    assert (result.returncode == 0) is ready, result.stdout + result.stderr
+    assert time.monotonic() - started < probe["timeoutSeconds"]
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
