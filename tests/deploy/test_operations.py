@@ -2,9 +2,9 @@
 follows `/readyz` (the database only), production needs its sender and address, claim templates
 carry no labels and one kustomize version serves tests and operators, RabbitMQ is ready only as
 part of a formed cluster (its probe's command is run against a real RabbitMQ node) and repairs
-quorum queue membership, images come from a registry of ours
-by digest, the autoscalers alone own replicas, and pods drain before they stop with keep-alive
-timeouts shorter on each connection's client side."""
+quorum queue membership, images come from a registry of ours by digest, the autoscalers alone
+own replicas, and pods drain before they stop with keep-alive timeouts shorter on each
+connection's client side."""
 
 from __future__ import annotations
 
