@@ -12,7 +12,7 @@ help:
 	@echo "make bootstrap  install what is missing for run and test (Debian packages, virtualenv, FerretDB, test tools)"
 	@echo "make bench      the benchmark report: bench/results/<time>.json and docs/benchmarks.md (~45 min)"
 	@echo "make lock       re-pin requirements/constraints.txt from a fresh resolution"
-	@echo "make up         the whole system in Docker Compose with Kong, MongoDB, RabbitMQ, Jaeger, Mailpit"
+	@echo "make up         the whole system in Docker Compose with Kong, Redis, MongoDB, RabbitMQ, Jaeger, Mailpit"
 	@echo "make down       stop and remove the Compose containers (the data volumes stay)"
 
 bootstrap:

@@ -101,8 +101,10 @@ def _matcher(path: str) -> str:
 
 def _rate_limits(scope: str, config: dict) -> list[RateLimit]:
     """nginx zones for one rate-limiting plugin; a plugin's counters are shared by all routes it covers."""
-    if config.get("limit_by", "consumer") != "ip" or config.get("policy", "local") != "local":
-        raise KongConfigError(f"{scope}: only rate-limiting with limit_by=ip, policy=local renders")
+    # policy redis shares counters between Kong nodes; the one local nginx is the only node, so its
+    # own counters are the same limit.
+    if config.get("limit_by", "consumer") != "ip" or config.get("policy", "local") not in ("local", "redis"):
+        raise KongConfigError(f"{scope}: only rate-limiting with limit_by=ip, policy=local or redis renders")
     unsupported = {"hour", "day", "month", "year"} & {k for k, v in config.items() if v}
     if unsupported:
         raise KongConfigError(f"{scope}: nginx limit_req has no {sorted(unsupported)} windows")

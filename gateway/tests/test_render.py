@@ -75,6 +75,22 @@ def test_a_window_nginx_cannot_count_is_refused(kong: dict) -> None:
         render.build_model(changed, {})
 
 
+@pytest.mark.parametrize("policy", ["local", "redis"])
+def test_shared_and_local_counters_render_as_the_one_nginx_counting_itself(kong: dict, policy: str) -> None:
+    changed = copy.deepcopy(kong)
+    for plugin in [changed["plugins"], changed["services"][0]["routes"][0]["plugins"]]:
+        next(p for p in plugin if p["name"] == "rate-limiting")["config"]["policy"] = policy
+    locations = render.build_model(changed, {})["locations"]
+    assert locations == render.build_model(kong, {})["locations"]
+
+
+def test_counters_of_a_kong_cluster_database_are_refused(kong: dict) -> None:
+    changed = copy.deepcopy(kong)
+    next(p for p in changed["plugins"] if p["name"] == "rate-limiting")["config"]["policy"] = "cluster"
+    with pytest.raises(render.KongConfigError, match="policy"):
+        render.build_model(changed, {})
+
+
 def test_stripping_paths_is_refused(kong: dict) -> None:
     changed = copy.deepcopy(kong)
     changed["services"][1]["routes"][0]["strip_path"] = True

@@ -17,13 +17,18 @@ from taskflow_common.events import consumer, outbox, publisher
 from .repo import tool
 
 # Series other exporters expose: RabbitMQ's rabbitmq_prometheus plugin (its detailed endpoint,
-# family queue_coarse_metrics) and kube-state-metrics.
+# family queue_coarse_metrics), kube-state-metrics, the kubelet's volume statistics and
+# cert-manager.
 EXTERNAL_METRICS = {
     "rabbitmq_detailed_queue_messages",
     "kube_deployment_spec_replicas",
     "kube_deployment_status_replicas_available",
     "kube_statefulset_replicas",
     "kube_statefulset_status_replicas_ready",
+    "kubelet_volume_stats_available_bytes",
+    "kubelet_volume_stats_capacity_bytes",
+    "certmanager_certificate_expiration_timestamp_seconds",
+    "certmanager_certificate_ready_status",
 }
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -62,14 +62,15 @@ def test_worker_runs_the_service_image_with_the_worker_module(service: str) -> N
     resources = kube.build("prod")
     web = kube.pod_template(kube.one(resources, "Deployment", service))["spec"]["containers"][0]
     worker = kube.pod_template(kube.one(resources, "Deployment", f"{service}-worker"))["spec"]["containers"][0]
-    assert worker["image"] == web["image"] == f"taskflow/{service}:0.1.0"
+    assert worker["image"] == web["image"]
+    assert web["image"].startswith(f"registry.example.com/taskflow/{service}@sha256:")
     assert "command" not in web, "the image's entrypoint is gunicorn"
     assert worker["command"] == ["python", "-m", f"taskflow_{service}.worker"]
 
 
 def test_prod_runs_three_replicas_with_the_capacity_plan_resources() -> None:
     resources = kube.build("prod")
-    for name in (*APP_DEPLOYMENTS, "gateway"):
+    for name in (f"{service}-worker" for service in SERVICES):
         assert kube.one(resources, "Deployment", name)["spec"]["replicas"] == 3, name
     for name in APP_DEPLOYMENTS:
         container = kube.pod_template(kube.one(resources, "Deployment", name))["spec"]["containers"][0]
@@ -85,10 +86,11 @@ def test_prod_runs_three_replicas_with_the_capacity_plan_resources() -> None:
 
 def test_dev_runs_one_of_everything() -> None:
     resources = kube.build("dev")
+    floors = {hpa["spec"]["scaleTargetRef"]["name"]: hpa["spec"]["minReplicas"] for hpa in kube.find(resources, "HorizontalPodAutoscaler")}
     assert {
-        w["metadata"]["name"]: w["spec"]["replicas"]
+        w["metadata"]["name"]: w["spec"].get("replicas", floors.get(w["metadata"]["name"]))
         for w in kube.find(resources, "Deployment") + kube.find(resources, "StatefulSet")
-    } == {name: 1 for name in (*APP_DEPLOYMENTS, "gateway", "web", "jaeger", "mongo", "rabbitmq")}
+    } == {name: 1 for name in (*APP_DEPLOYMENTS, "gateway", "web", "jaeger", "mongo", "rabbitmq", "redis")}
 
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)

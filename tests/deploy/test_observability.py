@@ -77,6 +77,9 @@ def test_prometheus_config_is_valid_and_loads_the_rules() -> None:
         ("outbox lag", r"outbox_oldest_pending_age_seconds"),
         ("dead letters", r'rabbitmq_detailed_queue_messages\{queue=~"\.\+\\\\\.dlq"\}'),
         ("readiness", r"kube_deployment_status_replicas_available"),
+        ("disk fill (issue 22)", r"predict_linear\(kubelet_volume_stats_available_bytes"),
+        ("a volume almost full (issue 22)", r"kubelet_volume_stats_available_bytes[\s\S]*/ kubelet_volume_stats_capacity_bytes"),
+        ("certificate expiry (issue 22)", r"certmanager_certificate_expiration_timestamp_seconds\{[^}]*\} - time\(\)"),
     ],
 )
 def test_an_alert_watches_each_concern_of_issue_8(concern: str, pattern: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from email.utils import parseaddr
 from pathlib import Path
 from typing import ClassVar
 
@@ -11,6 +12,11 @@ from taskflow_common import email_links
 from taskflow_common.settings import Environment, ServiceSettings
 
 from .mail import SmtpEndpoint
+
+DEFAULT_MAIL_FROM = "TaskFlow <no-reply@taskflow.localhost>"
+"""``MAIL_FROM`` outside production: a domain no relay accepts mail from, so production needs its own."""
+EXAMPLE_MAIL_DOMAIN = "taskflow.example.com"
+"""The domain of ``MAIL_FROM`` in k8s/overlays/prod: an operator must set their own."""
 
 
 def _default_mail_dir() -> Path:
@@ -26,7 +32,9 @@ class NotifySettings(ServiceSettings):
         smtp_ca_file: ``SMTP_CA_FILE``; a CA bundle to verify the SMTP server with instead of
             the system's.
         smtp_timeout_seconds: ``SMTP_TIMEOUT_SECONDS``; bound on connecting and on each command.
-        mail_from: ``MAIL_FROM``; the From header of every email.
+        mail_from: ``MAIL_FROM``; the From header of every email (``Name <address>`` or an
+            address). Required in production, where it must be an address at a real domain of
+            the operator's: not :data:`DEFAULT_MAIL_FROM`'s nor the overlay's placeholder domain.
         mail_dir: ``MAIL_DIR``; the Maildir used without ``SMTP_URL`` (``$TASKFLOW_VAR/mail``).
         reminder_lead_minutes: ``REMINDER_LEAD_MINUTES``; an open task gets its reminder this
             long before it is due (fractions allowed).
@@ -51,7 +59,7 @@ class NotifySettings(ServiceSettings):
     smtp_url: SecretStr | None = None
     smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
-    mail_from: str = "TaskFlow <no-reply@taskflow.localhost>"
+    mail_from: str = DEFAULT_MAIL_FROM
     mail_dir: Path = Field(default_factory=_default_mail_dir)
     reminder_lead_minutes: float = Field(default=60.0, ge=0)
     reminder_scan_seconds: float = Field(default=10.0, gt=0)
@@ -74,5 +82,18 @@ class NotifySettings(ServiceSettings):
             SmtpEndpoint.parse(self.smtp)  # fail at start-up, not at the first email
         elif self.taskflow_env is Environment.PRODUCTION:
             raise ValueError("SMTP_URL is required in production (the Maildir is for development)")
+        if self.taskflow_env is Environment.PRODUCTION:
+            self._check_production_sender()
         email_links.check_key_file(self.email_link_key_file, production=self.taskflow_env is Environment.PRODUCTION)
         return self
+
+    def _check_production_sender(self) -> None:
+        """Refuse a From that relays reject: unset, without a domain, or a placeholder's."""
+        if "mail_from" not in self.model_fields_set:
+            raise ValueError("MAIL_FROM is required in production (an address at your own domain)")
+        _, address = parseaddr(self.mail_from)
+        domain = address.rpartition("@")[2].rstrip(".").lower()
+        if "@" not in address or "." not in domain:
+            raise ValueError("MAIL_FROM must hold an address with a domain, e.g. TaskFlow <no-reply@example.org>")
+        if domain == EXAMPLE_MAIL_DOMAIN or domain.endswith((".localhost", ".local", ".test", ".invalid")):
+            raise ValueError("MAIL_FROM must not be a placeholder or local domain in production")

@@ -1,0 +1,111 @@
+"""Issue 22 §5: the GitHub Actions workflow a fork runs, checked offline. It is a valid workflow
+(check-jsonschema's vendored GitHub workflow schema), every command it runs exists in the
+repository, it runs `make test` on every push, and it builds, scans and (on tags) pushes exactly
+the images the manifests deploy."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from typing import Any
+
+import yaml
+
+from . import kube
+from .repo import ROOT, SERVICES, tool
+
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+# Programs of the runner or its container image rather than of the repository.
+SYSTEM_COMMANDS = {"apt-get", "echo"}
+
+
+def workflow() -> dict[str, Any]:
+    # PyYAML reads the key `on` as True (YAML 1.1); the workflow's own parser reads it as "on".
+    loaded = yaml.safe_load(WORKFLOW.read_text())
+    loaded["on"] = loaded.pop(True)
+    return loaded
+
+
+def steps(job: str) -> list[dict[str, Any]]:
+    return workflow()["jobs"][job]["steps"]
+
+
+def commands(script: str) -> list[list[str]]:
+    """Each simple command of a ``run:`` script, split as the shell would (``&&``, ``;``, ``|``)."""
+    found = []
+    for line in script.replace("\\\n", " ").splitlines():
+        for part in re.split(r"&&|\|\||;|\|", line):
+            words = shlex.split(part.split(">>")[0])
+            if words:
+                found.append(words)
+    return found
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+
+
+def test_the_workflow_validates_against_the_github_workflow_schema() -> None:
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_command_the_workflow_runs_exists_in_the_repository() -> None:
+    targets = make_targets()
+    ran = []
+    for job in workflow()["jobs"].values():
+        for step in job["steps"]:
+            for words in commands(step.get("run", "")):
+                program = words[0]
+                ran.append(program)
+                if program == "make":
+                    assert set(words[1:]) <= targets, words
+                elif "/" in program:
+                    path = ROOT / program
+                    assert path.is_file() and os.access(path, os.X_OK), program
+                else:
+                    assert program in SYSTEM_COMMANDS, f"{program} is neither the repository's nor the runner's"
+    assert "make" in ran
+
+
+def test_make_test_runs_on_every_push_before_any_image_is_built() -> None:
+    triggers = workflow()["on"]
+    assert triggers["push"]["branches"] == ["**"] and "pull_request" in triggers
+    assert [step["run"] for step in steps("test") if "run" in step][-1] == "make test"
+    assert workflow()["jobs"]["images"]["needs"] == "test"
+
+
+def test_the_workflow_builds_scans_and_pushes_exactly_the_images_the_manifests_deploy() -> None:
+    matrix = workflow()["jobs"]["images"]["strategy"]["matrix"]["include"]
+    dockerfiles = {entry["image"]: entry["dockerfile"] for entry in matrix}
+    assert dockerfiles == {**{s: f"services/{s}/Dockerfile" for s in SERVICES}, "web": "web/Dockerfile"}
+    assert all((ROOT / path).is_file() for path in dockerfiles.values())
+    deployed = {
+        re.sub(r"[:@].*$", "", container["image"])
+        for workload in kube.workloads(kube.build("dev"))
+        for container in kube.containers(kube.pod_template(workload))
+        if container["image"].startswith("taskflow/")
+    }
+    assert deployed == {f"taskflow/{image}" for image in dockerfiles}
+    uses = [step.get("uses", "") for step in steps("images")]
+    build, scan = uses.index("docker/build-push-action@v6"), next(i for i, u in enumerate(uses) if u.startswith("aquasecurity/trivy-action@"))
+    assert build < scan
+    push = next(step for step in steps("images") if step.get("id") == "push")
+    assert push["if"] == "startsWith(github.ref, 'refs/tags/v')" and push["with"]["push"] is True
+    assert workflow()["on"]["push"]["tags"] == ["v*"]
+    pin = steps("images")[-1]["run"]
+    assert "kustomize edit set image taskflow/${{ matrix.image }}=" in pin and "@${{ steps.push.outputs.digest }}" in pin
+
+
+def test_every_action_is_pinned_to_a_release() -> None:
+    for job in workflow()["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w-]+/[\w-]+@v?\d+(\.\d+)*", step["uses"]), step["uses"]

@@ -1,0 +1,144 @@
+"""Issue 22 §2 and §4: the optional kustomize components, as k8s/overlays/prod-tls uses them. TLS
+at the edge (a Gateway API Gateway with a cert-manager Certificate, HTTP redirected to HTTPS, HSTS)
+and monitoring for kube-prometheus-stack (the alerting rules as a PrometheusRule, PodMonitors).
+
+Their kinds are custom resources whose schemas (Gateway API, cert-manager, Prometheus Operator)
+are not available offline here, so these tests check their structure and every reference between
+them and the rest of the manifests; every built-in resource still validates against the
+Kubernetes schemas."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from . import kube
+from .repo import ROOT
+from .test_kubernetes import KUBERNETES_VERSIONS
+
+OVERLAY = "prod-tls"
+CUSTOM_GROUPS = ("gateway.networking.k8s.io/", "cert-manager.io/", "monitoring.coreos.com/")
+RULES = ROOT / "deploy" / "observability" / "taskflow.rules.yml"
+MONITORING = kube.Pod("monitoring", {"app.kubernetes.io/name": "prometheus"}, {})
+
+
+def resources() -> list[dict[str, Any]]:
+    return kube.build(OVERLAY)
+
+
+def custom(kind: str) -> list[dict[str, Any]]:
+    return kube.find(resources(), kind)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_built_in_resource_validates_and_the_custom_ones_are_the_expected_kinds(version: str) -> None:
+    kinds = set()
+    for resource in resources():
+        if resource["apiVersion"].startswith(CUSTOM_GROUPS):
+            kinds.add((resource["apiVersion"], resource["kind"]))
+            assert resource["metadata"]["namespace"] == "taskflow", resource["metadata"]["name"]
+        else:
+            kubernetes_validate.validate(resource, version, strict=True)
+    assert kinds == {
+        ("gateway.networking.k8s.io/v1", "Gateway"),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("cert-manager.io/v1", "Issuer"),
+        ("cert-manager.io/v1", "Certificate"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("monitoring.coreos.com/v1", "PodMonitor"),
+    }
+
+
+# TLS at the edge ---------------------------------------------------------------------------------
+
+
+def listener(name: str) -> dict[str, Any]:
+    (gateway,) = custom("Gateway")
+    return next(item for item in gateway["spec"]["listeners"] if item["name"] == name)
+
+
+def routes_on(section: str) -> list[dict[str, Any]]:
+    return [
+        route
+        for route in custom("HTTPRoute")
+        if any(parent.get("sectionName") == section for parent in route["spec"]["parentRefs"])
+    ]
+
+
+def test_https_terminates_with_the_certificate_cert_manager_keeps_for_the_public_host() -> None:
+    https = listener("https")
+    assert (https["protocol"], https["port"], https["tls"]["mode"]) == ("HTTPS", 443, "Terminate")
+    (certificate,) = custom("Certificate")
+    assert https["tls"]["certificateRefs"] == [{"kind": "Secret", "name": certificate["spec"]["secretName"]}]
+    public_host = urlsplit(kube.config_map(resources(), "taskflow-config")["PUBLIC_URL"]).hostname
+    assert certificate["spec"]["dnsNames"] == [https["hostname"]] == [listener("http")["hostname"]] == [public_host]
+    (issuer,) = custom("Issuer")
+    assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer"}
+    solver = issuer["spec"]["acme"]["solvers"][0]["http01"]["gatewayHTTPRoute"]["parentRefs"]
+    assert solver == [{"name": custom("Gateway")[0]["metadata"]["name"], "kind": "Gateway", "sectionName": "http"}]
+
+
+def test_plain_http_only_redirects_to_https() -> None:
+    assert listener("http")["port"] == 80
+    (redirect,) = routes_on("http")
+    for rule in redirect["spec"]["rules"]:
+        assert "backendRefs" not in rule
+        assert rule["filters"] == [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]
+
+
+def test_https_reaches_kong_and_every_response_carries_hsts() -> None:
+    (route,) = routes_on("https")
+    kong = kube.one(resources(), "Service", "gateway")
+    assert kong["spec"]["type"] == "ClusterIP" and "externalTrafficPolicy" not in kong["spec"]
+    for rule in route["spec"]["rules"]:
+        assert rule["backendRefs"] == [{"name": "gateway", "port": kong["spec"]["ports"][0]["port"]}]
+        (header,) = rule["filters"][0]["responseHeaderModifier"]["set"]
+        assert header["name"] == "Strict-Transport-Security"
+        assert int(re.match(r"max-age=(\d+)", header["value"]).group(1)) >= 31536000
+
+
+# Monitoring for kube-prometheus-stack ----------------------------------------------------------------
+
+
+def test_the_prometheus_rule_is_exactly_the_unit_tested_rules_file() -> None:
+    (rule,) = custom("PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], "run scripts/prometheus-rule"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+ENDPOINT_FIELDS = {"port", "path", "params", "relabelings", "interval"}
+RELABEL_FIELDS = {"sourceLabels", "targetLabel", "regex", "action", "replacement"}
+
+
+def test_every_pod_monitor_endpoint_is_a_named_metrics_port_that_monitoring_may_reach() -> None:
+    everything = resources()
+    pods = kube.pods(everything)
+    scraped: set[str] = set()
+    for monitor in custom("PodMonitor"):
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        selected = [name for name, pod in pods.items() if kube._selects(monitor["spec"]["selector"], pod.labels)]
+        assert selected, monitor["metadata"]["name"]
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            assert set(endpoint) <= ENDPOINT_FIELDS and endpoint["path"].startswith("/metrics")
+            for relabeling in endpoint.get("relabelings", []):
+                assert set(relabeling) <= RELABEL_FIELDS
+            for name in selected:
+                port = pods[name].ports[endpoint["port"]]
+                assert kube.admits(everything, MONITORING, pods[name], port), (name, endpoint["port"])
+        scraped |= set(selected)
+    app = {f"{service}{suffix}" for service in ("auth", "tasks", "admin", "notify") for suffix in ("", "-worker")}
+    assert scraped == app | {"gateway", "rabbitmq"}
+
+
+def test_services_are_labelled_as_the_rules_group_them() -> None:
+    (monitor,) = [m for m in custom("PodMonitor") if m["metadata"]["name"] == "taskflow"]
+    relabelings = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    assert {r["targetLabel"]: r["sourceLabels"] for r in relabelings} == {
+        "service": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+        "component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+    }
