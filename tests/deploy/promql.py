@@ -17,13 +17,15 @@ from taskflow_common.events import consumer, outbox, publisher
 from .repo import tool
 
 # Series other exporters expose: RabbitMQ's rabbitmq_prometheus plugin (its detailed endpoint,
-# family queue_coarse_metrics) and kube-state-metrics.
+# family queue_coarse_metrics) and kube-state-metrics (Deployments, StatefulSets, the backup's CronJob).
 EXTERNAL_METRICS = {
     "rabbitmq_detailed_queue_messages",
     "kube_deployment_spec_replicas",
     "kube_deployment_status_replicas_available",
     "kube_statefulset_replicas",
     "kube_statefulset_status_replicas_ready",
+    "kube_cronjob_created",
+    "kube_cronjob_status_last_successful_time",
 }
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
