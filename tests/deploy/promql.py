@@ -17,8 +17,8 @@ from taskflow_common.events import consumer, outbox, publisher
 from .repo import tool
 
 # Series other exporters expose: RabbitMQ's rabbitmq_prometheus plugin (its detailed endpoint,
-# family queue_coarse_metrics), kube-state-metrics, the kubelet's volume statistics and
-# cert-manager.
+# family queue_coarse_metrics), kube-state-metrics (Deployments, StatefulSets, the backup's
+# CronJob), the kubelet's volume statistics and cert-manager.
 EXTERNAL_METRICS = {
     "rabbitmq_detailed_queue_messages",
     "kube_deployment_spec_replicas",
@@ -29,6 +29,8 @@ EXTERNAL_METRICS = {
     "kubelet_volume_stats_capacity_bytes",
     "certmanager_certificate_expiration_timestamp_seconds",
     "certmanager_certificate_ready_status",
+    "kube_cronjob_created",
+    "kube_cronjob_status_last_successful_time",
 }
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -248,19 +248,6 @@ def test_rabbitmq_cluster_configuration_names_every_node(overlay: str) -> None:
     assert kube.one(resources, "Service", service)["spec"]["clusterIP"] == "None"
 
 
-def test_backup_cronjob_dumps_every_database_to_a_persistent_volume() -> None:
-    resources = kube.build("prod")
-    cronjob = kube.one(resources, "CronJob", "mongo-backup")
-    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-    template = kube.pod_template(cronjob)
-    script = template["spec"]["containers"][0]["command"][-1]
-    assert 'mongodump --uri="$MONGODB_URI"' in script and "--archive=" in script
-    claim = next(
-        v["persistentVolumeClaim"]["claimName"] for v in template["spec"]["volumes"] if "persistentVolumeClaim" in v
-    )
-    assert kube.one(resources, "PersistentVolumeClaim", claim)
-
-
 def test_scraped_pods_carry_the_labels_the_dashboards_group_by_and_expose_the_annotated_metrics_port() -> None:
     resources = kube.build("prod")
     scraped = {}

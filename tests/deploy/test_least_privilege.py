@@ -101,7 +101,7 @@ def test_the_users_created_are_the_services_and_the_backup(overlay: str) -> None
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
 def test_the_backup_signs_in_as_the_backup_user(overlay: str) -> None:
-    env = kube.env(kube.one(kube.build(overlay), "CronJob", "mongo-backup"))
+    env = kube.env(kube.one(kube.build(overlay), "CronJob", "mongo-backup"), "mongodump")
     assert kube.env_value(env, "MONGODB_URI") == "mongodb://backup:$(MONGODB_PASSWORD)@$(MONGODB_ADDRESS)"
     assert kube.env_secret(env, "MONGODB_PASSWORD") == ("taskflow-mongo", "backup-password")
     assert kube.defined_before(env, "MONGODB_ADDRESS", "MONGODB_URI")
