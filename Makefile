@@ -3,10 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test chaos lock bench up down
+.PHONY: help bootstrap run reload test chaos lock bench up down
 
 help:
 	@echo "make run        the whole system on this machine (gateway on :8000); Ctrl-C stops it"
+	@echo "make reload     restart every instance of every service of a running make run, one at a time"
 	@echo "make test       every test, against real FerretDB, RabbitMQ, gunicorn and nginx"
 	@echo "make chaos      the chaos test's long form: 10 minutes of faults under steady writes (CHAOS_MINUTES)"
 	@echo "make bootstrap  install what is missing for run and test (Debian packages, virtualenv, FerretDB, test tools)"
@@ -20,6 +21,9 @@ bootstrap:
 
 run:
 	scripts/run
+
+reload:
+	scripts/reload
 
 test: bootstrap
 	.venv/bin/pytest $(PYTEST_ARGS)

@@ -2,8 +2,8 @@
 ``bench/results/<timestamp>.json``, a table on stdout and ``docs/benchmarks.md``.
 
 Usage: ``bench/run [--arms B1,B5] [--seconds 10] [--b7-sizes 1000,100000] [--no-docs]`` (bench/run
-installs what is missing, then runs this module). B7 starts a system of its own per size; run
-alone (``--arms B7``) it needs no other.
+installs what is missing, then runs this module). B7 starts a system of its own per size and B9
+one per instance count; run without the others (``--arms B7``, ``--arms B9``) they need no other.
 """
 
 from __future__ import annotations
@@ -19,19 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .arms import events, framework, gateway, login, memory, outbox, scale, tracing
+from .arms import events, framework, gateway, login, memory, outbox, replicas, scale, tracing
 from .context import Bench, load_average
 from .machine import machine, versions
 from .stack import start_infra, start_system
 
-ARMS = ("B1", "B2", "B6", "B5", "B3", "B4", "B7", "B8")
+ARMS = ("B1", "B2", "B6", "B5", "B3", "B4", "B7", "B8", "B9")
+STANDALONE = {"B7", "B9"}
+"""Arms that start systems of their own."""
 """Run order: reads first (the writes of B3 and B4 make FerretDB's scans longer), B3 before B4
 (B4 writes as fast as one connection can, hundreds of tasks whose events keep the tasks database's
-writes busy long after; see bench/findings.md), memory last."""
+writes busy long after; see bench/findings.md), memory last of the arms on the shared system, then
+B9 on systems of its own."""
 
 
 def run_arms(bench: Bench, selected: list[str], b7_sizes: tuple[int, ...] = scale.SIZES) -> list[dict[str, Any]]:
-    if selected != ["B7"]:
+    if not set(selected) <= STANDALONE:
         reader = bench.register("reader")
         task_id = bench.create_task(reader)
     results = []
@@ -54,6 +57,8 @@ def run_arms(bench: Bench, selected: list[str], b7_sizes: tuple[int, ...] = scal
             results.append(scale.run(bench, b7_sizes))
         elif arm == "B8":
             results.append(memory.run(bench))
+        elif arm == "B9":
+            results.append(replicas.run(bench))
     return results
 
 
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(), "versions": versions(), "seconds": args.seconds, "arms": [],
     }
     try:
-        if selected == ["B7"]:
+        if set(selected) <= STANDALONE:
             results["arms"] = run_arms(Bench(base, args.seconds, None, None), selected, b7_sizes)
         else:
             infra = start_infra(base / "infra")

@@ -20,7 +20,7 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
 
 
 def _in_order(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The arms by number (B1 … B8), whatever order they ran in."""
+    """The arms by number (B1 … B9), whatever order they ran in."""
     return sorted(results["arms"], key=lambda arm: int(arm["arm"][1:]))
 
 

@@ -40,13 +40,15 @@ def start_infra(base: Path) -> Infra:
     return infra.start()
 
 
-def start_system(base: Path, infra: Infra, **environment: str) -> System:
-    """The four services, their workers and the gateway under supervisor (scripts/run)."""
+def start_system(base: Path, infra: Infra, *, replicas: int = 1, timeout: float = 180,
+                 **environment: str) -> System:
+    """The four services (``replicas`` instances of each), their workers and the gateway under
+    supervisor (scripts/run), ready within ``timeout`` seconds."""
     base.mkdir(parents=True, exist_ok=True)
-    system = System(base, infra, **{**BENCH_ENVIRONMENT, **environment})
+    system = System(base, infra, replicas=replicas, **{**BENCH_ENVIRONMENT, **environment})
     if "GUNICORN_WORKER_CLASS" not in environment:
         system.env.pop("GUNICORN_WORKER_CLASS", None)  # each service's own default, whatever the shell says
-    return system.start()
+    return system.start(timeout=timeout)
 
 
 def find_processes(root: int, *fragments: str) -> list[psutil.Process]:

@@ -6,8 +6,15 @@ limits and headers. Plugins with no nginx counterpart (``prometheus``, ``opentel
 listed in a comment of the output; any other unknown plugin is an error, so a plugin added to
 kong.yml is never silently dropped locally.
 
+Kong upstreams become nginx upstreams of the local instances (``REPLICAS`` of each service, see
+:func:`instances`) with the same balancing and passive health check. JSON, HTML, JavaScript and CSS
+of 1 KiB and more are compressed (gzip, and brotli where Debian's module is installed); with
+``--tls-certificate`` and ``--tls-key`` the gateway also serves HTTPS with HTTP/2 on
+``GATEWAY_TLS_PORT``.
+
 Usage: ``python gateway/render.py --out var/gateway/nginx.conf`` (environment: ``GATEWAY_PORT``,
-``<SERVICE>_PORT`` per Kong service name, ``GATEWAY_UPSTREAM_HOST``). ``--without-rate-limits``
+``GATEWAY_TLS_PORT``, ``<SERVICE>_PORT`` per Kong service name, ``REPLICAS``,
+``<SERVICE>_REPLICAS``, ``REPLICA_PORT_STEP``, ``GATEWAY_UPSTREAM_HOST``). ``--without-rate-limits``
 leaves the rate-limiting plugins out, for ``make bench`` only: its load comes from one address
 and would measure nothing but 429s; ``make run`` and the tests never pass it.
 """
@@ -36,6 +43,12 @@ PERIOD_SECONDS = {"second": 1, "minute": 60}
 DEFAULT_METHODS = ["GET", "POST", "PATCH", "DELETE", "OPTIONS"]
 # Statuses nginx itself may answer, each rendered as a problem details page.
 PROBLEM_STATUSES = (400, 404, 405, 413, 414, 429, 502, 503, 504)
+# Kong's balancing algorithms and nginx's directive for each (round-robin is nginx's default).
+BALANCING = {"round-robin": None, "least-connections": "least_conn"}
+# What gzip and brotli compress besides text/html, which both always do (listing it is an error).
+COMPRESSED_TYPES = "application/json application/problem+json application/javascript text/javascript text/css"
+# Debian's libnginx-mod-http-brotli-filter; without it the gateway compresses with gzip alone.
+BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
 
 
 class KongConfigError(ValueError):
@@ -58,6 +71,18 @@ class RateLimit:
     def retry_after(self) -> int:
         """Seconds until the leaky bucket admits one more request (RFC 9110 §10.2.3 Retry-After)."""
         return max(1, math.ceil(PERIOD_SECONDS[self.period] / self.limit))
+
+
+@dataclass
+class Upstream:
+    """One nginx ``upstream``: the instances ``servers`` ("host:port"), ``balance`` (an nginx
+    directive or None for round-robin) and the passive check: ``max_fails`` failed connections or
+    timeouts take a server out for ``fail_timeout_s`` seconds."""
+
+    servers: list[str]
+    balance: str | None = None
+    max_fails: int = 1
+    fail_timeout_s: int = 10
 
 
 @dataclass
@@ -130,19 +155,52 @@ def _added_headers(scope: str, config: dict) -> list[tuple[str, str]]:
     return headers
 
 
+def instances(name: str, port: int, env: dict[str, str]) -> list[int]:
+    """The local ports of service ``name``'s instances: ``<NAME>_REPLICAS`` (else ``REPLICAS``,
+    else 1) of them, the first on ``port``, each next one ``REPLICA_PORT_STEP`` (10) further, as
+    scripts/service numbers them."""
+    count = int(env.get(f"{name.upper()}_REPLICAS", env.get("REPLICAS", "1")))
+    step = int(env.get("REPLICA_PORT_STEP", "10"))
+    if count < 1:
+        raise KongConfigError(f"{name}: at least one instance, not {count}")
+    return [port + step * index for index in range(count)]
+
+
+def _upstream(name: str, ports: list[int], host: str, kong_upstream: dict | None) -> Upstream:
+    """The nginx upstream of one service; ``kong_upstream``, kong.yml's upstream of that name (or None),
+    gives its algorithm and its passive check (tcp_failures; the time until an active check
+    would look again, ``active.unhealthy.interval``)."""
+    servers = [f"{host}:{port}" for port in ports]
+    if kong_upstream is None:
+        return Upstream(servers=servers)
+    algorithm = kong_upstream.get("algorithm", "round-robin")
+    if algorithm not in BALANCING:
+        raise KongConfigError(f"upstream {name}: no nginx balancing for algorithm {algorithm!r}")
+    checks = kong_upstream.get("healthchecks", {})
+    passive = checks.get("passive", {}).get("unhealthy", {})
+    return Upstream(
+        servers=servers,
+        balance=BALANCING[algorithm],
+        max_fails=int(passive.get("tcp_failures", 1)),
+        fail_timeout_s=int(checks.get("active", {}).get("unhealthy", {}).get("interval", 10)),
+    )
+
+
 def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) -> dict:
     """Turn a parsed kong.yml into the template's model.
 
     Args:
         kong: the declarative configuration (``_format_version`` "3.0").
-        env: environment; ``<SERVICE>_PORT`` overrides the port of each service's ``url``,
-            ``GATEWAY_UPSTREAM_HOST`` the host (default 127.0.0.1), ``GATEWAY_PORT`` the listen port.
+        env: environment; ``<SERVICE>_PORT`` overrides the port of each service's ``url`` (its
+            first instance; :func:`instances` gives the others), ``GATEWAY_UPSTREAM_HOST`` the
+            host (default 127.0.0.1), ``GATEWAY_PORT`` and ``GATEWAY_TLS_PORT`` the listen ports.
         rate_limiting: False renders no ``rate-limiting`` plugin (benchmarks only).
 
     Returns:
-        ``{"listen_port", "upstreams", "locations", "zones", "max_body", "correlation", "cors",
-        "allowed_methods", "skipped", "rate_limiting"}``; ``allowed_methods`` are the methods the
-        gateway passes on (the cors plugin's), listed in ``Allow`` when nginx itself answers 405.
+        ``{"listen_port", "tls_port", "upstreams" ({name: Upstream}), "locations", "zones",
+        "max_body", "correlation", "cors", "allowed_methods", "skipped", "rate_limiting"}``;
+        ``allowed_methods`` are the methods the gateway passes on (the cors plugin's), listed in
+        ``Allow`` when nginx itself answers 405.
 
     Raises:
         KongConfigError: a plugin or option that has no faithful nginx rendering.
@@ -151,12 +209,18 @@ def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) 
         raise KongConfigError("expected _format_version 3.0")
     global_plugins = _plugins_by_name(kong.get("plugins"), "global")
     every_plugin = set(global_plugins)
-    upstreams: dict[str, str] = {}
+    kong_upstreams = {upstream["name"]: upstream for upstream in kong.get("upstreams", [])}
+    upstreams: dict[str, Upstream] = {}
     locations: list[Location] = []
     for service in kong.get("services", []):
         url = urlsplit(service["url"])
-        port = env.get(f"{service['name'].upper()}_PORT", str(url.port or 80))
-        upstreams[service["name"]] = f"{env.get('GATEWAY_UPSTREAM_HOST', '127.0.0.1')}:{port}"
+        port = int(env.get(f"{service['name'].upper()}_PORT", str(url.port or 80)))
+        upstreams[service["name"]] = _upstream(
+            service["name"],
+            instances(service["name"], port, env),
+            env.get("GATEWAY_UPSTREAM_HOST", "127.0.0.1"),
+            kong_upstreams.get(url.hostname or ""),
+        )
         service_plugins = {**global_plugins, **_plugins_by_name(service.get("plugins"), service["name"])}
         every_plugin |= set(service_plugins)
         for route in service.get("routes", []):
@@ -193,6 +257,7 @@ def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) 
     size = global_plugins.get("request-size-limiting", ("global", {"allowed_payload_size": 128}))[1]
     return {
         "listen_port": int(env.get("GATEWAY_PORT", "8000")),
+        "tls_port": int(env.get("GATEWAY_TLS_PORT", "8443")),
         "upstreams": upstreams,
         "locations": locations,
         "zones": list(zones.values()),
@@ -212,8 +277,16 @@ def worker_user() -> str | None:
     return pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
 
 
-def render(kong_path: Path, state_dir: Path, env: dict[str, str], *, rate_limiting: bool = True) -> str:
-    """Render kong.yml at ``kong_path`` into nginx.conf text; nginx's pid and temp files go in ``state_dir``."""
+def render(
+    kong_path: Path,
+    state_dir: Path,
+    env: dict[str, str],
+    *,
+    rate_limiting: bool = True,
+    tls: tuple[Path, Path] | None = None,
+) -> str:
+    """Render kong.yml at ``kong_path`` into nginx.conf text; nginx's pid and temp files go in
+    ``state_dir``; ``tls``, (certificate, key) PEM files, adds the HTTPS listener with HTTP/2."""
     kong = yaml.safe_load(kong_path.read_text())
     template = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE),
@@ -228,6 +301,9 @@ def render(kong_path: Path, state_dir: Path, env: dict[str, str], *, rate_limiti
         source=kong_path.name,
         problem_statuses=PROBLEM_STATUSES,
         worker_user=worker_user(),
+        tls=tls,
+        compressed_types=COMPRESSED_TYPES,
+        brotli_module=BROTLI_MODULE if BROTLI_MODULE.exists() else None,
     )
 
 
@@ -236,11 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kong", type=Path, default=HERE / "kong.yml")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--without-rate-limits", action="store_true", help="benchmarks only: no rate-limiting")
+    parser.add_argument("--tls-certificate", type=Path, help="PEM certificate chain of the HTTPS listener")
+    parser.add_argument("--tls-key", type=Path, help="its private key (PEM)")
     args = parser.parse_args(argv)
+    if (args.tls_certificate is None) != (args.tls_key is None):
+        parser.error("--tls-certificate and --tls-key go together")
+    tls = (args.tls_certificate.resolve(), args.tls_key.resolve()) if args.tls_certificate else None
     state_dir = args.out.resolve().parent
     for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (state_dir / "temp" / temp).mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(args.kong, state_dir, dict(os.environ), rate_limiting=not args.without_rate_limits))
+    args.out.write_text(
+        render(args.kong, state_dir, dict(os.environ), rate_limiting=not args.without_rate_limits, tls=tls)
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ export TASKFLOW_TOOLS="${TASKFLOW_TOOLS:-$TASKFLOW_ROOT/.tools}"
 export TASKFLOW_VENV="${TASKFLOW_VENV:-$TASKFLOW_ROOT/.venv}"
 
 export GATEWAY_PORT="${GATEWAY_PORT:-8000}"
+export GATEWAY_TLS_PORT="${GATEWAY_TLS_PORT:-8443}"  # HTTPS with HTTP/2, certificate from var/tls (scripts/tls)
 export AUTH_PORT="${AUTH_PORT:-5001}"
 export TASKS_PORT="${TASKS_PORT:-5002}"
 export ADMIN_PORT="${ADMIN_PORT:-5003}"
@@ -22,6 +23,11 @@ export AUTH_WORKER_METRICS_PORT="${AUTH_WORKER_METRICS_PORT:-9101}"
 export TASKS_WORKER_METRICS_PORT="${TASKS_WORKER_METRICS_PORT:-9102}"
 export ADMIN_WORKER_METRICS_PORT="${ADMIN_WORKER_METRICS_PORT:-9103}"
 export NOTIFY_WORKER_METRICS_PORT="${NOTIFY_WORKER_METRICS_PORT:-9104}"
+# Instances of each API service and copies of each worker (make run). Instance k (1..REPLICAS)
+# listens on <SERVICE>_PORT + REPLICA_PORT_STEP * (k - 1), and so do its metrics ports: instance 2
+# of auth on 5011, its metrics on 9011, its worker's on 9111 (scripts/service, scripts/worker).
+export REPLICAS="${REPLICAS:-2}"
+export REPLICA_PORT_STEP="${REPLICA_PORT_STEP:-10}"
 export MONGODB_PORT="${MONGODB_PORT:-27017}"
 export RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
 export POSTGRES_PORT="${POSTGRES_PORT:-5432}"
@@ -55,7 +61,8 @@ fi
 export TASKFLOW_OWN_MONGODB TASKFLOW_OWN_RABBITMQ
 export MONGODB_URI="${MONGODB_URI:-mongodb://127.0.0.1:$MONGODB_PORT/}"
 export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2F}"
-export JWKS_URL="${JWKS_URL:-http://127.0.0.1:$AUTH_PORT/api/v1/auth/jwks.json}"
+# Through the gateway, so any instance of auth answers (one may be restarting: make reload).
+export JWKS_URL="${JWKS_URL:-http://127.0.0.1:$GATEWAY_PORT/api/v1/auth/jwks.json}"
 export AUTH_URL="${AUTH_URL:-http://127.0.0.1:$AUTH_PORT}"
 export TASKS_URL="${TASKS_URL:-http://127.0.0.1:$TASKS_PORT}"
 export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$GATEWAY_PORT}"

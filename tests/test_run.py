@@ -234,6 +234,7 @@ def test_sigkill_of_supervisord_leaves_nothing_running_and_a_new_start_serves_th
     programs = [psutil.Process(int(pid)) for pid in re.findall(r"pid (\d+)", first_run.supervisorctl("status"))]
     ports = [
         first_run.gateway_port,
+        first_run.gateway_tls_port,
         first_run.web_port,
         *first_run.ports.values(),
         *first_run.worker_metrics_ports.values(),

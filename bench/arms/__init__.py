@@ -1,4 +1,4 @@
-"""The arms B1–B8 of issue 11, one module each; every ``run(bench)`` returns its report entry
+"""The arms B1–B8 of issue 11 and B9 of issue 21, one module each; every ``run(bench)`` returns its report entry
 (see :func:`entry`)."""
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 from pathlib import Path
 
@@ -41,10 +42,73 @@ def test_every_route_becomes_a_location_to_its_service(kong: dict) -> None:
 
 
 def test_ports_come_from_the_environment(kong: dict) -> None:
-    model = render.build_model(kong, {"TASKS_PORT": "15002", "GATEWAY_PORT": "18000"})
-    assert model["upstreams"]["tasks"] == "127.0.0.1:15002"
-    assert model["upstreams"]["auth"] == "127.0.0.1:5001"
-    assert model["listen_port"] == 18000
+    model = render.build_model(kong, {"TASKS_PORT": "15002", "GATEWAY_PORT": "18000", "GATEWAY_TLS_PORT": "18443"})
+    assert model["upstreams"]["tasks"].servers == ["127.0.0.1:15002"]
+    assert model["upstreams"]["auth"].servers == ["127.0.0.1:5001"]
+    assert (model["listen_port"], model["tls_port"]) == (18000, 18443)
+
+
+def test_each_service_is_an_upstream_of_its_replicas_as_kong_balances_and_checks_them(kong: dict) -> None:
+    env = {"REPLICAS": "3", "WEB_REPLICAS": "1", "REPLICA_PORT_STEP": "10", "TASKS_PORT": "15002"}
+    upstreams = render.build_model(kong, env)["upstreams"]
+    assert upstreams["tasks"].servers == ["127.0.0.1:15002", "127.0.0.1:15012", "127.0.0.1:15022"]
+    assert upstreams["auth"].servers == ["127.0.0.1:5001", "127.0.0.1:5011", "127.0.0.1:5021"]
+    assert upstreams["web"].servers == ["127.0.0.1:5005"]
+    kong_tasks = next(upstream for upstream in kong["upstreams"] if upstream["name"] == "tasks")
+    assert kong_tasks["algorithm"] == "least-connections" and upstreams["tasks"].balance == "least_conn"
+    assert upstreams["tasks"].max_fails == kong_tasks["healthchecks"]["passive"]["unhealthy"]["tcp_failures"]
+    assert upstreams["tasks"].fail_timeout_s == kong_tasks["healthchecks"]["active"]["unhealthy"]["interval"]
+    text = render.render(KONG, Path("/tmp"), env)
+    assert "least_conn;\n        server 127.0.0.1:15002 max_fails=3 fail_timeout=5s;" in text
+
+
+def test_every_service_has_a_kong_upstream_with_active_and_passive_checks(kong: dict) -> None:
+    upstreams = {upstream["name"]: upstream for upstream in kong["upstreams"]}
+    for service in kong["services"]:
+        upstream = upstreams[service["name"]]
+        assert upstream["targets"] == [{"target": service["url"].removeprefix("http://")}]
+        assert {"active", "passive"} <= set(upstream["healthchecks"])
+        # Kong takes a target back only through an active check: passive alone would leave it out.
+        assert upstream["healthchecks"]["active"]["healthy"]["successes"] >= 1
+
+
+def test_an_algorithm_nginx_cannot_balance_by_is_refused(kong: dict) -> None:
+    broken = copy.deepcopy(kong)
+    broken["upstreams"][0]["algorithm"] = "consistent-hashing"
+    with pytest.raises(render.KongConfigError, match="consistent-hashing"):
+        render.build_model(broken, {})
+
+
+def test_only_idempotent_requests_are_retried_on_the_next_instance(tmp_path: Path) -> None:
+    text = render.render(KONG, tmp_path, {})
+    assert "proxy_next_upstream error timeout;" in text
+    # nginx's default: a POST or PATCH already sent is not retried
+    assert re.search(r"proxy_next_upstream [^;]*non_idempotent", text) is None
+    assert "proxy_next_upstream_tries 3;" in text
+
+
+def test_https_with_http2_listens_with_the_given_certificate_and_nginx_accepts_it(tmp_path: Path) -> None:
+    subprocess.run(["scripts/tls"], cwd=render.HERE.parent, env={"PATH": "/usr/bin:/bin", "TASKFLOW_VAR": str(tmp_path)},
+                   check=True, capture_output=True)
+    tls = tmp_path / "tls"
+    out = tmp_path / "gateway" / "nginx.conf"
+    out.parent.mkdir()
+    arguments = ["--out", str(out), "--tls-certificate", str(tls / "server.pem"), "--tls-key", str(tls / "server.key")]
+    assert render.main(arguments) == 0
+    text = out.read_text()
+    assert "listen 127.0.0.1:8443 ssl http2;" in text and f"ssl_certificate {tls / 'server.pem'};" in text
+    result = subprocess.run(["nginx", "-t", "-p", str(out.parent), "-c", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "8443" not in render.render(KONG, tmp_path, {})  # without a certificate, HTTP alone
+
+
+def test_json_html_javascript_and_css_of_1_kib_and_more_are_compressed(tmp_path: Path) -> None:
+    text = render.render(KONG, tmp_path, {})
+    assert "gzip on;" in text and "gzip_min_length 1024;" in text and "gzip_proxied any;" in text
+    types = text.split("gzip_types ")[1].split(";")[0].split()
+    assert {"application/json", "application/problem+json", "application/javascript", "text/css"} <= set(types)
+    # Debian's module, which scripts/bootstrap installs
+    assert f"load_module {render.BROTLI_MODULE};" in text and "brotli_min_length 1024;" in text
 
 
 def test_route_plugin_replaces_the_global_one_and_is_matched_first(kong: dict) -> None:

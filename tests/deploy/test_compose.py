@@ -75,8 +75,11 @@ def test_gateway_is_kong_db_less_on_kong_yml_without_an_admin_api() -> None:
     assert env["KONG_DATABASE"] == "off"
     assert env["KONG_ADMIN_LISTEN"] == "off"
     assert f"./gateway/kong.yml:{env['KONG_DECLARATIVE_CONFIG']}:ro" in gateway["volumes"]
-    assert env["KONG_PROXY_LISTEN"] == f"0.0.0.0:{design_ports()['gateway']}"
-    assert gateway["ports"] == [f"${{GATEWAY_PORT:-{design_ports()['gateway']}}}:{design_ports()['gateway']}"]
+    gateway_port, tls_port = design_ports()["gateway"], design_ports()["gateway tls"]
+    assert env["KONG_PROXY_LISTEN"] == f"0.0.0.0:{gateway_port}, 0.0.0.0:{tls_port} http2 ssl"
+    assert gateway["ports"] == [f"${{GATEWAY_PORT:-{gateway_port}}}:{gateway_port}",
+                                f"${{GATEWAY_TLS_PORT:-{tls_port}}}:{tls_port}"]
+    assert env["KONG_NGINX_PROXY_GZIP"] == "on" and env["KONG_NGINX_PROXY_GZIP_MIN_LENGTH"] == "1024"
     assert env["KONG_TRACING_INSTRUMENTATIONS"] == "all"
     assert 0 < float(env["KONG_TRACING_SAMPLING_RATE"]) <= 1
 

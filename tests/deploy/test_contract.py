@@ -107,11 +107,14 @@ def test_every_port_agrees_with_design_section_2() -> None:
         == str(WORKER_METRICS_PORT)
     )
 
-    gateway = ports["gateway"]
-    assert services["gateway"]["environment"]["KONG_PROXY_LISTEN"].endswith(f":{gateway}")
-    assert kube.one(resources, "Service", "gateway")["spec"]["ports"][0]["port"] == gateway
+    gateway, tls = ports["gateway"], ports["gateway tls"]
+    listen = f"0.0.0.0:{gateway}, 0.0.0.0:{tls} http2 ssl"
+    assert services["gateway"]["environment"]["KONG_PROXY_LISTEN"] == listen
+    assert [port["port"] for port in kube.one(resources, "Service", "gateway")["spec"]["ports"]] == [gateway, tls]
     kong_container = kube.pod_template(kube.one(resources, "Deployment", "gateway"))["spec"]["containers"][0]
     assert {"name": "proxy", "containerPort": gateway} in kong_container["ports"]
+    assert {"name": "proxy-tls", "containerPort": tls} in kong_container["ports"]
+    assert {"name": "KONG_PROXY_LISTEN", "value": listen} in kong_container["env"]
 
     mongodb = ports["mongodb/ferretdb"]
     assert compose.url(services["auth"]["environment"]["MONGODB_URI"]).port == mongodb

@@ -21,20 +21,26 @@ _handed_out: set[int] = set()
 _PORTS = range(20000, 32768)
 
 
-def free_port() -> int:
+def free_port(count: int = 1, step: int = 10) -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now and that no outgoing connection
-    will take, never the same one twice in a session."""
+    will take, never the same one twice in a session; with ``count``, the first of ``count`` such
+    ports ``step`` apart (the instances of a replicated service, scripts/service)."""
     while True:
-        port = random.choice(_PORTS)
-        if port in _handed_out:
+        first = random.choice(_PORTS[: len(_PORTS) - step * (count - 1)])
+        ports = [first + step * index for index in range(count)]
+        if _handed_out.intersection(ports) or not all(_bindable(port) for port in ports):
             continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
+        _handed_out.update(ports)
+        return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str = "condition") -> None:

@@ -24,15 +24,20 @@ class System:
     """The four services, their workers and the gateway, running under supervisor.
 
     ``infra``: the session's FerretDB and RabbitMQ, or None for a system that runs its own.
+    ``replicas``: instances of each service and copies of each worker (``REPLICAS``); one keeps a
+    test's system lean, the restart tests need two. Instance k's ports are the first instance's
+    plus ``REPLICA_PORT_STEP`` (10) times k - 1, as ``make run`` numbers them.
     """
 
-    def __init__(self, base: Path, infra: Infra | None, **environment: str) -> None:
+    def __init__(self, base: Path, infra: Infra | None, *, replicas: int = 1, **environment: str) -> None:
         self.base = base
         self.infra = infra
-        self.ports = {name: free_port() for name in SERVICES}
-        self.metrics_ports = {name: free_port() for name in SERVICES}
-        self.worker_metrics_ports = {name: free_port() for name in SERVICES}
+        self.replicas = replicas
+        self.ports = {name: free_port(replicas) for name in SERVICES}
+        self.metrics_ports = {name: free_port(replicas) for name in SERVICES}
+        self.worker_metrics_ports = {name: free_port(replicas) for name in SERVICES}
         self.gateway_port = free_port()
+        self.gateway_tls_port = free_port()
         self.web_port = free_port()
         if infra is not None:
             self.mongodb_uri, self.rabbitmq_url = infra.mongodb_uri, infra.rabbitmq_url
@@ -54,6 +59,8 @@ class System:
             "MONGODB_DB_PREFIX": "e2e_",
             "TASKFLOW_ENV": "test",
             "GATEWAY_PORT": str(self.gateway_port),
+            "GATEWAY_TLS_PORT": str(self.gateway_tls_port),
+            "REPLICAS": str(replicas),
             "WEB_PORT": str(self.web_port),
             "WEB_CONCURRENCY": "2",
             "AUTH_URL": f"http://127.0.0.1:{self.ports['auth']}",
@@ -74,9 +81,13 @@ class System:
         """Where supervisor writes each process's output, as ``<program>.log`` (scripts/run)."""
         return Path(self.env["TASKFLOW_VAR"]) / "log"
 
-    def service_url(self, name: str) -> str:
-        """A service's own address, behind the gateway (for /readyz and /internal/)."""
-        return f"http://127.0.0.1:{self.ports[name]}"
+    def service_url(self, name: str, instance: int = 1) -> str:
+        """The address of one instance of a service, behind the gateway (for /readyz and /internal/)."""
+        return f"http://127.0.0.1:{self.ports[name] + 10 * (instance - 1)}"
+
+    def program(self, name: str, instance: int = 1) -> str:
+        """supervisor's name of one instance of program ``name`` (``tasks``, ``tasks-worker``)."""
+        return f"{name}:{name}-{instance}" if self.replicas > 1 else name
 
     def start(self, timeout: float = 180) -> System:
         """Run scripts/run and wait up to ``timeout`` seconds until every service is ready."""
@@ -116,7 +127,9 @@ class System:
             raise RuntimeError("scripts/run exited")
         try:
             services_ready = all(
-                requests.get(f"{self.service_url(name)}/readyz", timeout=5).status_code == 200 for name in SERVICES
+                requests.get(f"{self.service_url(name, instance)}/readyz", timeout=5).status_code == 200
+                for name in SERVICES
+                for instance in range(1, self.replicas + 1)
             )
             return services_ready and requests.get(f"{self.gateway_url}/", timeout=5).status_code == 200
         except (requests.ConnectionError, requests.Timeout):

@@ -1,0 +1,247 @@
+"""Replicas behind the gateway (issue 21): `make run` with REPLICAS=2 serves every service from two
+instances; under steady reads and writes through the gateway, a rolling restart of every instance
+(scripts/reload, `make reload`) and a SIGKILL of one instance fail no read, lose no acknowledged
+write, and answer no write 5xx that was applied. The gateway compresses JSON of 1 KiB and more and
+answers HTTPS over HTTP/2 with the certificate of its local CA.
+
+One system for the module, on the session's FerretDB and a broker vhost of its own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import brotli
+import psutil
+import pytest
+import requests
+
+from tests.support.accounts import Account, sign_up
+from tests.support.infra import Infra
+from tests.support.processes import ROOT, wait_for
+from tests.support.system import SERVICES, Client, System
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def replicated(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    vhost = infra.fresh_vhost()
+    system = System(tmp_path_factory.mktemp("replicas"), infra, replicas=2, BCRYPT_ROUNDS="4",
+                    MONGODB_DB_PREFIX="replicas_", RABBITMQ_URL=vhost)
+    yield system.start(timeout=300)
+    system.stop()
+    infra.rabbitmqctl("delete_vhost", unquote(urlsplit(vhost).path[1:]))
+
+
+class Load:
+    """Steady reads and writes of one account's tasks through the gateway, each on its own thread.
+
+    Reads alternate one task and a page of the list; any answer but 200 (or no answer) is a failed
+    read. Each write creates a task with a title of its own: a 201 is acknowledged; every other
+    outcome keeps the title, so the test can look for whether it was applied.
+    """
+
+    def __init__(self, gateway_url: str, account: Account) -> None:
+        self.gateway_url = gateway_url
+        self.account = account
+        self.reads = 0
+        self.failed_reads: list[str] = []
+        self.acknowledged: list[str] = []
+        self.unacknowledged: dict[str, str] = {}  # title → what came back
+        self.stop = threading.Event()
+        self.seed = Client(gateway_url).post("/api/v1/tasks", json={"title": "read"}, headers=account.headers).json()
+        self.threads = [threading.Thread(target=target, daemon=True) for target in (self._read, self._write)]
+
+    def _read(self) -> None:
+        client = Client(self.gateway_url)
+        paths = [f"/api/v1/tasks/{self.seed['id']}", "/api/v1/tasks?limit=5"]
+        while not self.stop.wait(0.02):
+            path = paths[self.reads % 2]
+            try:
+                status = client.get(path, headers=self.account.headers, timeout=10).status_code
+            except requests.RequestException as error:
+                status = type(error).__name__
+            self.reads += 1
+            if status != 200:
+                self.failed_reads.append(f"{path}: {status}")
+
+    def _write(self) -> None:
+        client = Client(self.gateway_url)
+        while not self.stop.wait(0.05):
+            title = f"written during restarts {uuid.uuid4().hex}"
+            try:
+                response = client.post("/api/v1/tasks", json={"title": title}, headers=self.account.headers, timeout=10)
+            except requests.RequestException as error:
+                self.unacknowledged[title] = type(error).__name__
+                continue
+            if response.status_code == 201:
+                self.acknowledged.append(response.json()["id"])
+            else:
+                self.unacknowledged[title] = str(response.status_code)
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+
+    def lost_writes(self) -> list[str]:
+        """Acknowledged tasks the store no longer has (read a page of 100 at a time: one GET per task
+        would meet the gateway's rate limit)."""
+        client = Client(self.gateway_url)
+        stored: set[str] = set()
+        for page in itertools.count(1):
+            listed = client.get("/api/v1/tasks", params={"page": page, "limit": 100}, headers=self.account.headers)
+            assert listed.status_code == 200, listed.text
+            stored.update(task["id"] for task in listed.json()["items"])
+            if page * 100 >= listed.json()["total"]:
+                break
+        return [task for task in self.acknowledged if task not in stored]
+
+    def applied_unacknowledged(self) -> dict[str, str]:
+        """Writes answered with something else than 201 (a 5xx, or nothing) that the store holds."""
+        client = Client(self.gateway_url)
+        applied = {}
+        for title, outcome in self.unacknowledged.items():
+            found = client.get("/api/v1/tasks", params={"q": title}, headers=self.account.headers).json()["total"]
+            if found:
+                applied[title] = outcome
+        return applied
+
+
+def _upstreams_used(system: System, since: int) -> dict[str, set[str]]:
+    """For each service, the instance addresses the gateway passed requests to, from its log's
+    byte ``since`` on (one JSON line per request, scripts/gateway's access log)."""
+    used: dict[str, set[str]] = {name: set() for name in SERVICES}
+    with open(system.log_dir / "gateway.log", "rb") as log:
+        log.seek(since)
+        for line in log.read().decode(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            service = entry["path"].split("/")[3] if entry["path"].startswith("/api/v1/") else ""
+            service = {"notifications": "notify"}.get(service, service)
+            if service in used and entry["upstream"]:
+                used[service].update(address.strip() for address in entry["upstream"].split(","))
+    return used
+
+
+def test_every_service_is_served_by_each_of_its_instances(replicated: System) -> None:
+    since = (replicated.log_dir / "gateway.log").stat().st_size
+    client = Client(replicated.gateway_url)
+    account = sign_up(client)
+    for _ in range(20):
+        assert client.get("/api/v1/auth/me", headers=account.headers).status_code == 200
+        assert client.get("/api/v1/tasks", headers=account.headers).status_code == 200
+        assert client.get("/api/v1/notifications", headers=account.headers).status_code == 200
+        assert client.get("/api/v1/admin/stats", headers=account.headers).status_code == 403
+    used = _upstreams_used(replicated, since)
+    for name in SERVICES:
+        instances = {f"127.0.0.1:{replicated.ports[name] + 10 * index}" for index in range(2)}
+        assert used[name] == instances, name
+    status = replicated.supervisorctl("status")
+    for name in SERVICES:
+        for program in (name, f"{name}-worker"):
+            for instance in (1, 2):
+                assert f"{replicated.program(program, instance)} " in status, status
+
+
+def _check(load: Load) -> None:
+    assert load.reads > 50 and len(load.acknowledged) > 20, (load.reads, len(load.acknowledged))
+    assert load.failed_reads == [], f"{len(load.failed_reads)} of {load.reads} reads failed: {load.failed_reads[:5]}"
+    lost = load.lost_writes()
+    assert lost == [], f"{len(lost)} of {len(load.acknowledged)} acknowledged writes are gone"
+    assert load.applied_unacknowledged() == {}
+
+
+@pytest.mark.timeout(900)
+def test_a_rolling_restart_of_every_instance_fails_no_request(replicated: System) -> None:
+    account = sign_up(Client(replicated.gateway_url))
+    pids = {replicated.program(name, instance): _pid(replicated, replicated.program(name, instance))
+            for name in [*SERVICES, *(f"{name}-worker" for name in SERVICES)] for instance in (1, 2)}
+    with Load(replicated.gateway_url, account) as load:
+        time.sleep(2)
+        reload = subprocess.run([str(ROOT / "scripts/reload")], env=replicated.env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=800)
+        assert reload.returncode == 0, reload.stderr
+        time.sleep(2)
+    restarted = {program for program, pid in pids.items() if _pid(replicated, program) != pid}
+    assert restarted == set(pids), set(pids) - restarted
+    _check(load)
+    # A rolling restart is planned: not even a write goes unanswered.
+    assert load.unacknowledged == {}
+
+
+@pytest.mark.timeout(300)
+def test_a_sigkilled_instance_fails_no_read_and_answers_no_applied_write_5xx(replicated: System) -> None:
+    account = sign_up(Client(replicated.gateway_url))
+    program = replicated.program("tasks", 1)
+    master = _pid(replicated, program)
+    with Load(replicated.gateway_url, account) as load:
+        time.sleep(2)
+        # The whole instance: its gunicorn master and every worker, requests in hand included.
+        os.killpg(os.getpgid(master), signal.SIGKILL)
+        wait_for(lambda: _pid(replicated, program) not in (0, master) and "RUNNING" in
+                 replicated.supervisorctl("status", program), timeout=60, what="the instance started again")
+        wait_for(lambda: _ready(replicated.service_url("tasks")), timeout=60, what="the instance ready")
+        time.sleep(3)
+    assert not psutil.pid_exists(master) or psutil.Process(master).status() == psutil.STATUS_ZOMBIE
+    _check(load)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _pid(system: System, program: str) -> int:
+    return int(system.supervisorctl("pid", program).strip() or 0)
+
+
+def _curl(system: System, path: str, *options: str) -> subprocess.CompletedProcess[str]:
+    ca = Path(system.env["TASKFLOW_VAR"]) / "tls" / "ca.pem"
+    return subprocess.run(
+        ["curl", "-sS", "--cacert", str(ca), "-o", "/dev/null", "-D", "-", "-w", "%{http_version}", *options,
+         f"https://127.0.0.1:{system.gateway_tls_port}{path}"],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_https_answers_over_http2_with_the_local_cas_certificate(replicated: System) -> None:
+    result = _curl(replicated, "/api/v1/auth/jwks.json", "--http2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("HTTP/2 200"), result.stdout
+    assert result.stdout.endswith("2")
+    assert requests.get(f"{replicated.gateway_url}/api/v1/auth/jwks.json", timeout=10).status_code == 200
+
+
+def test_json_of_1_kib_and_more_comes_back_compressed_and_shorter_json_does_not(replicated: System) -> None:
+    client = Client(replicated.gateway_url)
+    for encoding, decompress in (("gzip", gzip.decompress), ("br", brotli.decompress)):
+        large = client.get("/api/v1/tasks/openapi.json", headers={"Accept-Encoding": encoding}, stream=True)
+        body = large.raw.read(decode_content=False)
+        assert large.headers["Content-Encoding"] == encoding
+        assert "Accept-Encoding" in large.headers["Vary"]
+        document = json.loads(decompress(body))
+        assert document["openapi"].startswith("3.1") and len(body) < len(json.dumps(document))
+    small = client.get("/api/v1/auth/jwks.json", headers={"Accept-Encoding": "gzip, br"})
+    assert 0 < len(small.content) < 1024
+    assert "Content-Encoding" not in small.headers
