@@ -127,6 +127,23 @@ def test_the_restore_job_meets_the_restricted_pod_security_standard_and_reaches_
     assert kube.admits(prod, restore_pod, kube.pods(prod)["mongo"], 27017)
 
 
+@pytest.mark.parametrize("overlay", kube.OVERLAYS)
+def test_every_configmap_and_secret_the_restore_job_reads_exists_under_that_name_in_the_overlay(overlay: str) -> None:
+    """The Job is built apart from the overlays, so kustomize never rewrites its references to the
+    hashed names an overlay gives generated ConfigMaps: each one it names must exist as named."""
+    built = kube.build(overlay)
+    names = {(r["kind"], r["metadata"]["name"]) for r in built}
+    for each in kube.containers(kube.pod_template(restore_job())):
+        for source in each.get("envFrom", []):
+            assert ("ConfigMap", source["configMapRef"]["name"]) in names, source
+        for variable in each.get("env", []):
+            reference = variable.get("valueFrom", {})
+            if "configMapKeyRef" in reference:
+                assert ("ConfigMap", reference["configMapKeyRef"]["name"]) in names, variable
+    address = kube.env_value(container(restore_job(), "mongorestore")["env"], "MONGODB_ADDRESS")
+    assert address.startswith("mongo-0.mongo:27017/?replicaSet=rs0&")  # a member of every overlay's set
+
+
 def test_the_restore_job_reads_the_backups_through_the_same_remote_and_replays_one_as_root() -> None:
     upload, fetch = container(cronjob(), "upload"), container(restore_job(), "fetch")
     assert fetch["image"] == upload["image"] and fetch["envFrom"] == upload["envFrom"]

@@ -57,6 +57,23 @@ def test_every_built_in_resource_validates_and_the_custom_ones_are_the_expected_
 # TLS at the edge ---------------------------------------------------------------------------------
 
 
+def test_the_acme_solver_is_reachable_through_the_default_deny_policy() -> None:
+    """cert-manager's HTTP-01 solver pod runs in this namespace on 8089; the Gateway's proxy (in
+    any namespace) and cert-manager's self-check must reach it, or no certificate is issued."""
+    solver = kube.Pod("taskflow", {"acme.cert-manager.io/http01-solver": "true"}, {"http": 8089})
+    for source in (kube.Pod("envoy-gateway-system", {"app": "envoy"}, {}), kube.Pod("cert-manager", {"app": "cert-manager"}, {})):
+        assert kube.admits(resources(), source, solver, 8089)
+    assert not kube.admits(kube.build("prod"), kube.Pod("cert-manager", {}, {}), solver, 8089)  # prod alone denies it
+
+
+def test_behind_the_gateway_kong_counts_clients_by_their_forwarded_address() -> None:
+    kong = next(c for c in kube.containers(kube.pod_template(kube.one(resources(), "Deployment", "gateway")))
+                if c["name"] == "kong")
+    assert kube.env_value(kong["env"], "KONG_REAL_IP_HEADER") == "X-Forwarded-For"
+    assert kube.env_value(kong["env"], "KONG_REAL_IP_RECURSIVE") == "on"
+    assert "10.0.0.0/8" in kube.env_value(kong["env"], "KONG_TRUSTED_IPS")
+
+
 def listener(name: str) -> dict[str, Any]:
     (gateway,) = custom("Gateway")
     return next(item for item in gateway["spec"]["listeners"] if item["name"] == name)

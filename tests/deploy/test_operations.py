@@ -164,8 +164,12 @@ def test_the_readiness_command_passes_only_when_the_node_sees_its_quorum_running
 
 @pytest.mark.parametrize("overlay", kube.OVERLAYS)
 def test_rabbitmq_repairs_quorum_queue_membership(overlay: str) -> None:
-    config = kube.config_map(kube.build(overlay), "rabbitmq-config")["rabbitmq.conf"]
+    built = kube.build(overlay)
+    config = kube.config_map(built, "rabbitmq-config")["rabbitmq.conf"]
     assert re.search(r"^quorum_queue\.continuous_membership_reconciliation\.enabled = true$", config, re.MULTILINE)
+    # Without a target size RabbitMQ 3.13 adds no member: it must be the cluster's size.
+    target = re.search(r"^quorum_queue\.continuous_membership_reconciliation\.target_group_size = (\d+)$", config, re.MULTILINE)
+    assert target and int(target.group(1)) == kube.one(built, "StatefulSet", "rabbitmq")["spec"]["replicas"]
 
 
 # 5. Our images from a configurable registry, by digest in prod ---------------------------------------
