@@ -97,6 +97,15 @@ class SubscriptionCancelled(Exception):
     """The broker cancelled the consumer's subscription (``basic.cancel``)."""
 
 
+def _count(headers: dict[str, Any], name: str, default: int) -> int:
+    """The non-negative integer header ``name`` of a message (pika decodes AMQP's long-long as an
+    ``int`` subclass), else ``default``: any client may publish, so a header that is not a count
+    (``"one"``, a table, -3, true) counts as absent rather than crash the consumer on every
+    delivery of that message."""
+    value = headers.get(name, default)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
 class Consumer:
     """Runs ``handlers`` for ``subscription``'s queue.
 
@@ -213,7 +222,8 @@ class Consumer:
 
     def _process_once(self, connection: pika.BlockingConnection, channel: Any, republish: Any, delivery: _Delivery) -> None:
         queue = self.subscription.queue
-        attempt = int((delivery.properties.headers or {}).get(ATTEMPT_HEADER, 1))
+        headers = delivery.properties.headers or {}
+        attempt = _count(headers, ATTEMPT_HEADER, 1)
         try:
             event = Event.decode(delivery.body)
         except MalformedEvent as error:
@@ -227,7 +237,7 @@ class Consumer:
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "forged").inc()
             return
-        returned = int((delivery.properties.headers or {}).get(DELIVERY_COUNT_HEADER, 0))
+        returned = _count(headers, DELIVERY_COUNT_HEADER, 0)
         if handler is not None and returned >= self.subscription.delivery_limit:  # its last delivery
             error = f"delivered {returned + 1} times without an outcome (a consumer crashed on it)"
             self._park(republish, delivery, attempt, error, event=event)

@@ -109,6 +109,23 @@ def test_a_message_that_is_not_a_cloudevent_is_parked_at_once(db: Database, infr
     assert effects(db) == []
 
 
+def test_a_message_with_a_malformed_attempt_header_is_handled_and_the_ones_after_it_flow(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """Any client may publish: headers that are not counts crashed the consumer (and so its
+    whole worker) on every delivery, until the broker parked the good events behind it too."""
+    consume("note.created", handler=record_effect(db))
+    odd, after = note("odd"), note("after")
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    headers = {"x-taskflow-attempt": "one", "x-delivery-count": "many"}
+    channel.basic_publish(publisher.exchange, odd.type, odd.encode(), pika.BasicProperties(message_id=odd.id, headers=headers))
+    connection.close()
+    publisher.publish(after)
+    wait_for(lambda: sorted(effects(db)) == sorted([odd.id, after.id]), timeout=30, what="both applied")
+    assert db[PARKED].count_documents({}) == 0
+
+
 def test_an_event_of_the_catalog_from_another_service_is_parked_not_applied(
     db: Database, infra: Infra, consume, publisher: Publisher
 ) -> None:
