@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -375,3 +375,57 @@ def test_reading_the_inbox_in_one_tab_updates_the_unread_badge_of_another(
     first.get_by_role("button", name="Mark all read").click()
 
     expect(second.get_by_label(unread)).to_have_count(0, timeout=LIVE)
+
+
+def test_an_edit_sends_only_what_changed_so_a_due_date_left_alone_keeps_its_seconds(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    due = (datetime.now(UTC) + timedelta(days=30)).replace(second=45, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = gateway.post("/api/v1/tasks", json={"title": "Keep my date", "due_date": due}, headers=user.headers).json()
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    page.get_by_role("button", name="Edit Keep my date").click()
+    page.get_by_role("list", name="Tasks").get_by_label("Description").fill("Only this changes")
+    page.get_by_role("button", name="Save task").click()
+    expect(page.get_by_text("Only this changes")).to_be_visible()
+
+    stored = gateway.get(f"/api/v1/tasks/{created['id']}", headers=user.headers).json()
+    assert stored["description"] == "Only this changes"
+    assert stored["due_date"] == due
+
+
+def test_the_skip_link_moves_to_the_content_of_the_page_it_is_on(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    go(page, "Inbox")
+    page.get_by_role("link", name="Skip to content").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile("^Inbox"))
+    assert page.evaluate("document.activeElement.id") == "content"
+
+
+def test_deleting_the_last_task_of_the_last_page_shows_the_page_before(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    for number in range(11):  # ten a page: the oldest alone on page 2
+        gateway.post("/api/v1/tasks", json={"title": f"Task {number}"}, headers=user.headers)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    page.get_by_role("button", name="Next page").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete Task 0").click()
+
+    expect(page.get_by_role("button", name="Delete Task 1", exact=True)).to_be_visible()
+    expect(page.get_by_role("list", name="Tasks").get_by_role("listitem")).to_have_count(10)
+
+
+def test_an_audit_filter_in_the_hour_the_clocks_skip_says_so_and_lists_nothing_unfiltered(
+    open_page: Callable[..., Page],
+) -> None:
+    page = open_page()
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    go(page, "Admin")
+    page.get_by_label("Since").fill("2027-03-28T02:30")
+    expect(page.get_by_role("alert")).to_contain_text("2027-03-28 02:30 does not exist in Europe/Paris")
+    expect(page.get_by_role("table")).to_have_count(1)  # the users' table only: no audit entries shown

@@ -39,6 +39,12 @@ function useUnread(user: User | null, revision: number): number {
   return unread;
 }
 
+/** The skip link moves the keyboard to the page's content; its `#content` is no route to follow. */
+function skipToContent(event: Event) {
+  event.preventDefault();
+  document.getElementById("content")?.focus();
+}
+
 function App() {
   const [user, setUser] = useState<User | null>(null);
   const [starting, setStarting] = useState(true);
@@ -83,7 +89,19 @@ function App() {
       if (event.type === "task") setTasksRevision((revision) => revision + 1);
       else setInboxRevision((revision) => revision + 1);
     };
-    void follow(deliver, setLive, controller.signal);
+    // Back after the feed was away: what changed meanwhile may be past what the server resends
+    // (a drop before any event was seen has no Last-Event-ID), so the pages read afresh.
+    let away = false;
+    const status = (connected: boolean) => {
+      setLive(connected);
+      if (!connected) away = true;
+      else if (away) {
+        away = false;
+        setTasksRevision((revision) => revision + 1);
+        setInboxRevision((revision) => revision + 1);
+      }
+    };
+    void follow(deliver, status, controller.signal);
     return () => controller.abort();
   }, [userId]);
 
@@ -93,7 +111,7 @@ function App() {
   const shown = shownPage(page, user);
   return (
     <>
-      <a class="skip" href="#content">Skip to content</a>
+      <a class="skip" href="#content" onClick={skipToContent}>Skip to content</a>
       <header>
         <span class="brand">TaskFlow</span>
         <nav aria-label="Main">

@@ -17,13 +17,15 @@ ends it too (the client reconnects with ``Last-Event-ID``).
 
 Each open stream holds one of its user's :class:`~.store.StreamSlots` (``STREAMS_PER_USER``): one
 more is refused with 429 and ``Retry-After``, so no user can hold the gateway's connections. The
-slot is renewed while the stream runs and freed when it ends; a killed process's slots free
-themselves after :data:`SLOT_LEASE_SECONDS`.
+slot is renewed while the stream runs and freed when it ends (a stream learns that its client
+left at its next write, a heartbeat at the latest); a killed process's slots free themselves
+after :data:`SLOT_LEASE_SECONDS`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -37,8 +39,9 @@ from .store import FeedStore, Slot, StreamSlots
 
 POLL_SECONDS = 0.5
 """How often a stream reads its feed: an entry reaches the page within this of being written."""
-HEARTBEAT_SECONDS = 15.0
-"""The longest silence: a comment line then keeps proxies (the gateway's 30 s read timeout) from closing it."""
+HEARTBEAT_SECONDS = 5.0
+"""The longest silence: a comment line then keeps proxies (the gateway's 30 s read timeout) from
+closing it, and a write is how a stream learns its client left (so its slot is freed within this)."""
 STREAM_SECONDS = 300.0
 """How long one stream lasts; the client reconnects with ``Last-Event-ID`` and its current token."""
 SLOT_LEASE_SECONDS = 60.0
@@ -111,7 +114,7 @@ class LiveFeed:
         if slot is None:
             raise TooManyRequests(
                 f"You have {self.slots.limit} live streams open already: close one (a tab) first.",
-                retry_after=int(self.slots.lease.total_seconds()),
+                retry_after=math.ceil(self.heartbeat_seconds) + 1,  # a stream its client left ends by then
             )
         return self._stream(principal, last_event_id, slot)
 

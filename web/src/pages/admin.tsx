@@ -161,7 +161,14 @@ function Audit({ revision }: { revision: number }) {
   useEffect(() => {
     const params = new URLSearchParams({ page: String(number), limit: "20" });
     for (const name of ["type", "actor_id", "subject_id"] as const) if (filters[name].trim()) params.set(name, filters[name].trim());
-    const since = fromLocalInput(filters.since);
+    let since: string | null;
+    try {
+      since = fromLocalInput(filters.since, "since");
+    } catch (problem) {
+      setPage(null);  // no list that looks filtered while the filter is refused
+      setError(problem);
+      return;
+    }
     if (since) params.set("since", since);
     let current = true;
     call<Page<AuditEntry>>("GET", `/admin/audit?${params}`).then(

@@ -37,7 +37,7 @@ export function StatsPage({ revision }: { revision: number }) {
   const [stats, setStats] = useState<Stats | null>(null);
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
-    call<Stats>("GET", "/tasks/stats").then(setStats, setError);
+    call<Stats>("GET", "/tasks/stats").then((answer) => { setStats(answer); setError(null); }, setError);
   }, [revision]);
   return (
     <main>

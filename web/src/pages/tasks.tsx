@@ -52,17 +52,24 @@ function tagsOf(text: string): string[] {
   return text.split(",").map((tag) => tag.trim()).filter(Boolean);
 }
 
-/** The fields of the create and edit forms, read from a form element. */
-function fieldsOf(form: HTMLFormElement, editing: boolean): Record<string, unknown> {
+/**
+ * The fields of the create form, or of the edit form of `task`: then only those the user changed,
+ * so a field left alone keeps its stored value exactly (a due date's seconds, or which of a
+ * repeated hour it is, which the minute-precise local input cannot show).
+ */
+function fieldsOf(form: HTMLFormElement, task?: Task): Record<string, unknown> {
   const data = new FormData(form);
-  const fields: Record<string, unknown> = {
-    title: String(data.get("title")),
-    description: String(data.get("description") ?? ""),
-    priority: String(data.get("priority")),
-    due_date: fromLocalInput(String(data.get("due_date") ?? "")),
-    tags: tagsOf(String(data.get("tags") ?? "")),
+  const text = (name: string) => String(data.get(name) ?? "");
+  const fields: Record<string, unknown> = {};
+  const take = (name: string, value: unknown, shown: unknown, read: () => unknown = () => value) => {
+    if (!task || JSON.stringify(value) !== JSON.stringify(shown)) fields[name] = read();
   };
-  if (editing) fields.status = String(data.get("status"));
+  take("title", text("title"), task?.title);
+  take("description", text("description"), task?.description);
+  take("priority", text("priority"), task?.priority);
+  take("due_date", text("due_date"), toLocalInput(task?.due_date), () => fromLocalInput(text("due_date")));
+  take("tags", tagsOf(text("tags")), task?.tags);
+  if (task) take("status", text("status"), task.status);
   return fields;
 }
 
@@ -106,13 +113,15 @@ function NewTask({ created }: { created: () => void }) {
   // A new form after each task (rather than form.reset(), which would put each select on its
   // first option: Preact sets `selected` as a property, not as the default reset returns to).
   const [form, setForm] = useState(0);
+  const [added, setAdded] = useState("");
   async function submit(event: Event) {
     event.preventDefault();
     const target = event.currentTarget as HTMLFormElement;
     setError(null);
     try {
-      await call("POST", "/tasks", fieldsOf(target, false));
+      const task = await call<Task>("POST", "/tasks", fieldsOf(target));
       setForm((number) => number + 1);
+      setAdded(`Added “${task.title}”.`);
       created();
     } catch (problem) {
       setError(problem);
@@ -122,9 +131,10 @@ function NewTask({ created }: { created: () => void }) {
     <section aria-labelledby="new-task">
       <h2 id="new-task">New task</h2>
       <form key={form} onSubmit={submit}>
-        <TaskFields />
+        <TaskFields focus={form > 0} />
         <ErrorMessage error={error} />
         <button type="submit" class="primary">Add task</button>
+        <span role="status">{added}</span>
       </form>
     </section>
   );
@@ -158,6 +168,10 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
     setConflict(false);
     try {
       const body = typeof fields === "function" ? fields() : fields;
+      if (Object.keys(body).length === 0) {  // nothing changed: nothing to send
+        close();
+        return;
+      }
       await call("PATCH", `/tasks/${current.id}`, body, { "If-Match": `"${current.version}"` });
       if (editing) close();
       changed();
@@ -198,7 +212,7 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
           onSubmit={(event) => {
             event.preventDefault();
             const form = event.currentTarget as HTMLFormElement;
-            void change(() => fieldsOf(form, true));
+            void change(() => fieldsOf(form, current));
           }}
           onKeyDown={(event) => { if (event.key === "Escape") close(); }}
         >
@@ -212,7 +226,7 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
         <>
           <div class="task-main">
             <h3>{current.title}</h3>
-            {current.description && <p>{current.description}</p>}
+            {current.description && <p class="description">{current.description}</p>}
             <p class="meta">
               <span class={`badge ${current.status}`}>{STATUSES[current.status]}</span>
               <span class={`badge ${current.priority}`}>{PRIORITIES[current.priority]} priority</span>
@@ -253,7 +267,12 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
   useEffect(() => {
     let current = true;
     call<Page<Task>>("GET", `/tasks?${query(filters)}`)
-      .then((answer) => { if (current) { setPage(answer); setError(null); } })
+      .then((answer) => {
+        if (!current) return;
+        const last = Math.max(1, Math.ceil(answer.total / answer.limit));
+        if (answer.page > last) setFilters({ ...filters, page: last });  // its last task went
+        else { setPage(answer); setError(null); }
+      })
       .catch((problem) => { if (current) setError(problem); });
     return () => { current = false; };
   }, [filters, revision, local]);
