@@ -40,6 +40,12 @@ def test_the_docs_page_and_its_assets_come_from_the_gateway_not_a_cdn(gateway: C
     assert gateway.get("/api/v1/docs/swagger-ui-bundle.js").status_code == 200
 
 
+def test_the_docs_address_without_its_slash_redirects_on_the_same_origin(gateway: Client) -> None:
+    answer = gateway.get("/api/v1/docs", allow_redirects=False)
+    assert answer.status_code == 308
+    assert answer.headers["Location"] == "/api/v1/docs/"
+
+
 def test_the_docs_page_runs_only_its_own_scripts(gateway: Client) -> None:
     page = gateway.get("/api/v1/docs/")
     policy = dict(directive.strip().split(" ", 1) for directive in page.headers["Content-Security-Policy"].split(";"))

@@ -19,7 +19,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, redirect
 from flask_swagger_ui import get_swaggerui_blueprint
 
 URL_PREFIX = "/api/v1/docs"
@@ -47,6 +47,12 @@ def docs_blueprint(documents: Mapping[str, str]) -> Blueprint:
         config={"app_name": "TaskFlow API", "urls": urls, "deepLinking": True, "displayRequestDuration": True},
         blueprint_name="api_docs",
     )
+
+    @blueprint.route("", strict_slashes=True)
+    def without_slash() -> Response:
+        # A path, not Werkzeug's absolute redirect: that one is built from the Host header, which
+        # a gateway may rewrite (nginx's $host drops the port, Kong sends the upstream's name).
+        return redirect(f"{URL_PREFIX}/", code=308)
 
     @blueprint.after_request
     def protect(response: Response) -> Response:
