@@ -112,7 +112,7 @@ class SmtpTransport:
         except (OSError, smtplib.SMTPException) as error:
             raise MailFailed(f"cannot connect to {endpoint.host}:{endpoint.port}: {_describe(error)}", server_down=True) from error
         try:
-            with client:
+            try:
                 client.ehlo()
                 if endpoint.needs_tls_before_login:
                     if not client.has_extn("starttls"):
@@ -122,6 +122,8 @@ class SmtpTransport:
                 if endpoint.username is not None:
                     client.login(endpoint.username, endpoint.password or "")
                 client.send_message(message)
+            finally:
+                _close(client)
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             raise MailFailed(f"recipient refused: {codes}", permanent=all(code >= 500 for code in codes)) from error
@@ -138,6 +140,18 @@ class SmtpTransport:
             raise MailFailed(_describe(error)) from error
         except OSError as error:  # after SMTPException, which is a subclass of OSError
             raise MailFailed(f"connection lost: {_describe(error)}", server_down=True) from error
+
+
+def _close(client: smtplib.SMTP) -> None:
+    """End the session. Once the server answered 250 to DATA it has taken the message (RFC 5321
+    §4.1.1.4), so however QUIT goes (421, a dropped connection), the message counts as sent and
+    is never sent again."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()
 
 
 def _describe(error: BaseException) -> str:

@@ -94,6 +94,26 @@ def _refuse_recipients(code: str):  # noqa: ANN202 (an aiosmtpd hook)
     return handle_RCPT
 
 
+def test_an_email_the_server_took_is_sent_once_however_its_quit_goes(
+    make_notify: Callable[..., Notify], smtp: SmtpServer
+) -> None:
+    """The server answered 250 to DATA, then 421 to QUIT: the message is delivered, not a failure
+    to retry (which sent it again at every attempt)."""
+
+    async def handle_QUIT(server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (an aiosmtpd hook)
+        return "421 4.3.2 Shutting down"
+
+    smtp.catcher.handle_QUIT = handle_QUIT
+    notify = make_notify(smtp_url=smtp.url)
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id, email="quit@example.com"))
+    notify.mailer.send_due()
+
+    assert delivery(notify, user_id)["status"] == "sent"
+    assert notify.mailer.send_due(datetime.now(UTC) + timedelta(days=1)) == 0
+    assert len(smtp.catcher.to("quit@example.com")) == 1
+
+
 def test_a_permanent_refusal_is_recorded_and_not_retried(make_notify: Callable[..., Notify], smtp: SmtpServer) -> None:
     smtp.catcher.handle_RCPT = _refuse_recipients("550 5.1.1 No such mailbox")
     notify = make_notify(smtp_url=smtp.url)
