@@ -87,11 +87,11 @@ def test_the_workflow_builds_scans_and_pushes_exactly_the_images_the_manifests_d
     dockerfiles = {entry["image"]: entry["dockerfile"] for entry in matrix}
     assert dockerfiles == {**{s: f"services/{s}/Dockerfile" for s in SERVICES}, "web": "web/Dockerfile"}
     assert all((ROOT / path).is_file() for path in dockerfiles.values())
-    deployed = {
-        re.sub(r"[:@].*$", "", container["image"])
+    deployed = {  # the logical names, whichever registry an overlay puts in front of them
+        re.sub(r"^(?:registry\.invalid/)?(taskflow/[^:@]+).*$", r"\1", container["image"])
         for workload in kube.workloads(kube.build("dev"))
         for container in kube.containers(kube.pod_template(workload))
-        if container["image"].startswith("taskflow/")
+        if "taskflow/" in container["image"]
     }
     assert deployed == {f"taskflow/{image}" for image in dockerfiles}
     uses = [step.get("uses", "") for step in steps("images")]

@@ -198,6 +198,14 @@ def test_prod_pulls_every_image_of_ours_from_the_overlays_registry_by_digest() -
         assert not name.startswith("taskflow/"), f"{where}: Docker Hub's taskflow namespace is not ours"
 
 
+def test_dev_pulls_no_image_of_ours_from_a_registry_that_could_serve_someone_elses() -> None:
+    images = our_images(kube.build("dev"))
+    assert len(images) >= 9
+    for where, image in images.items():
+        assert image.startswith("registry.invalid/taskflow/") and image.endswith(":local"), where
+    assert "kind load docker-image registry.invalid/taskflow/$name:local" in K8S_README.read_text()
+
+
 def test_the_operator_readme_shows_how_to_set_registry_and_digest() -> None:
     assert re.search(r"kustomize edit set image taskflow/auth=\S+@sha256:", K8S_README.read_text())
 
