@@ -18,7 +18,7 @@ from pymongo.database import Database
 from taskflow_common.events import broker
 from taskflow_common.events.consumer import PARKED, PROCESSED, Consumer
 from taskflow_common.events.envelope import Event, new_event
-from taskflow_common.events.publisher import Publisher
+from taskflow_common.events.publisher import Publisher, Unroutable
 from taskflow_common.events.topology import Subscription, declare
 
 from tests.support.infra import Infra
@@ -255,15 +255,16 @@ def test_a_consumer_whose_queue_is_deleted_declares_it_again_and_goes_on(
     connection.channel().queue_delete(consumer.subscription.queue)
     connection.close()
 
-    def declared_again() -> bool:
+    second = note("after")
+
+    def published() -> bool:  # routable once the consumer has declared its queue again and bound it
         try:
-            return queue_depth(infra.rabbitmq_url, consumer.subscription.queue) >= 0
-        except pika.exceptions.ChannelClosedByBroker:
+            publisher.publish(second)
+            return True
+        except Unroutable:
             return False
 
-    wait_for(declared_again, timeout=30, what="the queue declared again")
-    second = note("after")
-    publisher.publish(second)
+    wait_for(published, timeout=30, what="the queue declared and bound again")
     wait_for(lambda: effects(db) == [first.id, second.id], timeout=30, what="the event after the deletion applied")
 
 
