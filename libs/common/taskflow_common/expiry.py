@@ -116,8 +116,8 @@ class Sweeper:
         return deleted
 
     def run(self, stop: threading.Event) -> None:
-        """Sweep until ``stop`` is set. A failed sweep (database down) is logged and retried at
-        the next interval."""
+        """Sweep until ``stop`` is set. A failed sweep (database down, or anything else) is logged
+        and retried at the next interval."""
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -126,5 +126,7 @@ class Sweeper:
                     log.info("housekeeping: %d expired documents deleted", deleted)
             except PyMongoError as error:
                 log.warning("housekeeping: sweep failed, retrying in %.0f s: %s", self.interval_seconds, error)
+            except Exception:  # the next sweep may succeed; the loop must not end
+                log.exception("housekeeping: sweep failed, retrying in %.0f s", self.interval_seconds)
             swept = time.monotonic() - started
             stop.wait(max(self.interval_seconds, 9 * swept))  # at most a tenth of the time sweeping

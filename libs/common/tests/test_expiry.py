@@ -42,13 +42,21 @@ def test_on_ferretdb_the_declaration_is_a_plain_index_the_sweep_can_use(db: Data
     assert index["key"] == [("expires_at", 1)] and "expireAfterSeconds" not in index
 
 
-def test_the_housekeeping_loop_sweeps_until_stopped(db: Database) -> None:
+def test_the_housekeeping_loop_sweeps_until_stopped_and_outlives_a_failed_sweep(db: Database) -> None:
     db[consumer.PROCESSED].insert_many([
         {"_id": "old", "processed_at": datetime.now(UTC) - consumer.DEDUPLICATION_WINDOW - timedelta(seconds=1)},
         {"_id": "recent", "processed_at": datetime.now(UTC) - timedelta(days=1)},
     ])
     stop = threading.Event()
-    sweeper = Sweeper(lambda: db, consumer.EXPIRIES, interval_seconds=0.05)
+    calls = []
+
+    def clock() -> datetime:  # the first sweep fails with an error that is not the database's
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the first sweep")
+        return datetime.now(UTC)
+
+    sweeper = Sweeper(lambda: db, consumer.EXPIRIES, interval_seconds=0.05, clock=clock)
     loop = threading.Thread(target=sweeper.run, args=(stop,))
     loop.start()
     try:

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 
-from pymongo.errors import PyMongoError
 from taskflow_common import deactivation
 from taskflow_common.events import subscribers, worker
-from taskflow_common.events.publisher import backoff_seconds
-from taskflow_common.events.worker import Loop
+from taskflow_common.events.worker import Loop, until_done
 from taskflow_common.observability import setup_process
 
 from . import assemble
@@ -24,24 +21,14 @@ log = logging.getLogger(__name__)
 
 def search_index_loop(read_models: ReadModels) -> Loop:
     """Indexes for search the users stored before the search index existed, once, retrying while
-    the database is unreachable (see :meth:`ReadModels.index_existing_users`)."""
+    that fails (see :meth:`ReadModels.index_existing_users`)."""
 
-    def run(stop: threading.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                indexed = read_models.index_existing_users()
-            except PyMongoError as error:
-                failures += 1
-                delay = backoff_seconds(failures, cap=10.0)
-                log.warning("search index: %s; retrying in %.1f s", error, delay)
-                stop.wait(delay)
-                continue
-            if indexed:
-                log.info("search index: %d existing users indexed", indexed)
-            return
+    def index() -> None:
+        indexed = read_models.index_existing_users()
+        if indexed:
+            log.info("search index: %d existing users indexed", indexed)
 
-    return Loop("admin-search-index", run)
+    return until_done("admin-search-index", index)
 
 
 def main() -> int:

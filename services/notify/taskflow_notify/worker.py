@@ -13,16 +13,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from pymongo.errors import PyMongoError
 from taskflow_common import deactivation
 from taskflow_common.events import worker
 from taskflow_common.events.consumer import Handler
 from taskflow_common.events.envelope import EXCHANGE
 from taskflow_common.events.topology import Subscription
-from taskflow_common.events.worker import Loop
+from taskflow_common.events.worker import Loop, polling
 from taskflow_common.observability import setup_process
 
 from . import Notify, assemble
@@ -31,23 +29,6 @@ from .settings import NotifySettings
 from .store import EXPIRIES
 
 log = logging.getLogger(__name__)
-
-
-def polling(name: str, work: Callable[[], int], interval_seconds: float) -> Loop:
-    """A loop calling ``work`` (returns how much it did) again at once while busy, else after
-    ``interval_seconds``; database outages are logged and waited out."""
-
-    def run(stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                busy = work()
-            except PyMongoError as error:
-                log.warning("%s: database unavailable (%s)", name, error)
-                busy = 0
-            if not busy:
-                stop.wait(interval_seconds)
-
-    return Loop(name, run)
 
 
 def subscriptions(

@@ -17,7 +17,9 @@ For each message of its queue, in order of arrival (prefetch-limited):
 An unreachable database is not the event's fault and spends none of its attempts: the consumer
 keeps the message in hand (unacked, so nothing returns to the queue to count as a delivery),
 answers heartbeats, pings the database with back-off and, once it answers, processes the message
-from the start. Only the handler's own failures count as attempts.
+from the start. So does any error of the consumer's own reads and writes (the de-duplication and
+parking records), which a busy or failing database may answer with an ``OperationFailure``: only
+the handler's own failures count as attempts.
 
 The ack comes only after the handler's own write and the record, so a crash redelivers and
 the record skips what was applied. A crash *between* the handler's write and the record can
@@ -140,18 +142,22 @@ class Consumer:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set, reconnecting with back-off when the broker goes away."""
+        """Consume until ``stop`` is set, reconnecting with back-off when the broker goes away,
+        and after any other error too (logged with its traceback): what was not acked is
+        redelivered, and one broken message is parked after ``delivery_limit`` deliveries."""
         failures = 0
         while not stop.is_set():
             try:
                 self._consume(stop)
                 failures = 0
-            except (*broker.CONNECTION_ERRORS, PyMongoError, NackError, UnroutableError, SubscriptionCancelled) as error:
-                # Whatever was not acked is redelivered by the broker; start over on a new connection.
+            except Exception as error:  # the consumer outlives any one failure
                 failures += 1
                 delay = backoff_seconds(failures, cap=10.0)
-                log.warning(
-                    "consumer %s: %s: %s; reconnecting in %.1fs", self.subscription.queue, type(error).__name__, error, delay
+                expected = (*broker.CONNECTION_ERRORS, PyMongoError, NackError, UnroutableError, SubscriptionCancelled)
+                log.log(
+                    logging.WARNING if isinstance(error, expected) else logging.ERROR,
+                    "consumer %s: %s: %s; reconnecting in %.1fs", self.subscription.queue, type(error).__name__, error, delay,
+                    exc_info=None if isinstance(error, expected) else error,
                 )
                 stop.wait(delay)
         self._executor.shutdown(wait=True)
@@ -192,31 +198,35 @@ class Consumer:
     ) -> None:
         """Process one delivery; while the database is unreachable, hold it and wait (see the
         module docstring). Raises the database's error only when asked to stop meanwhile."""
+        failures = 0
         while True:
             try:
                 self._process_once(connection, channel, republish, delivery)
                 return
-            except ConnectionFailure as error:
-                if not self._database_back(connection, stop, error):
+            except PyMongoError as error:
+                failures += 1
+                if not self._database_back(connection, stop, error, failures):
                     raise
 
-    def _database_back(self, connection: pika.BlockingConnection, stop: threading.Event, error: ConnectionFailure) -> bool:
-        """Wait, answering heartbeats, until the database answers a ping (True) or ``stop`` (False)."""
+    def _database_back(
+        self, connection: pika.BlockingConnection, stop: threading.Event, error: PyMongoError, failures: int
+    ) -> bool:
+        """After the ``failures``-th database error in a row on one message, wait (back-off,
+        answering heartbeats) until the database answers a ping (True) or ``stop`` (False)."""
         log.warning(
-            "consumer %s: the database is unreachable (%s: %s); holding the message until it answers",
+            "consumer %s: the database failed (%s: %s); holding the message until it answers",
             self.subscription.queue, type(error).__name__, error,
         )
-        failures = 0
         while not stop.is_set():
-            failures += 1
             resume_at = time.monotonic() + backoff_seconds(failures, cap=10.0)
             while time.monotonic() < resume_at and not stop.is_set():
                 connection.process_data_events(time_limit=0.5)
             try:
                 self.db().command("ping")
-            except ConnectionFailure:
+            except PyMongoError:
+                failures += 1
                 continue
-            log.info("consumer %s: the database answers again; resuming", self.subscription.queue)
+            log.info("consumer %s: the database answers; processing the message again", self.subscription.queue)
             return True
         return False
 

@@ -4,8 +4,6 @@ mechanism (see the package docstring for the guarantees)."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,12 +13,10 @@ from . import broker, consumer, outbox, subscribers
 from .consumer import Consumer, Handler
 from .envelope import Event, new_event
 from .outbox import Dispatcher, Outbox, OutboxCollector, OutboxStore
-from .publisher import Publisher, backoff_seconds
+from .publisher import Publisher
 from .relay import Relay
 from .topology import Subscription, TopologyMissing, declare_all
-from .worker import Loop
-
-log = logging.getLogger(__name__)
+from .worker import Loop, until_done
 
 
 class ServiceEvents:
@@ -53,25 +49,15 @@ class ServiceEvents:
         """Declare ``subscriptions`` (the whole catalog's topology), retrying with back-off until
         it is done or the worker stops; for the worker's ``setup``, before its relay publishes."""
 
-        def run(stop: threading.Event) -> None:
-            failures = 0
-            while not stop.is_set():
-                try:
-                    connection = broker.connect(self.rabbitmq_url)
-                    try:
-                        declare_all(connection, subscriptions)
-                    finally:
-                        if connection.is_open:
-                            connection.close()
-                    return
-                except (*broker.CONNECTION_ERRORS, TopologyMissing) as error:
-                    failures += 1
-                    delay = backoff_seconds(failures, cap=10.0)
-                    log.warning("%s: broker topology not declared (%s: %s); again in %.1fs",
-                                self.service, type(error).__name__, error, delay)
-                    stop.wait(delay)
+        def declare() -> None:
+            connection = broker.connect(self.rabbitmq_url)
+            try:
+                declare_all(connection, subscriptions)
+            finally:
+                if connection.is_open:
+                    connection.close()
 
-        return Loop(f"{self.service}-topology", run)
+        return until_done(f"{self.service}-topology", declare, expected=(TopologyMissing,))
 
     def relay_loop(self) -> Loop:
         """The outbox relay, with its own broker connection, for the service's worker."""

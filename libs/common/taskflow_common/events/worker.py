@@ -3,6 +3,9 @@ connection) each, stopped gracefully by SIGTERM or SIGINT; its Prometheus metric
 collectors read from the database, are served on ``WORKER_METRICS_PORT`` when that is set.
 
 Each service's ``python -m taskflow_<service>.worker`` builds its loops and calls :func:`run`.
+Every loop survives any error of one round (logged, waited out, tried again): :func:`polling`
+and :func:`until_done` build such loops from one round's work; a loop that escapes them anyway
+stops the worker, so that the process manager starts a fresh one.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
+from pymongo.errors import PyMongoError
 
 from .. import exposition
+from . import broker
+from .publisher import backoff_seconds
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,54 @@ class Loop:
 
     name: str
     run: Callable[[threading.Event], None]
+
+
+def _log_failure(name: str, error: Exception, what_next: str, expected: tuple[type[Exception], ...] = ()) -> None:
+    """An outage (the database's or the broker's) or an ``expected`` error in one line; anything
+    else with its traceback."""
+    if isinstance(error, (PyMongoError, *broker.CONNECTION_ERRORS, *expected)):
+        log.warning("%s: %s: %s; %s", name, type(error).__name__, error, what_next)
+    else:
+        log.exception("%s: a round failed; %s", name, what_next, exc_info=error)
+
+
+def polling(name: str, work: Callable[[], int], interval_seconds: float) -> Loop:
+    """A loop calling ``work`` (returns how much it did) again at once while busy, else after
+    ``interval_seconds``; a round that raises is logged and counts as idle."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = work()
+            except Exception as error:  # noqa: BLE001 (one round's failure must not end the loop)
+                _log_failure(name, error, f"again in {interval_seconds:.0f} s")
+                busy = 0
+            if not busy:
+                stop.wait(interval_seconds)
+
+    return Loop(name, run)
+
+
+def until_done(
+    name: str, step: Callable[[], object], *, cap_seconds: float = 10.0, expected: tuple[type[Exception], ...] = ()
+) -> Loop:
+    """A loop running ``step`` until it returns (or the worker stops); each failure is logged
+    (an outage or an ``expected`` error in one line) and ``step`` tried again after an
+    exponential back-off capped at ``cap_seconds``."""
+
+    def run(stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                step()
+                return
+            except Exception as error:  # noqa: BLE001 (tried again until done, as documented)
+                failures += 1
+                delay = backoff_seconds(failures, cap=cap_seconds)
+                _log_failure(name, error, f"again in {delay:.1f} s", expected)
+                stop.wait(delay)
+
+    return Loop(name, run)
 
 
 def run(

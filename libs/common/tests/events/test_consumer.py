@@ -15,12 +15,14 @@ import pytest
 from opentelemetry import trace
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 from taskflow_common.events import broker
 from taskflow_common.events.consumer import PARKED, PROCESSED, Consumer
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.publisher import Publisher, Unroutable
 from taskflow_common.events.topology import Subscription, declare
 
+from tests.support.faults import failing_first
 from tests.support.infra import Infra
 from tests.support.processes import ROOT, Child, wait_for
 
@@ -172,6 +174,45 @@ def test_a_database_outage_spends_no_attempt_and_parks_nothing(
     assert db[PARKED].count_documents({}) == 0
     time.sleep(1)
     assert len(effects(db)) == len(sent)
+
+
+def test_a_failing_database_under_the_consumers_own_records_spends_no_delivery(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher
+) -> None:
+    """Issue 18, finding 1: an ``OperationFailure`` (a busy or failing database, not an
+    unreachable one) of the de-duplication lookup held the message no more than a connection
+    error: the consumer reconnected, each return counted as a delivery, and the event was parked."""
+    chosen = subscription("note.created", delivery_limit=2)
+    consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
+    consumer._already_processed = failing_first(3, OperationFailure("database is locked"), consumer._already_processed)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    connection.close()
+    background.start(consumer.run)
+    event = note("busy")
+    publisher.publish(event)
+    wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event applied")
+    assert db[PARKED].count_documents({}) == 0
+    assert queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) == 0
+
+
+def test_a_consumer_outlives_an_unexpected_error_and_the_message_is_applied_once(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher
+) -> None:
+    """Issue 18, Deliver 2: an error the consumer does not expect (a bug) ended its thread, and
+    the queue was consumed no more; now it is logged, the consumer reconnects, and the message
+    comes back and is applied."""
+    chosen = subscription("note.created")
+    consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
+    consumer._already_processed = failing_first(1, RuntimeError("a bug"), consumer._already_processed)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    connection.close()
+    background.start(consumer.run)
+    event = note("unexpected")
+    publisher.publish(event)
+    wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event applied")
+    assert all(thread.is_alive() for thread in background.threads)
 
 
 def test_a_message_on_its_last_delivery_is_parked_with_a_record_before_the_broker_drops_it(

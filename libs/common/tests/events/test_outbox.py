@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -107,6 +108,32 @@ def test_the_dispatcher_publishes_from_memory_without_reading_the_document_back(
     # The write, then one conditional update emptying the published events and the marks: no
     # read of the note before its publish, and nothing else.
     assert commands.names == ["insert", "update"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # its death is the point
+def test_a_dispatcher_thread_that_died_is_replaced_at_the_next_handoff(
+    db: Database, infra: Infra, exchange: str, probe: Probe
+) -> None:
+    """Issue 18, Deliver 2: the hand-off thread serves every later write of the process; should it
+    die, what it held is left to the relay and the next hand-off starts a new one."""
+    threads: list[str] = []
+
+    def publisher() -> Publisher:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            raise RuntimeError("the first dispatcher thread dies")
+        return Publisher(infra.rabbitmq_url, exchange=exchange)
+
+    store = store_of(db)
+    dispatcher = Dispatcher(store, publisher)
+    outbox = Outbox(store, dispatcher)
+    write_note(outbox, db, "left to the relay")
+    wait_for(lambda: threads and not dispatcher._thread.is_alive(), timeout=10, what="the first thread dead")
+    handed_off = write_note(outbox, db, "handed off by the new thread")
+    wait_for(lambda: marked(db) == 1, timeout=10, what="the second write handed off")
+    assert [Event.decode(body).id for _, body in probe.messages()] == [handed_off.id]
+    assert db["notes"].count_documents({PENDING_FIELD: True, "text": "left to the relay"}) == 1
+    assert len(threads) == 2
 
 
 def test_an_abandoned_write_leaves_no_event(db: Database, infra: Infra, relay_of, exchange: str, probe: Probe) -> None:
