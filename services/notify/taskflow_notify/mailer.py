@@ -5,23 +5,28 @@ server never holds up the handling of other events. The mailer loop, in every wo
 scans the pending deliveries that are due and, for each:
 
 1. claims one attempt: a conditional update of the delivery (still pending, still due, no live
-   claim of another replica), which also returns it as it now is; skipped when that matches
+   claim of another replica) that also records the attempt (``attempts``, ``last_attempt_at``,
+   the email's ``message_id``) and returns the delivery as it now is; skipped when that matches
    nothing (finished, rescheduled or taken since the scan);
 2. drops it (``cancelled``) when the recipient is deactivated; leaves it in the inbox only
    (``skipped``) when the recipient's address is not verified (but for the verification email
-   itself) or got ``MAIL_MAX_PER_RECIPIENT_PER_DAY`` emails today;
+   itself) or got ``MAIL_MAX_PER_RECIPIENT_PER_DAY`` emails today; gives it up (``failed``)
+   when its attempts ran out with no outcome recorded (mailers that died after sending);
 3. sends it, with a ``Message-ID`` stable per notification;
-4. records the outcome: ``sent`` with ``sent_at``; or, after a transient failure, ``attempts``,
-   ``last_error`` and the next attempt after an exponential back-off; or ``failed`` when the
-   server refused the message for good or the attempts ran out. A finished delivery carries its
-   ``notification.sent`` event through the outbox (``channels`` lists where it arrived).
+4. records the outcome: ``sent`` with ``sent_at``; or, after a transient failure, ``last_error``
+   and the next attempt after an exponential back-off; or ``failed`` when the server refused
+   the message for good or the attempts ran out. A finished delivery carries its
+   ``notification.sent`` event through the outbox (``channels`` lists where it arrived). The
+   outcome of an email the server accepted is retried while the database fails, for as long as
+   the claim lasts.
 
 While the server is unreachable the scan stops at the first connection failure instead of
 timing out once per pending message; each message keeps its own back-off. The one gap: a worker
-that dies after the server accepted a message but before step 4 leaves it pending, and it is
-sent again once the claim's lease expires; it carries the same ``Message-ID``, which mail
-clients use to fold duplicates. A mailer whose claim outlived its lease records nothing: the
-replica that took over records the outcome.
+that dies after the server accepted a message but before step 4 (or a database down for the
+whole claim) leaves it pending, and it is sent again once the claim's lease expires; it carries
+the same ``Message-ID``, which mail clients use to fold duplicates, and each such resend spends
+one of its attempts. A mailer whose claim outlived its lease records nothing: the replica that
+took over records the outcome.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
+from pymongo.errors import PyMongoError
 from taskflow_common.events.envelope import Event
 from taskflow_common.events.publisher import backoff_seconds
 
@@ -98,7 +104,7 @@ class Mailer:
             # Each claim is made at its own moment: a lease counted from the scan would already
             # be running out for the last deliveries of a slow batch.
             claimed_at = moment + timedelta(seconds=time.monotonic() - started)
-            delivery = self.deliveries.claim(delivery_id, claimed_at)
+            delivery = self.deliveries.claim(delivery_id, claimed_at, self.composer.message_id(delivery_id))
             if delivery is None:
                 continue  # finished, rescheduled or taken by another mailer since the scan
             try:
@@ -117,7 +123,11 @@ class Mailer:
             self._finish(delivery, None, {"status": "failed", "last_error": "notification missing"}, [])
             return None
         recipient = self.recipients.get(delivery["user_id"])
-        attempts = delivery["attempts"] + 1
+        attempts = delivery["attempts"]  # this one included (the claim counted it)
+        if attempts > self.max_attempts:
+            error = f"no outcome recorded for {self.max_attempts} attempts (the email may have been sent)"
+            self._finish(delivery, notification, {"status": "failed", "last_error": error}, ["in_app"])
+            return None
         if recipient is not None and not recipient["active"]:
             self._finish(delivery, notification, {"status": "cancelled", "last_error": "recipient deactivated"}, ["in_app"])
             return None
@@ -139,14 +149,29 @@ class Mailer:
         except MailFailed as failure:
             self._failed(delivery, notification, attempts, failure, moment)
             return failure
-        self._finish(
-            delivery,
-            notification,
-            {"status": "sent", "attempts": attempts, "last_attempt_at": moment, "sent_at": now(),
-             "message_id": message["Message-ID"], "last_error": None},  # an earlier attempt's error is over
-            ["in_app", "email"],
-        )
+        self._record_sent(delivery, notification)
         return None
+
+    def _record_sent(self, delivery: dict[str, Any], notification: dict[str, Any]) -> None:
+        """Record that the server accepted the email, retrying while the database fails and the
+        claim lasts (after it, another mailer may send again: the outcome is left to it).
+
+        Raises:
+            PyMongoError: the database failed until the claim was nearly over.
+        """
+        outcome = {"status": "sent", "sent_at": now(), "last_error": None}  # an earlier attempt's error is over
+        failures = 0
+        while True:
+            try:
+                self._finish(delivery, notification, outcome, ["in_app", "email"])
+                return
+            except PyMongoError as error:
+                failures += 1
+                delay = backoff_seconds(failures, cap=5.0)
+                if now() + timedelta(seconds=delay) >= delivery["claimed_until"]:
+                    raise
+                log.warning("email %s sent, its outcome not recorded yet (%s); again in %.1f s", delivery["_id"], error, delay)
+                time.sleep(delay)
 
     def _compose(self, notification: dict[str, Any], recipient: dict[str, Any], link: dict[str, str] | None) -> EmailMessage:
         """The email, or a permanent :class:`MailFailed`: one message that cannot be rendered (a
@@ -162,12 +187,11 @@ class Mailer:
         error = str(failure)
         if failure.permanent or attempts >= self.max_attempts:
             log.error("email %s failed for good after %d attempt(s): %s", delivery_id, attempts, error)
-            outcome = {"status": "failed", "attempts": attempts, "last_attempt_at": moment, "last_error": error}
-            self._finish(delivery, notification, outcome, ["in_app"])
+            self._finish(delivery, notification, {"status": "failed", "last_error": error}, ["in_app"])
             return
         retry_at = moment + timedelta(seconds=backoff_seconds(attempts, base=self.retry_seconds, cap=self.retry_max_seconds))
         log.warning("email %s attempt %d failed (%s); next attempt at %s", delivery_id, attempts, error, retry_at.isoformat())
-        self.deliveries.retry_later(delivery, attempts=attempts, error=error, at=moment, retry_at=retry_at)
+        self.deliveries.retry_later(delivery, error=error, retry_at=retry_at)
 
     def _finish(self, delivery: dict[str, Any], notification: dict[str, Any] | None, outcome: dict[str, Any], channels: list[str]) -> None:
         events = [self.sent_event(notification, channels)] if notification is not None else []

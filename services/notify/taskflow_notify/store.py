@@ -247,10 +247,13 @@ class DeliveryStore:
         ).sort("next_attempt_at", ASCENDING).limit(limit)
         return [delivery["_id"] for delivery in found]
 
-    def claim(self, delivery_id: str, at: datetime) -> dict[str, Any] | None:
+    def claim(self, delivery_id: str, at: datetime, message_id: str) -> dict[str, Any] | None:
         """Claim one attempt at a delivery still pending and due at ``at``, unless another
-        mailer's claim is live: one conditional update. Returns the claimed delivery (its
-        ``claimed_by`` names this claim), or None when it is finished, rescheduled or taken."""
+        mailer's claim is live: one conditional update, which also records the attempt before
+        anything is sent (``attempts`` counts it, ``last_attempt_at``, the email's
+        ``message_id``), so a mailer dying after each send still uses up the attempts.
+        Returns the claimed delivery (its ``claimed_by`` names this claim), or None when it is
+        finished, rescheduled or taken."""
         return self._deliveries.find_one_and_update(
             {
                 "_id": delivery_id,
@@ -258,18 +261,19 @@ class DeliveryStore:
                 "next_attempt_at": {"$lte": at},
                 "$or": [{"claimed_until": None}, {"claimed_until": {"$lte": at}}],
             },
-            {"$set": {"claimed_by": uuid.uuid4().hex, "claimed_until": at + self.claim_lease}},
+            {
+                "$set": {"claimed_by": uuid.uuid4().hex, "claimed_until": at + self.claim_lease,
+                         "last_attempt_at": at, "message_id": message_id},
+                "$inc": {"attempts": 1},
+            },
             return_document=ReturnDocument.AFTER,  # no projection: FerretDB 1.24's findAndModify refuses one
         )
 
-    def retry_later(
-        self, claimed: dict[str, Any], *, attempts: int, error: str, at: datetime, retry_at: datetime
-    ) -> None:
-        """Record a failed attempt of a ``claimed`` delivery; the next one is due at ``retry_at``."""
+    def retry_later(self, claimed: dict[str, Any], *, error: str, retry_at: datetime) -> None:
+        """Record that the attempt of a ``claimed`` delivery failed; the next is due at ``retry_at``."""
         self._deliveries.update_one(
             {"_id": claimed["_id"], "claimed_by": claimed["claimed_by"]},
-            {"$set": {"attempts": attempts, "last_error": error, "last_attempt_at": at, "next_attempt_at": retry_at,
-                      "claimed_by": None, "claimed_until": None}},
+            {"$set": {"last_error": error, "next_attempt_at": retry_at, "claimed_by": None, "claimed_until": None}},
         )
 
     def finish(self, claimed: dict[str, Any], outcome: dict[str, Any], events: Sequence[Event]) -> None:

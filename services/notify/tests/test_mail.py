@@ -37,6 +37,7 @@ from taskflow_notify.settings import NotifySettings
 from taskflow_notify.store import DELIVERIES, DELIVERY_RETENTION, EXPIRIES
 
 from tests.support.catalog import validate_event
+from tests.support.faults import failing_first
 from tests.support.infra import Infra
 
 from .conftest import Bus, SmtpServer, Workers, eventually, new_id, user_event
@@ -373,31 +374,77 @@ def test_each_delivered_notification_is_announced_once(
     assert json.dumps(data).count("@") == 0  # no email address in the event
 
 
-def test_a_database_error_after_the_server_accepted_resends_with_the_same_message_id_and_announces_once(
+def announced(sent_events: Callable[[], list[dict[str, Any]]], identifier: str) -> list[dict[str, Any]]:
+    """The ``notification.sent`` events of notification ``identifier``, once the first arrived
+    and a second would have had time to follow."""
+    eventually(lambda: [e for e in sent_events() if e["subject"] == identifier], what="notification.sent")
+    time.sleep(1)
+    return [e for e in sent_events() if e["subject"] == identifier]
+
+
+def test_a_database_error_after_the_server_accepted_is_waited_out_and_the_email_sent_once(
     make_notify: Callable[..., Notify], smtp: SmtpServer, sent_events: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    """Issue 18, finding 3: the outcome of an accepted email could not be recorded. The claim
-    keeps other mailers off until its lease ends; then one retry sends the same message again (a
+    """Issue 18, finding 3: the outcome of an accepted email is retried while the claim lasts."""
+    notify = make_notify(smtp_url=smtp.url)
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    deliveries = notify.mailer.deliveries
+    deliveries.finish = failing_first(2, AutoReconnect("connection reset after the server accepted"), deliveries.finish)
+    assert notify.mailer.send_due() == 1
+    assert len(smtp.catcher.to(f"{user_id}@example.com")) == 1
+    assert [e["data"]["channels"] for e in announced(sent_events, notification_id(f"welcome:{user_id}"))] == [
+        ["in_app", "email"]
+    ]
+    assert (delivery(notify, user_id)["status"], delivery(notify, user_id)["attempts"]) == ("sent", 1)
+
+
+def test_a_database_down_for_the_whole_claim_resends_with_the_same_message_id_and_announces_once(
+    make_notify: Callable[..., Notify], smtp: SmtpServer, sent_events: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """The one window: the outcome could not be recorded before the claim ran out. The claim
+    keeps other mailers off until then; after it one retry sends the same message again (a
     mail client folds the two by Message-ID) and the notification is announced once."""
     notify = make_notify(smtp_url=smtp.url)
     user_id = new_id()
     notify.handlers.handle_user_registered(user_event("user.registered", user_id))
-    real_finish = notify.mailer.deliveries.finish
-
-    def database_gone(*args: Any, **kwargs: Any) -> None:
-        raise AutoReconnect("connection reset after the server accepted the email")
-
-    notify.mailer.deliveries.finish = database_gone
+    deliveries = notify.mailer.deliveries
+    deliveries.claim_lease = timedelta(seconds=3)
+    real_finish = deliveries.finish
+    deliveries.finish = failing_first(float("inf"), AutoReconnect("the database is gone"), real_finish)
     with pytest.raises(AutoReconnect):
         notify.mailer.send_due()
-    notify.mailer.deliveries.finish = real_finish
+    deliveries.finish = real_finish
     assert notify.mailer.send_due() == 0  # the claim holds: nobody sends it again meanwhile
-    after_the_lease = datetime.now(UTC) + notify.mailer.deliveries.claim_lease + timedelta(seconds=1)
+    after_the_lease = datetime.now(UTC) + deliveries.claim_lease + timedelta(seconds=1)
     assert notify.mailer.send_due(after_the_lease) == 1
     first, second = smtp.catcher.to(f"{user_id}@example.com")
-    assert first["Message-ID"] == second["Message-ID"]
-    identifier = notification_id(f"welcome:{user_id}")
-    eventually(lambda: [e for e in sent_events() if e["subject"] == identifier], what="notification.sent")
-    time.sleep(1)
-    assert len([e for e in sent_events() if e["subject"] == identifier]) == 1
-    assert delivery(notify, user_id)["status"] == "sent"
+    assert first["Message-ID"] == second["Message-ID"] == delivery(notify, user_id)["message_id"]
+    assert len(announced(sent_events, notification_id(f"welcome:{user_id}"))) == 1
+    assert (delivery(notify, user_id)["status"], delivery(notify, user_id)["attempts"]) == ("sent", 2)
+
+
+def test_mailers_dying_after_each_send_use_up_the_attempts_then_give_up(
+    make_notify: Callable[..., Notify], smtp: SmtpServer, sent_events: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """Issue 18, Deliver 3: the attempt is recorded before SMTP, so a mailer that never gets to
+    record an outcome still counts: at most ``MAIL_MAX_ATTEMPTS`` sends, then ``failed``."""
+    notify = make_notify(smtp_url=smtp.url, mail_max_attempts=2)
+    user_id = new_id()
+    notify.handlers.handle_user_registered(user_event("user.registered", user_id))
+    deliveries = notify.mailer.deliveries
+    deliveries.claim_lease = timedelta(seconds=1)
+    real_finish = deliveries.finish
+    deliveries.finish = failing_first(float("inf"), AutoReconnect("the mailer died before recording"), real_finish)
+    moment = datetime.now(UTC)
+    for attempt in (1, 2):
+        with pytest.raises(AutoReconnect):
+            notify.mailer.send_due(moment)
+        assert delivery(notify, user_id)["attempts"] == attempt
+        moment = delivery(notify, user_id)["claimed_until"]  # as soon as the dead mailer's claim ends
+    deliveries.finish = real_finish
+    assert notify.mailer.send_due(moment) == 1
+    assert len(smtp.catcher.to(f"{user_id}@example.com")) == 2
+    given_up = delivery(notify, user_id)
+    assert given_up["status"] == "failed" and "no outcome recorded" in given_up["last_error"]
+    assert [e["data"]["channels"] for e in announced(sent_events, notification_id(f"welcome:{user_id}"))] == [["in_app"]]
