@@ -91,6 +91,7 @@ Handler = Callable[[Event], None]
 @dataclass
 class _Delivery:
     tag: int
+    redelivered: bool
     properties: pika.BasicProperties
     body: bytes
 
@@ -189,7 +190,7 @@ class Consumer:
                     pass
 
     def _collect(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
-        self._pending.append(_Delivery(method.delivery_tag, properties, body))
+        self._pending.append(_Delivery(method.delivery_tag, method.redelivered, properties, body))
 
     # -- one message -------------------------------------------------------------------------
 
@@ -247,7 +248,9 @@ class Consumer:
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "forged").inc()
             return
-        returned = _count(headers, DELIVERY_COUNT_HEADER, 0)
+        # The broker's count of returns, trusted only on a redelivery: on a first delivery the
+        # header can only be the publisher's (any client may publish, and could set it to park).
+        returned = _count(headers, DELIVERY_COUNT_HEADER, 0) if delivery.redelivered else 0
         if handler is not None and returned >= self.subscription.delivery_limit:  # its last delivery
             error = f"delivered {returned + 1} times without an outcome (a consumer crashed on it)"
             self._park(republish, delivery, attempt, error, event=event)

@@ -128,6 +128,19 @@ def test_a_message_with_a_malformed_attempt_header_is_handled_and_the_ones_after
     assert db[PARKED].count_documents({}) == 0
 
 
+def test_a_delivery_count_set_by_the_publisher_parks_nothing(db: Database, infra: Infra, consume, publisher: Publisher) -> None:
+    """The broker's ``x-delivery-count`` is trusted on a redelivery only: a publisher setting it
+    on a first delivery made the consumer park a good event as if it had crashed consumers."""
+    consume("note.created", handler=record_effect(db))
+    event = note("claims many deliveries")
+    connection = broker.connect(infra.rabbitmq_url)
+    properties = pika.BasicProperties(message_id=event.id, headers={"x-delivery-count": 99})
+    connection.channel().basic_publish(publisher.exchange, event.type, event.encode(), properties)
+    connection.close()
+    wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event applied")
+    assert db[PARKED].count_documents({}) == 0
+
+
 def test_an_event_of_the_catalog_from_another_service_is_parked_not_applied(
     db: Database, infra: Infra, consume, publisher: Publisher
 ) -> None:
