@@ -68,8 +68,11 @@ class TaskCounts(BaseModel):
 
 
 class EventCounts(BaseModel):
-    processed: int
-    dead_lettered: int
+    processed: int = Field(description="Events admin's consumers applied (within the de-duplication window).")
+    dead_lettered: int = Field(
+        description="Messages waiting in every service's parking queue (`<queue>.dlq`), at the broker's last count "
+        "(at most 15 s old)."
+    )
 
 
 class SystemStats(BaseModel):

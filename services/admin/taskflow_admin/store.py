@@ -18,11 +18,12 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
-from taskflow_common.events.consumer import PARKED, PROCESSED
+from taskflow_common.events.consumer import PROCESSED
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import apply_if_newer
 
 from . import search
+from .parking import parked_messages
 
 USERS = "users"
 TASKS = "tasks"
@@ -218,7 +219,7 @@ class ReadModels:
             },
             "events": {
                 "processed": db[PROCESSED].count_documents({}),
-                "dead_lettered": db[PARKED].count_documents({}),
+                "dead_lettered": parked_messages(db),
             },
         }
 

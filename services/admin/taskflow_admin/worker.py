@@ -1,6 +1,7 @@
 """The admin worker: ``python -m taskflow_admin.worker`` keeps the read models and the audit log
 from every event, and the deactivated-users list; once, it indexes for search the users stored
-before the search index existed. Admin emits no events, so it runs no relay."""
+before the search index existed; it keeps the depths of the system's parking queues for the
+statistics. Admin emits no events, so it runs no relay."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import sys
 
 from taskflow_common import deactivation
 from taskflow_common.events import subscribers, worker
-from taskflow_common.events.worker import Loop, until_done
+from taskflow_common.events.worker import Loop, polling, until_done
 from taskflow_common.observability import setup_process
 
-from . import assemble
+from . import assemble, parking
 from .settings import AdminSettings
 from .store import ReadModels
 
@@ -40,6 +41,8 @@ def main() -> int:
         admin.events.consumer_loop(deactivation.subscription("admin"), admin.deactivated.handlers),
         admin.events.housekeeping_loop(admin.events.expiries),
         search_index_loop(admin.administration.read_models),
+        polling("admin-parking-queues", parking.ParkingQueues(lambda: admin.mongo.db, settings.rabbitmq_url).observe,
+                parking.INTERVAL_SECONDS),
     ], setup=[admin.events.topology_step()])
 
 

@@ -44,9 +44,9 @@ def _log_failure(name: str, error: Exception, what_next: str, expected: tuple[ty
         log.exception("%s: a round failed; %s", name, what_next, exc_info=error)
 
 
-def polling(name: str, work: Callable[[], int], interval_seconds: float) -> Loop:
-    """A loop calling ``work`` (returns how much it did) again at once while busy, else after
-    ``interval_seconds``; a round that raises is logged and counts as idle."""
+def polling(name: str, work: Callable[[], object], interval_seconds: float) -> Loop:
+    """A loop calling ``work`` again at once while it returns something true (how much it did),
+    else after ``interval_seconds``; a round that raises is logged and counts as idle."""
 
     def run(stop: threading.Event) -> None:
         while not stop.is_set():
