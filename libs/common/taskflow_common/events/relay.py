@@ -77,12 +77,21 @@ class Relay:
         return worked
 
     def _work(self, pending: Pending, now: datetime) -> None:
+        """Publish one document's events; a failure of this document alone (the broker refused,
+        or an event stored there cannot be read) reschedules it with back-off, never holding
+        back the documents after it. A database error ends the round."""
+        retry_at = now + timedelta(seconds=backoff_seconds(pending.attempts + 1))
         try:
             published = publish_pending(self.store, self.publisher, pending.collection, pending.document_id)
         except PublishFailed as error:
-            retry_at = now + timedelta(seconds=backoff_seconds(pending.attempts + 1))
             log.warning("relay: %s/%s not published (%s); retry at %s",
                         pending.collection, pending.document_id, error, retry_at)
+            self.store.reschedule(pending, retry_at)
+            return
+        except PyMongoError:
+            raise
+        except Exception:
+            log.exception("relay: %s/%s not published; retry at %s", pending.collection, pending.document_id, retry_at)
             self.store.reschedule(pending, retry_at)
             return
         RELAYED.inc(published)
