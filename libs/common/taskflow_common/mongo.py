@@ -35,13 +35,20 @@ class Mongo:
         app_name: reported to the server in the handshake, shown in its logs.
         timeout_seconds: server selection and connect timeout; a request waits at most this
             long for an unavailable database before failing with 503.
+        socket_timeout_seconds: how long one operation may wait for the server's answer before
+            it fails with ``NetworkTimeout`` (a ``ConnectionFailure``): a database that stopped
+            answering (a network partition, a frozen process) is then an outage that workers
+            wait out, not a thread hung for good. Above the slowest legitimate operation.
     """
 
-    def __init__(self, uri: str, database: str, *, app_name: str, timeout_seconds: float = 2.0) -> None:
+    def __init__(
+        self, uri: str, database: str, *, app_name: str, timeout_seconds: float = 2.0, socket_timeout_seconds: float = 60.0
+    ) -> None:
         self.uri = uri
         self.database_name = database
         self.app_name = app_name
         self.timeout_ms = int(timeout_seconds * 1000)
+        self.socket_timeout_ms = int(socket_timeout_seconds * 1000)
         self._client: MongoClient | None = None
         self._lock = threading.Lock()
         reference = weakref.ref(self)
@@ -65,6 +72,7 @@ class Mongo:
                         uuidRepresentation="standard",
                         serverSelectionTimeoutMS=self.timeout_ms,
                         connectTimeoutMS=self.timeout_ms,
+                        socketTimeoutMS=self.socket_timeout_ms,
                     )
         return self._client
 
