@@ -399,6 +399,17 @@ def test_a_database_error_after_the_server_accepted_is_waited_out_and_the_email_
     assert (delivery(notify, user_id)["status"], delivery(notify, user_id)["attempts"]) == ("sent", 1)
 
 
+def unrecordable(notify: Notify, *, lease_seconds: float) -> Callable[..., Any]:
+    """Make every outcome of ``notify``'s mailer fail to be recorded (the database gone, or the
+    mailer dead, right after the send), with claims of ``lease_seconds``; returns the real
+    ``finish`` to put back."""
+    deliveries = notify.mailer.deliveries
+    deliveries.claim_lease = timedelta(seconds=lease_seconds)
+    real_finish = deliveries.finish
+    deliveries.finish = failing_first(float("inf"), AutoReconnect("the outcome cannot be recorded"), real_finish)
+    return real_finish
+
+
 def test_a_database_down_for_the_whole_claim_resends_with_the_same_message_id_and_announces_once(
     make_notify: Callable[..., Notify], smtp: SmtpServer, sent_events: Callable[[], list[dict[str, Any]]],
 ) -> None:
@@ -409,9 +420,7 @@ def test_a_database_down_for_the_whole_claim_resends_with_the_same_message_id_an
     user_id = new_id()
     notify.handlers.handle_user_registered(user_event("user.registered", user_id))
     deliveries = notify.mailer.deliveries
-    deliveries.claim_lease = timedelta(seconds=3)
-    real_finish = deliveries.finish
-    deliveries.finish = failing_first(float("inf"), AutoReconnect("the database is gone"), real_finish)
+    real_finish = unrecordable(notify, lease_seconds=3)
     with pytest.raises(AutoReconnect):
         notify.mailer.send_due()
     deliveries.finish = real_finish
@@ -433,9 +442,7 @@ def test_mailers_dying_after_each_send_use_up_the_attempts_then_give_up(
     user_id = new_id()
     notify.handlers.handle_user_registered(user_event("user.registered", user_id))
     deliveries = notify.mailer.deliveries
-    deliveries.claim_lease = timedelta(seconds=1)
-    real_finish = deliveries.finish
-    deliveries.finish = failing_first(float("inf"), AutoReconnect("the mailer died before recording"), real_finish)
+    real_finish = unrecordable(notify, lease_seconds=1)
     moment = datetime.now(UTC)
     for attempt in (1, 2):
         with pytest.raises(AutoReconnect):

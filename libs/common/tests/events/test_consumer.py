@@ -189,42 +189,31 @@ def test_a_database_outage_spends_no_attempt_and_parks_nothing(
     assert len(effects(db)) == len(sent)
 
 
-def test_a_failing_database_under_the_consumers_own_records_spends_no_delivery(
-    db: Database, infra: Infra, subscription, background, publisher: Publisher
+@pytest.mark.parametrize(
+    ("error", "times"),
+    [(OperationFailure("database is locked"), 3), (RuntimeError("a bug"), 1)],
+    ids=["a failing database", "an unexpected error"],
+)
+def test_an_error_of_the_consumers_own_records_spends_no_delivery_and_ends_no_consumer(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher, error: Exception, times: int
 ) -> None:
-    """Issue 18, finding 1: an ``OperationFailure`` (a busy or failing database, not an
-    unreachable one) of the de-duplication lookup held the message no more than a connection
-    error: the consumer reconnected, each return counted as a delivery, and the event was parked."""
+    """Issue 18, finding 1 and Deliver 2: an ``OperationFailure`` of the de-duplication lookup (a
+    busy database, not an unreachable one) made the consumer reconnect, each return counting as a
+    delivery, until the event was parked; any other error (a bug) ended the consumer's thread,
+    and the queue was consumed no more. Now the first is held and retried, the second logged and
+    the message redelivered; either way it is applied, once, and nothing is parked."""
     chosen = subscription("note.created", delivery_limit=2)
     consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
-    consumer._already_processed = failing_first(3, OperationFailure("database is locked"), consumer._already_processed)
+    consumer._already_processed = failing_first(times, error, consumer._already_processed)
     connection = broker.connect(infra.rabbitmq_url)
     declare(connection.channel(), chosen)
     connection.close()
     background.start(consumer.run)
-    event = note("busy")
+    event = note("held")
     publisher.publish(event)
     wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event applied")
     assert db[PARKED].count_documents({}) == 0
     assert queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) == 0
-
-
-def test_a_consumer_outlives_an_unexpected_error_and_the_message_is_applied_once(
-    db: Database, infra: Infra, subscription, background, publisher: Publisher
-) -> None:
-    """Issue 18, Deliver 2: an error the consumer does not expect (a bug) ended its thread, and
-    the queue was consumed no more; now it is logged, the consumer reconnects, and the message
-    comes back and is applied."""
-    chosen = subscription("note.created")
-    consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
-    consumer._already_processed = failing_first(1, RuntimeError("a bug"), consumer._already_processed)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
-    connection.close()
-    background.start(consumer.run)
-    event = note("unexpected")
-    publisher.publish(event)
-    wait_for(lambda: effects(db) == [event.id], timeout=30, what="the event applied")
     assert all(thread.is_alive() for thread in background.threads)
 
 
