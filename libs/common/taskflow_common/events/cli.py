@@ -59,7 +59,18 @@ def _summary(properties: pika.BasicProperties, body: bytes) -> dict[str, Any]:
         described = {"id": event.id, "type": event.type, "subject": event.subject, "time": event.time.isoformat()}
     except MalformedEvent:
         described = {"id": properties.message_id, "type": None, "subject": None, "time": None}
-    return {**described, "attempts": headers.get(ATTEMPT_HEADER), "error": headers.get(ERROR_HEADER)}
+    return {**described, "attempts": headers.get(ATTEMPT_HEADER), "error": headers.get(ERROR_HEADER) or _broker_reason(headers)}
+
+
+def _broker_reason(headers: dict[str, Any]) -> str | None:
+    """Why the broker itself parked a message (no consumer recorded an error): its latest
+    ``x-death`` entry, e.g. ``delivery_limit`` (RabbitMQ "Dead Letter Exchanges", dead-lettered
+    messages)."""
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
+        return None
+    latest = deaths[0]
+    return f"parked by the broker: {latest.get('reason')} in {latest.get('queue')}"
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:

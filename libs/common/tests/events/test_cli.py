@@ -111,6 +111,8 @@ def test_a_message_the_broker_parked_can_fail_again_after_requeue_and_is_not_dro
             channel.basic_nack(method.delivery_tag, requeue=True)
         time.sleep(0.05)
     assert _wait_for_depth(infra, chosen.dead_letter_queue, 1)
+    [row] = [json.loads(line) for line in run(infra, "--queue", chosen.queue, "list")[1].splitlines()]
+    assert row["id"] == event.id and row["error"] == f"parked by the broker: delivery_limit in {chosen.queue}"
     assert run(infra, "--queue", chosen.queue, "requeue", "--all")[0] == 0
     method, properties, body = channel.basic_get(chosen.queue, auto_ack=False)
     assert method is not None
