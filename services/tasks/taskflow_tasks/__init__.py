@@ -12,8 +12,10 @@ from taskflow_common.expiry import expiry_indexes
 from taskflow_common.mongo import Mongo
 from taskflow_common.tokens import TokenVerifier
 
+from . import idempotency
 from .api import api
 from .events import TaskEvents
+from .idempotency import IdempotentCreates
 from .internal import internal, internal_tasks
 from .settings import TasksSettings
 from .store import EXPIRIES, INDEXES, TASKS, CountStore, TaskStore
@@ -29,6 +31,7 @@ class Service:
     events: ServiceEvents
     deactivated: DeactivatedUsers
     tasks: Tasks
+    creates: IdempotentCreates
 
 
 def assemble(settings: TasksSettings) -> Service:
@@ -38,8 +41,9 @@ def assemble(settings: TasksSettings) -> Service:
     events = ServiceEvents("tasks", settings.rabbitmq_url, mongo, [TASKS])
     db = lambda: mongo.db  # noqa: E731 (resolved per call: fork-safe)
     tasks = Tasks(TaskStore(db, events.outbox), CountStore(db), TaskEvents(events))
-    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, [*EXPIRIES, *events.expiries])])
-    return Service(settings, mongo, events, DeactivatedUsers(db), tasks)
+    expiries = [*EXPIRIES, *idempotency.EXPIRIES, *events.expiries]
+    mongo.ensure_indexes([*INDEXES, *events.indexes, *expiry_indexes(mongo.db, expiries)])
+    return Service(settings, mongo, events, DeactivatedUsers(db), tasks, IdempotentCreates(db, tasks))
 
 
 def create_app(settings: TasksSettings | None = None, *, verifier: TokenVerifier | None = None) -> Flask:
@@ -54,5 +58,6 @@ def create_app(settings: TasksSettings | None = None, *, verifier: TokenVerifier
         access_policy=service.deactivated,
     )
     app.extensions["taskflow_tasks.tasks"] = service.tasks
+    app.extensions["taskflow_tasks.creates"] = service.creates
     app.extensions["taskflow_tasks.deactivated"] = service.deactivated
     return app

@@ -12,6 +12,8 @@ from taskflow_common.pagination import Page
 from taskflow_common.tokens import Principal
 from werkzeug.routing import BaseConverter
 
+from . import idempotency
+from .idempotency import IdempotentCreates
 from .schemas import Task, TaskChange, TaskCreate, TaskListQuery, TaskStats
 from .tasks import Tasks
 
@@ -49,16 +51,27 @@ def tasks() -> Tasks:
     return current_app.extensions["taskflow_tasks.tasks"]
 
 
+def creates() -> IdempotentCreates:
+    return current_app.extensions["taskflow_tasks.creates"]
+
+
 def _one(task: dict[str, Any], **headers: str) -> tuple[Task, dict[str, str]]:
     model = Task.from_document(task)
     return model, {"ETag": model.etag, **headers}
 
 
 @api.post("", summary="Create a task", body=TaskCreate, response=Task, status=201,
-          response_headers=("Location", "ETag"), links=TASK_LINKS)
+          response_headers=("Location", "ETag"), links=TASK_LINKS, errors=(409,))
 def create_task(principal: Principal, body: TaskCreate) -> tuple[Task, dict[str, str]]:
-    """The signed-in user, who owns the new task."""
-    task = tasks().create(principal.user_id, body)
+    """The signed-in user, who owns the new task. With an ``Idempotency-Key`` header (1 to 255
+    visible ASCII characters, e.g. a UUID) the task is created once however often the request is
+    sent within 24 hours: a repeat answers 201 with that task; the key with another body is 422,
+    and 409 once that task was deleted."""
+    key = idempotency.key_of(request.headers.get("Idempotency-Key"))
+    if key is None:
+        task = tasks().create(principal.user_id, body)
+    else:
+        task = creates().create(principal.user_id, key, body)
     return _one(task, Location=f"{PREFIX}/{task['_id']}")
 
 

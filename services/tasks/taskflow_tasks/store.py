@@ -203,6 +203,11 @@ class VersionConflict(Conflict):
         super().__init__("The task changed concurrently; retry.")
 
 
+class TaskIdTaken(VersionConflict):
+    """A task was to be created under a given id (an idempotent request's) that is taken: by
+    that task, created before, or by a placeholder that fenced the id off."""
+
+
 class TaskStore:
     """Tasks, their events (through the outbox) and the queries that list them."""
 

@@ -20,7 +20,7 @@ from . import counts
 from .errors import TaskNotFound, TaskVersionMismatch
 from .events import TaskEvents
 from .schemas import TaskCreate, TaskListQuery, TaskStats, etag
-from .store import INTENT_FIELD, CountStore, TaskStore, VersionConflict, list_filter, object_id
+from .store import INTENT_FIELD, CountStore, TaskIdTaken, TaskStore, VersionConflict, list_filter, object_id
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +89,18 @@ class Tasks:
             raise TaskNotFound()
         return task
 
-    def create(self, owner_id: str, body: TaskCreate) -> dict[str, Any]:
+    def create(self, owner_id: str, body: TaskCreate, *, task_id: ObjectId | None = None) -> dict[str, Any]:
         """Create a task owned by (and on behalf of) ``owner_id``; ``task.created`` (and
-        ``task.completed`` when it is created done).
+        ``task.completed`` when it is created done). ``task_id``: the id to create it under (an
+        idempotent request's, see :mod:`.idempotency`) instead of a new one.
 
         Raises:
+            TaskIdTaken: ``task_id`` is taken (nothing was written).
             VersionConflict: the claim kept outliving its lease under ``MAX_WRITE_ATTEMPTS`` attempts.
         """
+        given = task_id
         for _ in range(MAX_WRITE_ATTEMPTS):
-            task_id = ObjectId()
+            task_id = given or ObjectId()
             moment = self.clock()
             intent = {"id": uuid.uuid4().hex, "task_id": task_id, "kind": "create", "delta": None}
             counters = self.counts.claim(owner_id, intent, moment, self._settle, new_task_at=moment)
@@ -111,6 +114,8 @@ class Tasks:
                 self._write(owner_id, counters, intent, counts.delta(None, task),
                             lambda: self.tasks.insert(task, events, intent["id"]))
             except VersionConflict:
+                if given is not None:
+                    raise TaskIdTaken() from None
                 continue  # its id was fenced off: this request outlived its claim's lease
             return task
         raise VersionConflict()

@@ -1,6 +1,6 @@
 """The tasks worker: ``python -m taskflow_tasks.worker`` runs the outbox relay, the consumer of
 ``user.deactivated`` / ``user.activated`` (queue ``tasks.user-status``) and the housekeeping of
-its de-duplication records and fencing placeholders."""
+its de-duplication records, fencing placeholders and idempotency keys."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from taskflow_common import deactivation
 from taskflow_common.events import worker
 from taskflow_common.observability import setup_process
 
-from . import assemble
-from .store import EXPIRIES
+from . import assemble, idempotency
 from .settings import TasksSettings
+from .store import EXPIRIES
 
 
 def main() -> int:
@@ -22,7 +22,7 @@ def main() -> int:
     loops = [
         service.events.relay_loop(),
         service.events.consumer_loop(deactivation.subscription("tasks"), service.deactivated.handlers),
-        service.events.housekeeping_loop([*EXPIRIES, *service.events.expiries]),
+        service.events.housekeeping_loop([*EXPIRIES, *idempotency.EXPIRIES, *service.events.expiries]),
     ]
     return worker.run(loops, setup=[service.events.topology_step()], collectors=[service.events.collector])
 
