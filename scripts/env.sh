@@ -63,8 +63,15 @@ export MONGODB_URI="${MONGODB_URI:-mongodb://127.0.0.1:$MONGODB_PORT/}"
 export RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2F}"
 # Through the gateway, so any instance of auth answers (one may be restarting: make reload).
 export JWKS_URL="${JWKS_URL:-http://127.0.0.1:$GATEWAY_PORT/api/v1/auth/jwks.json}"
-export AUTH_URL="${AUTH_URL:-http://127.0.0.1:$AUTH_PORT}"
-export TASKS_URL="${TASKS_URL:-http://127.0.0.1:$TASKS_PORT}"
+# Every instance of a service at base port $1, comma-separated: admin calls auth's and tasks'
+# internal APIs (which the gateway does not route) at each in turn, past one that is restarting.
+instance_urls() {
+  local urls="" k
+  for ((k = 0; k < REPLICAS; k++)); do urls+="${urls:+,}http://127.0.0.1:$(($1 + REPLICA_PORT_STEP * k))"; done
+  echo "$urls"
+}
+export AUTH_URL="${AUTH_URL:-$(instance_urls "$AUTH_PORT")}"
+export TASKS_URL="${TASKS_URL:-$(instance_urls "$TASKS_PORT")}"
 export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$GATEWAY_PORT}"
 
 # Debian installs nginx in /usr/sbin, which is not on a normal user's PATH.

@@ -63,8 +63,6 @@ class System:
             "REPLICAS": str(replicas),
             "WEB_PORT": str(self.web_port),
             "WEB_CONCURRENCY": "2",
-            "AUTH_URL": f"http://127.0.0.1:{self.ports['auth']}",
-            "TASKS_URL": f"http://127.0.0.1:{self.ports['tasks']}",
             **{variable: str(self.ports[name]) for name, variable in SERVICES.items()},
             **{f"{name.upper()}_METRICS_PORT": str(self.metrics_ports[name]) for name in SERVICES},
             **{f"{name.upper()}_WORKER_METRICS_PORT": str(self.worker_metrics_ports[name]) for name in SERVICES},

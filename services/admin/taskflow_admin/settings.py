@@ -12,8 +12,9 @@ class AdminSettings(ServiceSettings):
     """The shared settings plus where admin reaches the internal APIs of auth and tasks.
 
     Attributes:
-        auth_url: ``AUTH_URL``; auth's own address (not the gateway: /internal is not routed there).
-        tasks_url: ``TASKS_URL``; tasks' own address, for the task snapshots of the backfill.
+        auth_url: ``AUTH_URL``; auth's own address (not the gateway: /internal is not routed there),
+            or each of its instances', comma-separated (see :class:`.upstream.ServiceClient`).
+        tasks_url: ``TASKS_URL``; tasks' own address (or addresses), for the task snapshots of the backfill.
         upstream_timeout_seconds: ``UPSTREAM_TIMEOUT_SECONDS``; bound on one call to either.
     """
 

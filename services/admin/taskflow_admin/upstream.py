@@ -10,6 +10,7 @@ very problem details it sent.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,7 @@ import requests
 from flask import Response
 from requests.adapters import HTTPAdapter
 from taskflow_common.problems import PROBLEM_MEDIA_TYPE, Problem, ServiceUnavailable
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
 PASSED_THROUGH = (400, 401, 403, 404, 409, 422)
@@ -39,18 +41,22 @@ class ServiceClient:
 
     Args:
         name: the service, for error messages.
-        base_url: its own address (``AUTH_URL``, ``TASKS_URL``), not the gateway's.
+        base_url: its own address (``AUTH_URL``, ``TASKS_URL``), not the gateway's; or several,
+            comma-separated (each instance of ``make run``): calls go to each in turn, and one
+            that refuses the connection (it is restarting) hands the call to the next, which is
+            safe for any method since nothing was sent.
         timeout_seconds: per call, for connecting and for the answer.
     """
 
     def __init__(self, name: str, base_url: str, *, timeout_seconds: float) -> None:
         self.name = name
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
         self.timeout = timeout_seconds
         self.session = requests.Session()
         retries = Retry(total=2, connect=2, read=0, status=0, other=0, allowed_methods=None, backoff_factor=0.1)
         self.session.mount("http://", HTTPAdapter(max_retries=retries))
         self.session.mount("https://", HTTPAdapter(max_retries=retries))
+        self._turn = itertools.count()
 
     def call(self, method: str, path: str, authorization: str, **kwargs: Any) -> dict[str, Any]:
         """One call; its JSON body.
@@ -59,19 +65,26 @@ class ServiceClient:
             UpstreamRefused: a 4xx problem the client should see unchanged.
             ServiceUnavailable: unreachable, timed out, or a 5xx.
         """
-        try:
-            response = self.session.request(
-                method, f"{self.base_url}{path}", headers={"Authorization": authorization}, timeout=self.timeout, **kwargs
-            )
-        except requests.RequestException as error:
-            raise ServiceUnavailable(
-                f"The {self.name} service is unreachable ({type(error).__name__}).", headers={"Retry-After": "1"}
-            ) from None
+        first = next(self._turn) % len(self.base_urls)
+        for base_url in self.base_urls[first:] + self.base_urls[:first]:
+            try:
+                response = self.session.request(
+                    method, f"{base_url}{path}", headers={"Authorization": authorization}, timeout=self.timeout, **kwargs
+                )
+                break
+            except requests.RequestException as error:
+                if not _never_sent(error):
+                    raise self._unavailable(type(error).__name__) from None
+        else:
+            raise self._unavailable("connection refused") from None
         if response.status_code in PASSED_THROUGH:
             raise UpstreamRefused(response)
         if not response.ok:
             raise ServiceUnavailable(f"The {self.name} service answered {response.status_code}.", headers={"Retry-After": "1"})
         return response.json()
+
+    def _unavailable(self, reason: str) -> ServiceUnavailable:
+        return ServiceUnavailable(f"The {self.name} service is unreachable ({reason}).", headers={"Retry-After": "1"})
 
     def pages(self, path: str, authorization: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Every item of a paginated list (DESIGN §3), page by page."""
@@ -82,6 +95,12 @@ class ServiceClient:
             if page * page_size >= body["total"] or not body["items"]:
                 return
             page += 1
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """Whether a failed call never reached the service: no connection could be made."""
+    reason = error.args[0].reason if error.args and isinstance(error.args[0], MaxRetryError) else error
+    return isinstance(error, requests.ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 class Upstreams:

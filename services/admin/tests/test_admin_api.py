@@ -10,6 +10,9 @@ from flask import Flask
 from taskflow_admin.administration import Administration
 from taskflow_admin.upstream import ServiceClient, Upstreams
 from taskflow_common.events.envelope import new_event
+from taskflow_common.problems import ServiceUnavailable
+
+from tests.support.processes import free_port
 
 from .conftest import ADMIN_EMAIL, AuthServer, Served, bearer
 
@@ -120,10 +123,25 @@ def test_a_path_id_that_is_no_objectid_is_404_and_never_travels_to_auth(
 def test_the_upstream_path_is_encoded() -> None:
     """Whatever id admin passes on, it is one path segment on the wire (a real HTTP server records it)."""
     seen: list[str] = []
+    server = _recording_server(seen)
+    try:
+        auth = ServiceClient("auth", f"http://127.0.0.1:{server.server_port}", timeout_seconds=5)
+        Upstreams(auth, auth).change_user("a?b#c/../d", {}, "Bearer x")
+    finally:
+        server.server_close()
+    assert seen == ["/internal/users/a%3Fb%23c%2F..%2Fd"]
+
+
+def _recording_server(seen: list[str], *, answer: bool = True) -> HTTPServer:
+    """A one-request HTTP server on a free port recording each PATCH path; with ``answer``
+    False it closes the connection without answering (an instance dying mid-request)."""
 
     class Record(BaseHTTPRequestHandler):
         def do_PATCH(self) -> None:  # noqa: N802 (http.server's name)
             seen.append(self.path)
+            if not answer:
+                self.close_connection = True
+                return
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -134,12 +152,42 @@ def test_the_upstream_path_is_encoded() -> None:
 
     server = HTTPServer(("127.0.0.1", 0), Record)
     threading.Thread(target=server.handle_request, daemon=True).start()
+    return server
+
+
+def test_a_call_refused_by_one_instance_goes_to_the_next(free_port_url: str) -> None:
+    """Issue 21: with auth's instances listed in AUTH_URL, a change made while the first
+    restarts (connection refused) is made at the second, not answered 503."""
+    seen: list[str] = []
+    server = _recording_server(seen)
     try:
-        auth = ServiceClient("auth", f"http://127.0.0.1:{server.server_port}", timeout_seconds=5)
-        Upstreams(auth, auth).change_user("a?b#c/../d", {}, "Bearer x")
+        auth = ServiceClient("auth", f"{free_port_url}, http://127.0.0.1:{server.server_port}", timeout_seconds=5)
+        Upstreams(auth, auth).change_user("u1", {"role": "user"}, "Bearer x")
     finally:
         server.server_close()
-    assert seen == ["/internal/users/a%3Fb%23c%2F..%2Fd"]
+    assert seen == ["/internal/users/u1"]
+
+
+def test_a_call_that_reached_an_instance_is_not_sent_again_elsewhere(free_port_url: str) -> None:
+    """A PATCH cut off after it was sent may have been applied: 503, never a second try."""
+    first, second = [], []
+    dying, other = _recording_server(first, answer=False), _recording_server(second)
+    try:
+        auth = ServiceClient(
+            "auth", f"http://127.0.0.1:{dying.server_port},http://127.0.0.1:{other.server_port}", timeout_seconds=5
+        )
+        with pytest.raises(ServiceUnavailable):
+            Upstreams(auth, auth).change_user("u1", {"role": "user"}, "Bearer x")
+    finally:
+        dying.server_close()
+        other.server_close()
+    assert (first, second) == (["/internal/users/u1"], [])
+
+
+@pytest.fixture
+def free_port_url() -> str:
+    """The URL of a port nothing listens on (connections are refused)."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def test_auth_unreachable_is_503(make_admin_app, admin_token: str) -> None:
