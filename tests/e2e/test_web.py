@@ -131,10 +131,15 @@ def test_sign_up_add_a_task_due_soon_its_reminder_arrives_live_complete_it_and_t
     task = page.get_by_role("list", name="Tasks").get_by_role("listitem").filter(has_text="Pay the rent")
     expect(task).to_contain_text("#home")
     expect(task).to_contain_text("Due ")
+    shown_due = re.search(r"Due (.+?\d:\d\d(?: [AP]M)?)", task.inner_text()).group(1)
 
     expect(inbox).to_have_accessible_name("Inbox 3 unread", timeout=30_000)  # pushed: the page was not reloaded
     go(page, "Inbox")
     expect(page.get_by_role("heading", name="Reminder: Pay the rent (unread)")).to_be_visible()
+    reminder = page.get_by_role("list", name="Notifications").get_by_role("listitem").filter(
+        has=page.get_by_role("heading", name="Reminder: Pay the rent"))
+    expect(reminder).to_contain_text(f"Your task “Pay the rent” is due {shown_due}.")  # Paris time, as the board
+    expect(reminder).not_to_contain_text("UTC")
 
     go(page, "Tasks")
     page.get_by_role("button", name="Complete Pay the rent").click()
