@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from tests.support.accounts import sign_in as sign_in_account
 from tests.support.accounts import sign_up
 from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.support.mail import verification_token
 from tests.support.system import Client, System
 
 from .conftest import OUTCOME
@@ -131,10 +132,15 @@ def test_sign_up_add_a_task_due_soon_its_reminder_arrives_live_complete_it_and_t
     task = page.get_by_role("list", name="Tasks").get_by_role("listitem").filter(has_text="Pay the rent")
     expect(task).to_contain_text("#home")
     expect(task).to_contain_text("Due ")
+    shown_due = re.search(r"Due (.+?\d:\d\d(?: [AP]M)?)", task.inner_text()).group(1)
 
     expect(inbox).to_have_accessible_name("Inbox 3 unread", timeout=30_000)  # pushed: the page was not reloaded
     go(page, "Inbox")
     expect(page.get_by_role("heading", name="Reminder: Pay the rent (unread)")).to_be_visible()
+    reminder = page.get_by_role("list", name="Notifications").get_by_role("listitem").filter(
+        has=page.get_by_role("heading", name="Reminder: Pay the rent"))
+    expect(reminder).to_contain_text(f"Your task “Pay the rent” is due {shown_due}.")  # Paris time, as the board
+    expect(reminder).not_to_contain_text("UTC")
 
     go(page, "Tasks")
     page.get_by_role("button", name="Complete Pay the rent").click()
@@ -232,11 +238,10 @@ def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Cal
     page.keyboard.press("Tab")
     page.keyboard.type(user.password)
     page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_focused()  # not lost with the form
 
     page.keyboard.press("Tab")
-    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
-    page.get_by_label("Title", exact=True).focus()
+    expect(page.get_by_label("Title", exact=True)).to_be_focused()  # the board goes on from its heading
     page.keyboard.type("Typed, not clicked")
     page.keyboard.press("Enter")
     edit = page.get_by_role("button", name="Edit Typed, not clicked")
@@ -429,3 +434,113 @@ def test_an_audit_filter_in_the_hour_the_clocks_skip_says_so_and_lists_nothing_u
     page.get_by_label("Since").fill("2027-03-28T02:30")
     expect(page.get_by_role("alert")).to_contain_text("2027-03-28 02:30 does not exist in Europe/Paris")
     expect(page.get_by_role("table")).to_have_count(1)  # the users' table only: no audit entries shown
+
+
+def test_an_open_edit_form_and_what_was_typed_survive_changes_arriving_live(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    """A change elsewhere reloads the board; the oldest of ten tasks, being edited, would be paged
+    out by an eleventh (newest first) and take the form with it: the list waits for the form."""
+    user = sign_up(gateway)
+    for number in range(10):
+        gateway.post("/api/v1/tasks", json={"title": f"Task {number}"}, headers=user.headers)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    page.get_by_role("button", name="Edit Task 0", exact=True).click()
+    title = page.get_by_role("list", name="Tasks").get_by_label("Title", exact=True)
+    title.fill("Task 0, edited while others change")
+
+    added = gateway.post("/api/v1/tasks", json={"title": "Added elsewhere"}, headers=user.headers).json()
+    gateway.patch(f"/api/v1/tasks/{added['id']}", json={"priority": "urgent"}, headers=user.headers)
+    expect(page.get_by_text("Tasks changed while you edit")).to_be_visible(timeout=LIVE)
+    expect(title).to_have_value("Task 0, edited while others change")
+    expect(title).to_be_focused()
+
+    page.get_by_role("button", name="Save task").click()
+    expect(page.get_by_role("button", name="Edit Added elsewhere")).to_be_visible()  # held changes shown
+    titles = {task["title"] for task in gateway.get("/api/v1/tasks?limit=20", headers=user.headers).json()["items"]}
+    assert "Task 0, edited while others change" in titles
+
+
+def test_deleting_a_task_puts_the_keyboard_on_the_row_that_took_its_place(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    for title in ("Oldest", "Middle", "Newest"):
+        gateway.post("/api/v1/tasks", json={"title": title}, headers=user.headers)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    page.on("dialog", lambda dialog: dialog.accept())
+    tasks = page.get_by_role("list", name="Tasks")
+
+    page.get_by_role("button", name="Delete Middle").click()
+    expect(tasks.get_by_role("listitem", name="Oldest")).to_be_focused()  # the next row
+    page.get_by_role("button", name="Delete Oldest").click()
+    expect(tasks.get_by_role("listitem", name="Newest")).to_be_focused()  # none after it: the one before
+    page.get_by_role("button", name="Delete Newest").click()
+    expect(page.get_by_role("heading", name="Your tasks")).to_be_focused()  # none left: the list's heading
+
+
+def test_marking_a_notification_read_puts_the_keyboard_on_the_next_unread_one(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)  # the welcome and the verification link: two unread
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    expect(page.get_by_label(re.compile(r"^\d+ unread$"))).to_be_visible(timeout=LIVE)
+    go(page, "Inbox")
+    marks = page.get_by_role("list", name="Notifications").get_by_role("button", name=re.compile("^Mark “.+” read$"))
+    expect(marks).not_to_have_count(0)
+    while marks.count() > 1:
+        left = marks.count()
+        marks.first.click()
+        expect(marks).to_have_count(left - 1)
+        expect(marks.first).to_be_focused()
+    marks.first.click()
+    expect(page.get_by_role("heading", name="Inbox", exact=True)).to_be_focused()  # none unread left
+
+
+def test_the_profile_shows_an_address_verified_in_another_tab_without_a_reload(
+    open_page: Callable[..., Page], gateway: Client, system: System,
+) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    go(page, "Profile")
+    expect(page.get_by_text("Your email address is not verified yet.")).to_be_visible()
+
+    link = page.context.new_page()  # the link of the mail, opened in another tab of the browser
+    link.goto(f"/verify-email#token={verification_token(system, user.email)}")
+    expect(link.get_by_text("Your email address is confirmed")).to_be_visible()
+
+    expect(page.get_by_text("Your email address is verified.")).to_be_visible(timeout=LIVE)
+    expect(page.get_by_role("button", name="Send a new verification link")).to_have_count(0)
+
+
+def test_a_reload_that_cuts_off_a_refresh_says_why_the_session_ended(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    """Two reloads in a row: the first page's refresh reaches auth (which rotates the token) but
+    its answer is lost with the page; the second page holds only the spent token. Auth ends the
+    sign-in, as a reused token must; the page says why instead of just showing the sign-in form."""
+    user = sign_up(gateway)
+    page = open_page(expected=(401,))
+    sign_in(page, user.email, user.password)
+    cut_off: list[Route] = []
+
+    def rotate_and_hold(route: Route) -> None:
+        route.fetch()  # auth rotates the token; the answer never reaches the page
+        cut_off.append(route)
+
+    page.route("**/api/v1/auth/refresh", rotate_and_hold)
+    page.reload(wait_until="commit")
+    for _ in range(100):  # the handler runs while the page is being waited on
+        if cut_off:
+            break
+        page.wait_for_timeout(100)
+    assert cut_off, "the refresh never reached auth"
+    page.unroute("**/api/v1/auth/refresh")
+    page.reload()
+
+    expect(page.get_by_role("heading", name="Sign in to TaskFlow")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("reloaded or lost its connection")

@@ -10,6 +10,12 @@
  * duplicated tab (which gets a copy of `sessionStorage`) never uses the copy while the tab that
  * stored it is open: each page has an id of its own, the token is stored with its page's id, and a
  * new page asks over a `BroadcastChannel` whether that page still answers before it resumes.
+ *
+ * A page closed or reloaded while its refresh is on the way loses the answer, while auth may have
+ * rotated the token already: the token left in storage may be spent, and presenting it again ends
+ * the sign-in. Nothing on the page can get the lost token back, so it cannot be avoided here;
+ * each refresh notes its token in storage before it is sent, so that the next page, finding the
+ * note, tries the token once and, refused, says why the user must sign in again.
  */
 
 const API = "/api/v1";
@@ -18,6 +24,11 @@ const REFRESH_KEY = "taskflow.refresh_token";
 const RETRY_SECONDS = 30;
 const REFRESH_MARGIN_SECONDS = 60;
 const OWNER_KEY = "taskflow.refresh_token.page";
+/** The refresh token whose rotation was sent and not yet answered (see the module). */
+const PENDING_KEY = "taskflow.refresh_token.pending";
+const INTERRUPTED =
+  "Your session was being renewed when this tab was reloaded or lost its connection, so the renewal's " +
+  "answer never arrived and, for your safety, the session has ended. Please sign in again.";
 /** How long a page waits for the page that stored its refresh token to say it is still open. */
 const OWNER_ANSWER_MS = 300;
 /** This page's id (a copy of the tab copies `sessionStorage`, never this). */
@@ -128,6 +139,7 @@ function forget(): void {
   accessToken = null;
   sessionStorage.removeItem(REFRESH_KEY);
   sessionStorage.removeItem(OWNER_KEY);
+  sessionStorage.removeItem(PENDING_KEY);
   window.clearTimeout(refreshTimer);
 }
 
@@ -151,18 +163,22 @@ export function refresh(): Promise<boolean> {
   refreshing ??= (async () => {
     const token = sessionStorage.getItem(REFRESH_KEY);
     if (!token) return false;
+    const interrupted = sessionStorage.getItem(PENDING_KEY) === token;  // an earlier page never saw its answer
+    sessionStorage.setItem(PENDING_KEY, token);
     let response: Response;
     try {
       response = await post("/auth/refresh", { refresh_token: token });
     } catch {
-      return accessToken !== null;  // offline: keep the session, the next call tries again
+      // offline: keep the session (and the note: auth may have rotated it), the next call tries again
+      return accessToken !== null;
     }
     if (response.status === 401) {
       const problem = await problemOf(response);
       forget();
-      announce(null, problem.detail || "Your session has ended. Please sign in again.");
+      announce(null, interrupted ? INTERRUPTED : problem.detail || "Your session has ended. Please sign in again.");
       return false;
     }
+    sessionStorage.removeItem(PENDING_KEY);
     if (!response.ok) {
       // busy (429) or not answering (5xx): the token is still good, so keep it and try again later
       const seconds = Number(response.headers.get("Retry-After")) || RETRY_SECONDS;

@@ -1,7 +1,7 @@
 /** The application: who is signed in, the navigation, the live feed, and the page of the URL's hash. */
 
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { call, onSession, resume, signOut, type User } from "./api";
 import { ErrorMessage, Loading } from "./components";
 import { AdminConsole } from "./pages/admin";
@@ -29,6 +29,9 @@ function shownPage(page: PageName, user: User): PageName {
 /** Tells the other tabs of this browser that the inbox changed here (read marks are no events). */
 const inboxTabs = new BroadcastChannel("taskflow.inbox");
 
+/** Where the email verification page (auth's `/verify-email`) says that an address was just verified. */
+const accountTabs = new BroadcastChannel("taskflow.account");
+
 /** The number of unread notifications, kept current by the live feed and the other tabs. */
 function useUnread(user: User | null, revision: number): number {
   const [unread, setUnread] = useState(0);
@@ -45,6 +48,14 @@ function skipToContent(event: Event) {
   document.getElementById("content")?.focus();
 }
 
+/** Put the keyboard on the shown page's main heading (made focusable for it, out of the tab order). */
+function focusMainHeading() {
+  const heading = document.querySelector<HTMLElement>("#content h1");
+  if (!heading) return;
+  heading.tabIndex = -1;
+  heading.focus();
+}
+
 function App() {
   const [user, setUser] = useState<User | null>(null);
   const [starting, setStarting] = useState(true);
@@ -55,6 +66,10 @@ function App() {
   const [live, setLive] = useState(false);
   const [signOutError, setSignOutError] = useState<unknown>(null);
   const unread = useUnread(user, inboxRevision);
+  // A sign-in replaces the form whose button had the keyboard: it moves to the page's heading.
+  const started = useRef(false);
+  const signedIn = useRef(false);
+  const toHeading = useRef(false);
   const inboxChanged = () => {
     setInboxRevision((revision) => revision + 1);
     inboxTabs.postMessage("changed");
@@ -62,10 +77,15 @@ function App() {
 
   useEffect(() => {
     const stop = onSession((next, reason) => {
+      if (next && !signedIn.current && started.current) toHeading.current = true;
+      signedIn.current = next !== null;
       setUser(next);
       setNotice(next ? "" : reason ?? "");
     });
-    resume().catch(() => null).finally(() => setStarting(false));
+    resume().catch(() => null).finally(() => {
+      started.current = true;
+      setStarting(false);
+    });
     const onHash = () => setPage(currentPage());
     const onInbox = () => setInboxRevision((revision) => revision + 1);
     window.addEventListener("hashchange", onHash);
@@ -78,10 +98,30 @@ function App() {
   }, []);
 
   useEffect(() => {
+    if (!user || !toHeading.current) return;
+    toHeading.current = false;
+    focusMainHeading();
+  }, [user]);
+
+  useEffect(() => {
     document.title = user ? `${PAGES[shownPage(page, user)]} · TaskFlow` : "TaskFlow";
   }, [user, page]);
 
   const userId = user?.id;
+  // The account may change where no event of the feed tells (the verification page, in another tab
+  // or on another device): read it again when that page says so and whenever this tab is shown again.
+  useEffect(() => {
+    if (!userId) return;
+    const reread = () => void call<User>("GET", "/auth/me").then(setUser, () => undefined);
+    const shown = () => { if (document.visibilityState === "visible") reread(); };
+    accountTabs.addEventListener("message", reread);
+    document.addEventListener("visibilitychange", shown);
+    return () => {
+      accountTabs.removeEventListener("message", reread);
+      document.removeEventListener("visibilitychange", shown);
+    };
+  }, [userId]);
+
   useEffect(() => {
     if (!userId) return;
     const controller = new AbortController();

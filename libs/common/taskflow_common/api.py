@@ -89,13 +89,22 @@ class Operation:
         return sorted(statuses)
 
 
+def _message(item: Mapping[str, Any]) -> str:
+    """The message a person reads for one pydantic error: a validator's own words without the
+    ``"Value error, "`` pydantic puts before a ``ValueError``'s text."""
+    if item["type"] == "extra_forbidden":
+        return "unknown field"
+    if item["type"] == "value_error":
+        return str(item["msg"]).removeprefix("Value error, ")
+    return str(item["msg"])
+
+
 def field_errors(error: ValidationError, *, prefix: str = "") -> list[FieldError]:
     """pydantic errors → TaskFlow's ``errors`` members; the offending values are never echoed."""
     result = []
     for item in error.errors(include_url=False, include_input=False, include_context=False):
         path = ".".join(str(part) for part in item["loc"]) or prefix or "body"
-        message = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
-        result.append(FieldError(field=path, message=message))
+        result.append(FieldError(field=path, message=_message(item)))
     return result
 
 

@@ -30,7 +30,8 @@ TITLE_LENGTH = 200
 
 @dataclass(frozen=True)
 class NewNotification:
-    """A notification to create. ``key`` names its cause; ``subject_id`` is a task or the user."""
+    """A notification to create. ``key`` names its cause; ``subject_id`` is a task or the user;
+    ``due_date`` is a reminder's due time (aware, UTC), None for the other kinds."""
 
     key: str
     user_id: str
@@ -40,6 +41,7 @@ class NewNotification:
     subject_id: str
     actor_id: str | None
     created_at: datetime
+    due_date: datetime | None = None
 
 
 def _shorten(text: str, length: int) -> str:
@@ -106,7 +108,12 @@ def verify_email(user: dict[str, Any], *, event_id: str, at: datetime, actor_id:
 
 
 def reminder(task_id: str, owner_id: str, title: str, due: datetime, *, at: datetime) -> NewNotification:
-    """For a task due at ``due``: one per task and due date (the key holds both)."""
+    """For a task due at ``due`` (aware, UTC): one per task and due date (the key holds both).
+
+    The body names the due time in UTC, saying so: an email cannot know its reader's time zone
+    (an account has none). The inbox item also carries ``due_date``, and the web client shows the
+    body with that exact ``YYYY-MM-DD HH:MM UTC`` text replaced by the time in the browser's zone.
+    """
     due_text = due.strftime("%Y-%m-%d %H:%M UTC")
     return NewNotification(
         key=f"reminder:{task_id}:{due.isoformat(timespec='milliseconds')}",
@@ -117,6 +124,7 @@ def reminder(task_id: str, owner_id: str, title: str, due: datetime, *, at: date
         subject_id=task_id,
         actor_id=None,
         created_at=at,
+        due_date=due,
     )
 
 

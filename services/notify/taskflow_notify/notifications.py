@@ -57,6 +57,7 @@ class Notifications:
             "channels": list(CHANNELS),
             "created_at": new.created_at,
             "read_at": None,
+            "due_date": new.due_date,
         }
         created = self.store.insert(document)
         # Also when the item existed: an earlier attempt may have stopped before these inserts.

@@ -19,7 +19,9 @@ class NotificationQuery(PageQuery):
 
 
 class Notification(BaseModel):
-    """One inbox item. ``subject_id`` is what it is about: a task (reminders) or the user."""
+    """One inbox item. ``subject_id`` is what it is about: a task (reminders) or the user;
+    ``due_date`` is a reminder's due time (its body gives it in UTC), null for other kinds and for
+    reminders stored before it was kept."""
 
     id: str
     kind: Kind
@@ -28,6 +30,9 @@ class Notification(BaseModel):
     created_at: datetime
     read_at: datetime | None
     subject_id: str
+    due_date: datetime | None = Field(
+        default=None, description="A reminder's due time (the body gives it in UTC, for email); null for other kinds."
+    )
 
     @classmethod
     def from_document(cls, notification: dict[str, Any]) -> Self:

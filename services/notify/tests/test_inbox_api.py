@@ -48,7 +48,7 @@ def test_the_inbox_lists_own_notifications_newest_first_paginated(
     assert [item["id"] for item in body["items"]] == [ids[4], ids[3]]
     assert body["items"][0] == {
         "id": ids[4], "kind": "reminder", "title": "n4", "body": "n4, body",
-        "created_at": "2026-11-01T09:04:00Z", "read_at": None, "subject_id": "task-1",
+        "created_at": "2026-11-01T09:04:00Z", "read_at": None, "subject_id": "task-1", "due_date": None,
     }
     last = client.get(f"{INBOX}?limit=2&page=3", headers=issuer.headers(me)).json
     assert [item["id"] for item in last["items"]] == [ids[0]]

@@ -57,6 +57,7 @@ def test_a_task_due_soon_gets_exactly_one_reminder_even_with_two_worker_replicas
     assert item["_id"] == notification_id(reminder_key(task_id, due))
     assert item["title"] == "Reminder: Ship it" and item["user_id"] == owner
     assert item["body"] == f"Your task “Ship it” is due {due:%Y-%m-%d %H:%M} UTC."
+    assert item["due_date"].replace(tzinfo=UTC) == due.replace(microsecond=due.microsecond // 1000 * 1000)
     assert notify.mongo.db["deliveries"].count_documents({"_id": item["_id"], "status": "sent", "attempts": 1}) == 1
 
 

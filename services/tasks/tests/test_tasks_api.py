@@ -113,6 +113,25 @@ def test_invalid_tasks_are_422_and_create_nothing(client: FlaskClient, alice: Us
     assert client.get(TASKS, headers=alice.headers).json["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("method", "body", "field", "message"),
+    [
+        ("POST", {"title": "t", "due_date": "2030-01-01T10:00:00"}, "due_date",
+         "must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T09:00:00Z"),
+        ("POST", {"title": "t", "due_date": "9999-12-31T23:00:00-05:00"}, "due_date",
+         "is out of range once converted to UTC"),
+        ("PATCH", {}, "body", "give at least one field to change"),
+    ],
+)
+def test_a_validators_message_reads_without_pydantics_prefix(
+    client: FlaskClient, alice: User, create_task, method: str, body: dict, field: str, message: str,
+) -> None:
+    path = TASKS if method == "POST" else f"{TASKS}/{create_task()['id']}"
+    response = client.open(path, method=method, json=body, headers=alice.headers)
+    assert response.status_code == 422
+    assert response.json["errors"] == [{"field": field, "message": message}]
+
+
 def test_bodies_that_are_not_json_objects_are_refused(client: FlaskClient, alice: User) -> None:
     assert (
         client.post(TASKS, data='{"title": ', headers={**alice.headers, "Content-Type": "application/json"}).status_code

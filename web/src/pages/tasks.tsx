@@ -140,7 +140,17 @@ function NewTask({ created }: { created: () => void }) {
   );
 }
 
-function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
+interface ItemProps {
+  task: Task;
+  /** The task changed or went here: the board reloads (held while a form is open). */
+  changed: () => void;
+  /** The task was deleted here: the board takes it out of the list at once. */
+  deleted: (id: string) => void;
+  /** The task's edit form opened (`true`) or closed. */
+  editing: (id: string, open: boolean) => void;
+}
+
+function TaskItem({ task, changed, deleted, editing: onEditing }: ItemProps) {
   const [editing, setEditing] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [conflict, setConflict] = useState(false);
@@ -150,6 +160,11 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
   useEffect(() => {
     if (!editing) setCurrent(task);
   }, [task, editing]);
+  useEffect(() => {
+    if (!editing) return;
+    onEditing(task.id, true);
+    return () => onEditing(task.id, false);
+  }, [editing]);
 
   /** Close the edit form, the keyboard back on the Edit button that opened it. */
   function close() {
@@ -172,7 +187,8 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
         close();
         return;
       }
-      await call("PATCH", `/tasks/${current.id}`, body, { "If-Match": `"${current.version}"` });
+      // Shown at once: while another task's form is open the board holds its reload.
+      setCurrent(await call<Task>("PATCH", `/tasks/${current.id}`, body, { "If-Match": `"${current.version}"` }));
       if (editing) close();
       changed();
     } catch (problem) {
@@ -197,7 +213,7 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
     if (!window.confirm(`Delete “${current.title}”?`)) return;
     try {
       await request(`/tasks/${current.id}`, { method: "DELETE", headers: { "If-Match": `"${current.version}"` } });
-      changed();
+      deleted(current.id);
     } catch (problem) {
       if (problem instanceof Problem && problem.status === 412) setConflict(true);
       setError(problem);
@@ -206,7 +222,7 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
 
   const overdue = current.status !== "done" && current.due_date !== null && new Date(current.due_date) < new Date();
   return (
-    <li class={`task ${current.status}`}>
+    <li class={`task ${current.status}`} tabIndex={-1} aria-labelledby={`task-${current.id}`}>
       {editing ? (
         <form
           onSubmit={(event) => {
@@ -225,7 +241,7 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
       ) : (
         <>
           <div class="task-main">
-            <h3>{current.title}</h3>
+            <h3 id={`task-${current.id}`}>{current.title}</h3>
             {current.description && <p class="description">{current.description}</p>}
             <p class="meta">
               <span class={`badge ${current.status}`}>{STATUSES[current.status]}</span>
@@ -257,35 +273,83 @@ function TaskItem({ task, changed }: { task: Task; changed: () => void }) {
   );
 }
 
-/** The board; `revision` changes when the live feed reports a task change. */
+/**
+ * The board; `revision` changes when the live feed reports a task change.
+ *
+ * While a task's edit form is open the list is not reloaded (a reload may re-sort the rows or
+ * page the task out, taking the form and what was typed with it): changes made elsewhere or here
+ * are held, said so, and shown when the last form closes. A change of the filters, the user's own
+ * request, reloads at once. A deleted task leaves the list at once, the keyboard on the row that
+ * took its place (or the list's heading when none is left).
+ */
 export function Board({ revision, changed }: { revision: number; changed: () => void }) {
   const [filters, setFilters] = useState<Filters>({ q: "", status: "", priority: "", tag: "", overdue: false, sort: "-created_at", page: 1 });
   const [page, setPage] = useState<Page<Task> | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [local, setLocal] = useState(0);
+  const [editing, setEditing] = useState<ReadonlySet<string>>(new Set());
+  const [held, setHeld] = useState(false);
+  /** The filters and the `revision:local` of the list shown. */
+  const shown = useRef<{ filters: Filters | null; key: string }>({ filters: null, key: "" });
+  /** The row to put the keyboard on once the list shows, after a delete. */
+  const focusRow = useRef<number | null>(null);
+  const list = useRef<HTMLUListElement>(null);
+  const heading = useRef<HTMLHeadingElement>(null);
+  const open = editing.size > 0;
 
   useEffect(() => {
+    const key = `${revision}:${local}`;
+    if (shown.current.filters === filters && (open || shown.current.key === key)) {
+      setHeld(shown.current.key !== key);
+      return;
+    }
     let current = true;
     call<Page<Task>>("GET", `/tasks?${query(filters)}`)
       .then((answer) => {
         if (!current) return;
         const last = Math.max(1, Math.ceil(answer.total / answer.limit));
         if (answer.page > last) setFilters({ ...filters, page: last });  // its last task went
-        else { setPage(answer); setError(null); }
+        else {
+          shown.current = { filters, key };
+          setPage(answer);
+          setError(null);
+          setHeld(false);
+        }
       })
       .catch((problem) => { if (current) setError(problem); });
     return () => { current = false; };
-  }, [filters, revision, local]);
+  }, [filters, revision, local, open]);
+
+  useEffect(() => {
+    if (focusRow.current === null || !page) return;
+    const rows = list.current?.children ?? [];
+    const row = rows[Math.min(focusRow.current, rows.length - 1)] as HTMLElement | undefined;
+    (row ?? heading.current)?.focus();
+    focusRow.current = null;
+  }, [page]);
 
   const set = (patch: Partial<Filters>) => setFilters({ ...filters, page: 1, ...patch });
-  const refresh = () => { setLocal(local + 1); changed(); };
+  const refresh = () => { setLocal((number) => number + 1); changed(); };
+  const formOpen = (id: string, isOpen: boolean) => setEditing((ids) => {
+    const next = new Set(ids);
+    if (isOpen) next.add(id);
+    else next.delete(id);
+    return next;
+  });
+  const deleted = (id: string) => {
+    if (page) {
+      focusRow.current = Math.max(0, page.items.findIndex((task) => task.id === id));
+      setPage({ ...page, items: page.items.filter((task) => task.id !== id), total: page.total - 1 });
+    }
+    refresh();
+  };
 
   return (
     <main>
       <h1>Tasks</h1>
       <NewTask created={refresh} />
       <section aria-labelledby="your-tasks">
-        <h2 id="your-tasks">Your tasks</h2>
+        <h2 id="your-tasks" ref={heading} tabIndex={-1}>Your tasks</h2>
         <form class="filters" role="search" onSubmit={(event) => event.preventDefault()}>
           <label>Search<input type="search" value={filters.q} onInput={(event) => set({ q: event.currentTarget.value })} /></label>
           <label>Filter by status
@@ -309,12 +373,13 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
           <label class="check"><input type="checkbox" checked={filters.overdue} onChange={(event) => set({ overdue: event.currentTarget.checked })} />Overdue only</label>
         </form>
         <ErrorMessage error={error} />
+        <p role="status" class="muted">{held ? "Tasks changed while you edit: the list updates when you close the form." : ""}</p>
         {!page && !error && <Loading what="tasks" />}
         {page && page.total === 0 && <Empty>No tasks match. Add one above{filters.q || filters.status || filters.priority || filters.tag || filters.overdue ? " or change the filters" : ""}.</Empty>}
         {page && page.total > 0 && (
           <>
-            <ul class="tasks" aria-label="Tasks">
-              {page.items.map((task) => <TaskItem key={task.id} task={task} changed={refresh} />)}
+            <ul class="tasks" aria-label="Tasks" ref={list}>
+              {page.items.map((task) => <TaskItem key={task.id} task={task} changed={refresh} deleted={deleted} editing={formOpen} />)}
             </ul>
             <Pager page={page.page} limit={page.limit} total={page.total} go={(number) => setFilters({ ...filters, page: number })} />
           </>

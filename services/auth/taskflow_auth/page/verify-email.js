@@ -18,6 +18,7 @@ async function confirm() {
     });
     if (response.status === 204) {
       status.textContent = "Your email address is confirmed. TaskFlow will email you from now on.";
+      new BroadcastChannel("taskflow.account").postMessage("email verified");  // open TaskFlow tabs read the account again
       return;
     }
     const problem = await response.json().catch(() => ({}));
