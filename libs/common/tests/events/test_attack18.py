@@ -1,0 +1,114 @@
+"""Issue 18 review (attack18): faults the event backbone still does not survive.
+
+Each test documents one break and is expected to fail (``xfail(strict=True)``) until it is fixed.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+from collections.abc import Iterator
+
+import pika
+import pika.data
+import pytest
+from pymongo.database import Database
+from taskflow_common.events import broker, cli
+from taskflow_common.events.consumer import PARKED, Consumer
+from taskflow_common.events.envelope import Event, new_event
+from taskflow_common.events.publisher import Publisher
+from taskflow_common.events.topology import declare
+
+from tests.support.infra import Infra
+from tests.support.processes import wait_for
+
+from .helpers import effects, queue_depth, record_effect
+
+
+class RawField(bytes):
+    """An AMQP field value already encoded (type octet and payload): what any client can send,
+    though pika itself would never encode it."""
+
+
+@pytest.fixture
+def raw_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let this test's pika encode :class:`RawField` header values as they are."""
+    encode = pika.data.encode_value
+
+    def encode_value(pieces: list, value: object) -> int:
+        if isinstance(value, RawField):
+            pieces.append(bytes(value))
+            return len(value)
+        return encode(pieces, value)
+
+    monkeypatch.setattr(pika.data, "encode_value", encode_value)
+
+
+@pytest.fixture
+def publisher(infra: Infra, exchange: str) -> Iterator[Publisher]:
+    running = Publisher(infra.rabbitmq_url, exchange=exchange)
+    yield running
+    running.close()
+
+
+def note(subject: str = "n", type: str = "note.created") -> Event:
+    return new_event(type, service="test", subject=subject, data={})
+
+
+FAR_TIMESTAMP = RawField(b"T" + struct.pack(">Q", 2**62))
+"""A timestamp header 2**62 s after the epoch: valid AMQP 0-9-1, which RabbitMQ passes through;
+pika's decoder makes a ``datetime`` of it and raises ``OSError`` (EOVERFLOW)."""
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: a header pika cannot decode kills the consumer's connection on "
+                   "every delivery; the good events prefetched behind it are returned each time and parked")
+def test_a_header_pika_cannot_decode_parks_no_good_event(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher, raw_fields: None
+) -> None:
+    """Any service account may publish any message. One with a header pika cannot decode
+    (:data:`FAR_TIMESTAMP`) makes pika raise while decoding the delivery, inside
+    ``process_data_events``; the consumer reconnects, and every message it had prefetched comes
+    back with its delivery count raised. After ``delivery_limit`` rounds the good events behind
+    the poison are parked as if consumers had crashed on them."""
+    chosen = subscription("note.created", delivery_limit=2)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    poison = note("poison")
+    connection.channel().basic_publish(
+        publisher.exchange, poison.type, poison.encode(),
+        pika.BasicProperties(message_id=poison.id, headers={"x-hostile": FAR_TIMESTAMP}),
+    )
+    connection.close()
+    good = [note(f"good{index}") for index in range(3)]
+    for event in good:
+        publisher.publish(event)
+    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4  # noqa: E731
+    wait_for(settled, timeout=90, what="every message applied or parked")
+    parked = [record["error"] for record in db[PARKED].find()]
+    assert sorted(effects(db)) == sorted(event.id for event in good), parked
+    assert parked == []
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: taskflow-dlq cannot read a parked message whose header pika "
+                   "cannot decode, nor any message behind it: they can be neither listed nor requeued")
+def test_the_dlq_cli_lists_every_parked_message_whatever_its_headers(
+    infra: Infra, subscription, raw_fields: None
+) -> None:
+    """The broker parks the undecodable message of the test above on its own (``delivery_limit``);
+    the CLI fetches it with pika too and crashes, so an operator sees none of the parked messages
+    that follow it either, and ``requeue --all`` requeues nothing."""
+    chosen = subscription("note.created")
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    declare(channel, chosen)
+    poison, parked = note("poison"), note("parked good")
+    channel.basic_publish("", chosen.dead_letter_queue, poison.encode(),
+                          pika.BasicProperties(message_id=poison.id, headers={"x-hostile": FAR_TIMESTAMP}))
+    channel.basic_publish("", chosen.dead_letter_queue, parked.encode(), pika.BasicProperties(message_id=parked.id))
+    connection.close()
+    out = io.StringIO()
+    status = cli.run(cli.parser().parse_args(["--url", infra.rabbitmq_url, "--queue", chosen.queue, "list"]), out)
+    assert status == 0
+    assert parked.id in out.getvalue()
