@@ -112,3 +112,60 @@ def test_the_dlq_cli_lists_every_parked_message_whatever_its_headers(
     status = cli.run(cli.parser().parse_args(["--url", infra.rabbitmq_url, "--queue", chosen.queue, "list"]), out)
     assert status == 0
     assert parked.id in out.getvalue()
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: x-taskflow-attempt 0 sends a failed event to <queue>.retry.0, "
+                   "which does not exist; the unroutable republish ends the connection on every delivery and the "
+                   "good events prefetched behind it are parked")
+def test_an_attempt_header_of_zero_parks_no_good_event(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher
+) -> None:
+    """``_count`` accepts any non-negative attempt, so a publisher's ``x-taskflow-attempt: 0`` on
+    an event its handler rejects (a missing field: any client can publish one) makes the consumer
+    republish to ``retry_queue(0)``; ``mandatory`` raises ``UnroutableError``, which escapes
+    ``_process``, and every reconnect returns the whole prefetch window, each message counted."""
+    chosen = subscription("note.created", delivery_limit=2)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    connection.close()
+
+    def handler(event: Event) -> None:
+        if event.subject == "poison":
+            raise KeyError("title")
+        record_effect(db)(event)
+
+    poison = note("poison")
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().basic_publish(
+        publisher.exchange, poison.type, poison.encode(),
+        pika.BasicProperties(message_id=poison.id, headers={"x-taskflow-attempt": 0}),
+    )
+    connection.close()
+    good = [note(f"good{index}") for index in range(3)]
+    for event in good:
+        publisher.publish(event)
+    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": handler}, lambda: db).run)
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4  # noqa: E731
+    wait_for(settled, timeout=90, what="every message applied or parked")
+    parked = [record["error"] for record in db[PARKED].find()]
+    assert sorted(effects(db)) == sorted(event.id for event in good), parked
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: forged() trusts the event's own source attribute; any broker "
+                   "account can claim taskflow/auth and have a user.activated applied")
+def test_a_user_event_published_by_an_account_other_than_auths_is_not_applied(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """deploy/rabbitmq/definitions.json lets every service's account write any routing key to
+    ``taskflow.events`` (no ``topic_permissions``) and into any queue through ``amq.default``.
+    The consumer's forgery check compares ``source`` with the family's owner, but ``source`` is
+    whatever the publisher wrote, so tasks' account (here: a connection that never said who it is,
+    no validated ``user_id``) can reactivate a deactivated user in every service."""
+    consume("user.activated", handler=record_effect(db))
+    claimed = new_event("user.activated", service="auth", subject="u1", data={})
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().basic_publish(publisher.exchange, claimed.type, claimed.encode(),
+                                       pika.BasicProperties(message_id=claimed.id))
+    connection.close()
+    time.sleep(3)
+    assert effects(db) == []
