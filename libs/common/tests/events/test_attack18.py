@@ -14,7 +14,8 @@ import pika
 import pika.data
 import pytest
 from pymongo.database import Database
-from taskflow_common.events import broker, cli
+from taskflow_common import deactivation
+from taskflow_common.events import broker, cli, subscribers
 from taskflow_common.events.consumer import PARKED, Consumer
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.publisher import Publisher
@@ -24,6 +25,7 @@ from tests.support.infra import Infra
 from tests.support.processes import wait_for
 
 from .helpers import effects, queue_depth, record_effect
+from .test_topology import as_user, imported
 
 
 class RawField(bytes):
@@ -84,7 +86,7 @@ def test_a_header_pika_cannot_decode_parks_no_good_event(
     for event in good:
         publisher.publish(event)
     background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
-    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4  # noqa: E731
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
     wait_for(settled, timeout=90, what="every message applied or parked")
     parked = [record["error"] for record in db[PARKED].find()]
     assert sorted(effects(db)) == sorted(event.id for event in good), parked
@@ -145,7 +147,7 @@ def test_an_attempt_header_of_zero_parks_no_good_event(
     for event in good:
         publisher.publish(event)
     background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": handler}, lambda: db).run)
-    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4  # noqa: E731
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
     wait_for(settled, timeout=90, what="every message applied or parked")
     parked = [record["error"] for record in db[PARKED].find()]
     assert sorted(effects(db)) == sorted(event.id for event in good), parked
@@ -169,3 +171,36 @@ def test_a_user_event_published_by_an_account_other_than_auths_is_not_applied(
     connection.close()
     time.sleep(3)
     assert effects(db) == []
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: with the deployed broker permissions, tasks' account forges a "
+                   "user.deactivated from taskflow/auth; its huge version locks the user out of tasks for good")
+def test_tasks_broker_account_cannot_lock_a_user_out_of_every_service(
+    db: Database, infra: Infra, vhost: str, tmp_path, background
+) -> None:
+    """deploy/rabbitmq/definitions.json: tasks' user may write ``taskflow.events`` with any routing
+    key. It publishes ``user.deactivated`` with ``source: taskflow/auth`` and version 2**40; tasks'
+    own ``tasks.user-status`` consumer (the forgery check passes: the source says auth) stores it,
+    and since snapshots are version-guarded, auth's genuine reactivation (version 3) never undoes it."""
+    users = imported(infra, vhost, tmp_path)
+    try:
+        policy = deactivation.DeactivatedUsers(lambda: db, refresh_seconds=0)
+        status = deactivation.subscription("tasks")
+        assert status in subscribers.CATALOG
+        background.start(Consumer(as_user(vhost, users["tasks"], "s3cret"), status, policy.handlers, lambda: db).run)
+        forged = new_event("user.deactivated", service="auth", subject="victim",
+                           data={"id": "victim", "version": 2**40, "active": False, "access_generation": 2**40})
+        forger = Publisher(as_user(vhost, users["tasks"], "s3cret"))
+        forger.publish(forged)
+        forger.close()
+        genuine = new_event("user.activated", service="auth", subject="victim",
+                            data={"id": "victim", "version": 3, "active": True, "access_generation": 2})
+        auth = Publisher(as_user(vhost, users["auth"], "s3cret"))
+        auth.publish(genuine)
+        auth.close()
+        processed = lambda: db["processed_events"].count_documents({}) + db[PARKED].count_documents({}) >= 2
+        wait_for(processed, timeout=30, what="both events handled")
+        assert db[deactivation.COLLECTION].find_one({"_id": "victim"})["deactivated"] is False
+    finally:
+        for user in users.values():
+            infra.rabbitmqctl("delete_user", user)
