@@ -204,3 +204,28 @@ def test_tasks_broker_account_cannot_lock_a_user_out_of_every_service(
     finally:
         for user in users.values():
             infra.rabbitmqctl("delete_user", user)
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: an event id with a lone surrogate cannot be encoded to BSON; the "
+                   "UnicodeEncodeError is no PyMongoError, ends the connection on every delivery, and the good events "
+                   "prefetched behind it are parked")
+def test_an_event_id_the_database_cannot_store_parks_no_good_event(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher
+) -> None:
+    """JSON's ``\\ud800`` escape decodes to a lone surrogate, which pymongo refuses to encode
+    (``UnicodeEncodeError``) in the de-duplication lookup and again in the parking record: the
+    message is never parked by the consumer, each reconnect returns the whole prefetch window."""
+    chosen = subscription("note.created", delivery_limit=2)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    body = note("poison").encode().replace(b'"id": "', b'"id": "\\ud800', 1)
+    assert "\ud800" in Event.decode(body).id
+    connection.channel().basic_publish(publisher.exchange, "note.created", body, pika.BasicProperties(message_id="poison"))
+    connection.close()
+    good = [note(f"good{index}") for index in range(3)]
+    for event in good:
+        publisher.publish(event)
+    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
+    wait_for(settled, timeout=90, what="every message applied or parked")
+    assert sorted(effects(db)) == sorted(event.id for event in good)
