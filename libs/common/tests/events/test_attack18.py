@@ -14,6 +14,7 @@ import pika
 import pika.data
 import pytest
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 from taskflow_common import deactivation
 from taskflow_common.events import broker, cli, subscribers
 from taskflow_common.events.consumer import PARKED, Consumer
@@ -243,3 +244,27 @@ def test_the_dlq_cli_shows_a_parked_message_that_is_not_json(infra: Infra, subsc
     out = io.StringIO()
     status = cli.run(cli.parser().parse_args(["--url", infra.rabbitmq_url, "--queue", chosen.queue, "show", "m1"]), out)
     assert status == 0 and "not json" in out.getvalue()
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: an OperationFailure of the database inside a handler counts as the "
+                   "event's failure; a database busy for the retry budget (1+5+30 s in production) parks good events")
+def test_a_busy_database_under_the_handler_parks_nothing(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """Deliver 1: "only a handler's own failure counts as an attempt". The consumer holds the
+    message for any ``PyMongoError`` of its own records, but for the handler's only for a
+    ``ConnectionFailure``; the same ``OperationFailure("database is locked")`` the consumer's
+    tests call "a failing database" spends an attempt when the handler's write meets it."""
+    failures = iter(range(3))
+
+    def handler(event: Event) -> None:
+        if next(failures, None) is not None:
+            raise OperationFailure("database is locked")
+        db["effects"].insert_one({"event_id": event.id, "subject": event.subject})
+
+    consumer = consume("note.created", handler=handler)
+    event = note("busy")
+    publisher.publish(event)
+    settled = lambda: effects(db) or queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue)
+    wait_for(settled, timeout=30, what="applied or parked")
+    assert effects(db) == [event.id] and db[PARKED].count_documents({}) == 0

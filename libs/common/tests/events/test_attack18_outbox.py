@@ -7,18 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
-from taskflow_common.events.consumer import PARKED
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.outbox import ATTEMPTS_FIELD, DUE_FIELD, PENDING_FIELD, SINCE_FIELD, OutboxStore, stored
 from taskflow_common.events.publisher import Publisher
 from taskflow_common.events.relay import Relay
 
 from tests.support.infra import Infra
-from tests.support.processes import wait_for
 
 from .conftest import Probe
-from .helpers import effects, queue_depth
 
 
 @pytest.fixture
@@ -51,30 +47,6 @@ def test_an_unreadable_stored_event_holds_back_no_later_event_of_its_document(
     })
     relay_of(db).run_once()
     assert [Event.decode(body).id for _, body in probe.messages()] == [later.id]
-
-
-@pytest.mark.xfail(strict=True, reason="attack18: an OperationFailure of the database inside a handler counts as the "
-                   "event's failure; a database busy for the retry budget (1+5+30 s in production) parks good events")
-def test_a_busy_database_under_the_handler_parks_nothing(db: Database, infra: Infra, consume, exchange: str) -> None:
-    """Deliver 1: "only a handler's own failure counts as an attempt". The consumer holds the
-    message for any ``PyMongoError`` of its own records, but for the handler's only for a
-    ``ConnectionFailure``; the same ``OperationFailure("database is locked")`` the consumer's
-    tests call "a failing database" spends an attempt when the handler's write meets it."""
-    failures = iter(range(3))
-
-    def handler(event: Event) -> None:
-        if next(failures, None) is not None:
-            raise OperationFailure("database is locked")
-        db["effects"].insert_one({"event_id": event.id, "subject": event.subject})
-
-    consumer = consume("note.created", handler=handler)
-    publisher = Publisher(infra.rabbitmq_url, exchange=exchange)
-    event = new_event("note.created", service="test", subject="busy", data={})
-    publisher.publish(event)
-    publisher.close()
-    settled = lambda: effects(db) or queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue)
-    wait_for(settled, timeout=30, what="applied or parked")
-    assert effects(db) == [event.id] and db[PARKED].count_documents({}) == 0
 
 
 @pytest.mark.xfail(strict=True, reason="attack18: events an earlier version orphaned (finding 4: pointer deleted, "
