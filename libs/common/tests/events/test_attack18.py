@@ -1,0 +1,270 @@
+"""Issue 18 review (attack18): faults the event backbone still does not survive.
+
+Each test documents one break and is expected to fail (``xfail(strict=True)``) until it is fixed.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+from collections.abc import Iterator
+
+import pika
+import pika.data
+import pytest
+from pymongo.database import Database
+from pymongo.errors import OperationFailure
+from taskflow_common import deactivation
+from taskflow_common.events import broker, cli, subscribers
+from taskflow_common.events.consumer import PARKED, Consumer
+from taskflow_common.events.envelope import Event, new_event
+from taskflow_common.events.publisher import Publisher
+from taskflow_common.events.topology import declare
+
+from tests.support.infra import Infra
+from tests.support.processes import wait_for
+
+from .helpers import effects, queue_depth, record_effect
+from .test_topology import as_user, imported
+
+
+class RawField(bytes):
+    """An AMQP field value already encoded (type octet and payload): what any client can send,
+    though pika itself would never encode it."""
+
+
+@pytest.fixture
+def raw_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let this test's pika encode :class:`RawField` header values as they are."""
+    encode = pika.data.encode_value
+
+    def encode_value(pieces: list, value: object) -> int:
+        if isinstance(value, RawField):
+            pieces.append(bytes(value))
+            return len(value)
+        return encode(pieces, value)
+
+    monkeypatch.setattr(pika.data, "encode_value", encode_value)
+
+
+@pytest.fixture
+def publisher(infra: Infra, exchange: str) -> Iterator[Publisher]:
+    running = Publisher(infra.rabbitmq_url, exchange=exchange)
+    yield running
+    running.close()
+
+
+def note(subject: str = "n", type: str = "note.created") -> Event:
+    return new_event(type, service="test", subject=subject, data={})
+
+
+FAR_TIMESTAMP = RawField(b"T" + struct.pack(">Q", 2**62))
+"""A timestamp header 2**62 s after the epoch: valid AMQP 0-9-1, which RabbitMQ passes through;
+pika's decoder makes a ``datetime`` of it and raises ``OSError`` (EOVERFLOW)."""
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: a header pika cannot decode kills the consumer's connection on "
+                   "every delivery; the good events prefetched behind it are returned each time and parked")
+def test_a_header_pika_cannot_decode_parks_no_good_event(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher, raw_fields: None
+) -> None:
+    """Any service account may publish any message. One with a header pika cannot decode
+    (:data:`FAR_TIMESTAMP`) makes pika raise while decoding the delivery, inside
+    ``process_data_events``; the consumer reconnects, and every message it had prefetched comes
+    back with its delivery count raised. After ``delivery_limit`` rounds the good events behind
+    the poison are parked as if consumers had crashed on them."""
+    chosen = subscription("note.created", delivery_limit=2)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    poison = note("poison")
+    connection.channel().basic_publish(
+        publisher.exchange, poison.type, poison.encode(),
+        pika.BasicProperties(message_id=poison.id, headers={"x-hostile": FAR_TIMESTAMP}),
+    )
+    connection.close()
+    good = [note(f"good{index}") for index in range(3)]
+    for event in good:
+        publisher.publish(event)
+    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
+    wait_for(settled, timeout=90, what="every message applied or parked")
+    parked = [record["error"] for record in db[PARKED].find()]
+    assert sorted(effects(db)) == sorted(event.id for event in good), parked
+    assert parked == []
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: taskflow-dlq cannot read a parked message whose header pika "
+                   "cannot decode, nor any message behind it: they can be neither listed nor requeued")
+def test_the_dlq_cli_lists_every_parked_message_whatever_its_headers(
+    infra: Infra, subscription, raw_fields: None
+) -> None:
+    """The broker parks the undecodable message of the test above on its own (``delivery_limit``);
+    the CLI fetches it with pika too and crashes, so an operator sees none of the parked messages
+    that follow it either, and ``requeue --all`` requeues nothing."""
+    chosen = subscription("note.created")
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    declare(channel, chosen)
+    poison, parked = note("poison"), note("parked good")
+    channel.basic_publish("", chosen.dead_letter_queue, poison.encode(),
+                          pika.BasicProperties(message_id=poison.id, headers={"x-hostile": FAR_TIMESTAMP}))
+    channel.basic_publish("", chosen.dead_letter_queue, parked.encode(), pika.BasicProperties(message_id=parked.id))
+    connection.close()
+    out = io.StringIO()
+    status = cli.run(cli.parser().parse_args(["--url", infra.rabbitmq_url, "--queue", chosen.queue, "list"]), out)
+    assert status == 0
+    assert parked.id in out.getvalue()
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: x-taskflow-attempt 0 sends a failed event to <queue>.retry.0, "
+                   "which does not exist; the unroutable republish ends the connection on every delivery and the "
+                   "good events prefetched behind it are parked")
+def test_an_attempt_header_of_zero_parks_no_good_event(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher
+) -> None:
+    """``_count`` accepts any non-negative attempt, so a publisher's ``x-taskflow-attempt: 0`` on
+    an event its handler rejects (a missing field: any client can publish one) makes the consumer
+    republish to ``retry_queue(0)``; ``mandatory`` raises ``UnroutableError``, which escapes
+    ``_process``, and every reconnect returns the whole prefetch window, each message counted."""
+    chosen = subscription("note.created", delivery_limit=2)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    connection.close()
+
+    def handler(event: Event) -> None:
+        if event.subject == "poison":
+            raise KeyError("title")
+        record_effect(db)(event)
+
+    poison = note("poison")
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().basic_publish(
+        publisher.exchange, poison.type, poison.encode(),
+        pika.BasicProperties(message_id=poison.id, headers={"x-taskflow-attempt": 0}),
+    )
+    connection.close()
+    good = [note(f"good{index}") for index in range(3)]
+    for event in good:
+        publisher.publish(event)
+    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": handler}, lambda: db).run)
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
+    wait_for(settled, timeout=90, what="every message applied or parked")
+    parked = [record["error"] for record in db[PARKED].find()]
+    assert sorted(effects(db)) == sorted(event.id for event in good), parked
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: forged() trusts the event's own source attribute; any broker "
+                   "account can claim taskflow/auth and have a user.activated applied")
+def test_a_user_event_published_by_an_account_other_than_auths_is_not_applied(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """deploy/rabbitmq/definitions.json lets every service's account write any routing key to
+    ``taskflow.events`` (no ``topic_permissions``) and into any queue through ``amq.default``.
+    The consumer's forgery check compares ``source`` with the family's owner, but ``source`` is
+    whatever the publisher wrote, so tasks' account (here: a connection that never said who it is,
+    no validated ``user_id``) can reactivate a deactivated user in every service."""
+    consume("user.activated", handler=record_effect(db))
+    claimed = new_event("user.activated", service="auth", subject="u1", data={})
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().basic_publish(publisher.exchange, claimed.type, claimed.encode(),
+                                       pika.BasicProperties(message_id=claimed.id))
+    connection.close()
+    time.sleep(3)
+    assert effects(db) == []
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: with the deployed broker permissions, tasks' account forges a "
+                   "user.deactivated from taskflow/auth; its huge version locks the user out of tasks for good")
+def test_tasks_broker_account_cannot_lock_a_user_out_of_every_service(
+    db: Database, infra: Infra, vhost: str, tmp_path, background
+) -> None:
+    """deploy/rabbitmq/definitions.json: tasks' user may write ``taskflow.events`` with any routing
+    key. It publishes ``user.deactivated`` with ``source: taskflow/auth`` and version 2**40; tasks'
+    own ``tasks.user-status`` consumer (the forgery check passes: the source says auth) stores it,
+    and since snapshots are version-guarded, auth's genuine reactivation (version 3) never undoes it."""
+    users = imported(infra, vhost, tmp_path)
+    try:
+        policy = deactivation.DeactivatedUsers(lambda: db, refresh_seconds=0)
+        status = deactivation.subscription("tasks")
+        assert status in subscribers.CATALOG
+        background.start(Consumer(as_user(vhost, users["tasks"], "s3cret"), status, policy.handlers, lambda: db).run)
+        forged = new_event("user.deactivated", service="auth", subject="victim",
+                           data={"id": "victim", "version": 2**40, "active": False, "access_generation": 2**40})
+        forger = Publisher(as_user(vhost, users["tasks"], "s3cret"))
+        forger.publish(forged)
+        forger.close()
+        genuine = new_event("user.activated", service="auth", subject="victim",
+                            data={"id": "victim", "version": 3, "active": True, "access_generation": 2})
+        auth = Publisher(as_user(vhost, users["auth"], "s3cret"))
+        auth.publish(genuine)
+        auth.close()
+        processed = lambda: db["processed_events"].count_documents({}) + db[PARKED].count_documents({}) >= 2
+        wait_for(processed, timeout=30, what="both events handled")
+        assert db[deactivation.COLLECTION].find_one({"_id": "victim"})["deactivated"] is False
+    finally:
+        for user in users.values():
+            infra.rabbitmqctl("delete_user", user)
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: an event id with a lone surrogate cannot be encoded to BSON; the "
+                   "UnicodeEncodeError is no PyMongoError, ends the connection on every delivery, and the good events "
+                   "prefetched behind it are parked")
+def test_an_event_id_the_database_cannot_store_parks_no_good_event(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher
+) -> None:
+    """JSON's ``\\ud800`` escape decodes to a lone surrogate, which pymongo refuses to encode
+    (``UnicodeEncodeError``) in the de-duplication lookup and again in the parking record: the
+    message is never parked by the consumer, each reconnect returns the whole prefetch window."""
+    chosen = subscription("note.created", delivery_limit=2)
+    connection = broker.connect(infra.rabbitmq_url)
+    declare(connection.channel(), chosen)
+    body = note("poison").encode().replace(b'"id": "', b'"id": "\\ud800', 1)
+    assert "\ud800" in Event.decode(body).id
+    connection.channel().basic_publish(publisher.exchange, "note.created", body, pika.BasicProperties(message_id="poison"))
+    connection.close()
+    good = [note(f"good{index}") for index in range(3)]
+    for event in good:
+        publisher.publish(event)
+    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
+    wait_for(settled, timeout=90, what="every message applied or parked")
+    assert sorted(effects(db)) == sorted(event.id for event in good)
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: taskflow-dlq show json.loads every body, so the parked message one "
+                   "most needs to read (not JSON: parked as malformed) crashes the CLI")
+def test_the_dlq_cli_shows_a_parked_message_that_is_not_json(infra: Infra, subscription) -> None:
+    chosen = subscription("note.created")
+    connection = broker.connect(infra.rabbitmq_url)
+    channel = connection.channel()
+    declare(channel, chosen)
+    channel.basic_publish("", chosen.dead_letter_queue, b"{not json", pika.BasicProperties(message_id="m1"))
+    connection.close()
+    out = io.StringIO()
+    status = cli.run(cli.parser().parse_args(["--url", infra.rabbitmq_url, "--queue", chosen.queue, "show", "m1"]), out)
+    assert status == 0 and "not json" in out.getvalue()
+
+
+@pytest.mark.xfail(strict=True, reason="attack18: an OperationFailure of the database inside a handler counts as the "
+                   "event's failure; a database busy for the retry budget (1+5+30 s in production) parks good events")
+def test_a_busy_database_under_the_handler_parks_nothing(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """Deliver 1: "only a handler's own failure counts as an attempt". The consumer holds the
+    message for any ``PyMongoError`` of its own records, but for the handler's only for a
+    ``ConnectionFailure``; the same ``OperationFailure("database is locked")`` the consumer's
+    tests call "a failing database" spends an attempt when the handler's write meets it."""
+    failures = iter(range(3))
+
+    def handler(event: Event) -> None:
+        if next(failures, None) is not None:
+            raise OperationFailure("database is locked")
+        db["effects"].insert_one({"event_id": event.id, "subject": event.subject})
+
+    consumer = consume("note.created", handler=handler)
+    event = note("busy")
+    publisher.publish(event)
+    settled = lambda: effects(db) or queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue)
+    wait_for(settled, timeout=30, what="applied or parked")
+    assert effects(db) == [event.id] and db[PARKED].count_documents({}) == 0
