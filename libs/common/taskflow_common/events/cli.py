@@ -27,7 +27,6 @@ from . import broker
 from .consumer import ATTEMPT_HEADER, ERROR_HEADER
 from .envelope import Event, MalformedEvent
 
-
 BROKER_HISTORY = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
 """Headers (or their prefixes) in which RabbitMQ records a message's dead-lettering and deliveries.
 A requeued message must not carry them: the broker would take its next dead-lettering for a cycle
@@ -60,6 +59,15 @@ def _summary(properties: pika.BasicProperties, body: bytes) -> dict[str, Any]:
     except MalformedEvent:
         described = {"id": properties.message_id, "type": None, "subject": None, "time": None}
     return {**described, "attempts": headers.get(ATTEMPT_HEADER), "error": headers.get(ERROR_HEADER) or _broker_reason(headers)}
+
+
+def _readable(body: bytes) -> Any:
+    """A parked body as JSON when it is JSON, else as text (a message parked as malformed is the
+    one an operator most needs to read)."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace")
 
 
 def _broker_reason(headers: dict[str, Any]) -> str | None:
@@ -97,7 +105,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             if args.command == "list":
                 print(json.dumps(summary), file=out)
             elif args.command == "show":
-                print(json.dumps({**summary, "body": json.loads(body)}, indent=2), file=out)
+                print(json.dumps({**summary, "body": _readable(body)}, indent=2), file=out)
             elif args.command == "requeue":
                 republished = pika.BasicProperties(
                     content_type=properties.content_type,
@@ -115,7 +123,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             return 1
         return 0
     finally:
-        connection.close()
+        if connection.is_open:
+            connection.close()
 
 
 def parser() -> argparse.ArgumentParser:

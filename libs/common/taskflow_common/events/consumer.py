@@ -18,8 +18,15 @@ An unreachable database is not the event's fault and spends none of its attempts
 keeps the message in hand (unacked, so nothing returns to the queue to count as a delivery),
 answers heartbeats, pings the database with back-off and, once it answers, processes the message
 from the start. So does any error of the consumer's own reads and writes (the de-duplication and
-parking records), which a busy or failing database may answer with an ``OperationFailure``: only
-the handler's own failures count as attempts.
+parking records), which a busy or failing database may answer with an ``OperationFailure``, and a
+busy database under the handler (:func:`_database_unavailable`): only the handler's own failures
+count as attempts.
+
+No message holds back the others: one that our own code cannot process (an id the database cannot
+store, a bug) is parked alone, with its error, and never makes the consumer reconnect, which would
+return every prefetched message behind it with its delivery count raised. After any reconnect the
+consumer takes one message at a time until ``prefetch`` of them are done, so a message that breaks
+the connection itself comes back alone. The attempt header is taken as 1 to ``max_attempts`` whatever it says.
 
 The ack comes only after the handler's own write and the record, so a crash redelivers and
 the record skips what was applied. A crash *between* the handler's write and the record can
@@ -47,13 +54,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pika
-from pika.exceptions import NackError, UnroutableError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from pika.exceptions import NackError, UnroutableError
 from prometheus_client import Counter, Histogram
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from ..expiry import Expiry
 from ..mongo import Indexes
@@ -109,6 +116,29 @@ def _count(headers: dict[str, Any], name: str, default: int) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
+BUSY_CODES = frozenset({24, 50, 112, 262})
+"""MongoDB's codes of an operation the database could not do now (LockTimeout, MaxTimeMSExpired,
+WriteConflict, ExceededTimeLimit), as opposed to one it refuses."""
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """Whether a handler's error is its database's, not the event's: unreachable, or busy (the
+    codes above, an error the server labels retryable, or SQLite's "database is locked" that
+    FerretDB passes on)."""
+    if isinstance(error, ConnectionFailure):
+        return True
+    if not isinstance(error, OperationFailure):
+        return False
+    retryable = error.has_error_label("RetryableWriteError") or error.has_error_label("TransientTransactionError")
+    return error.code in BUSY_CODES or retryable or "database is locked" in str(error)
+
+
+def _storable(text: str) -> str:
+    """``text`` as UTF-8 can carry it (BSON, AMQP headers): a lone surrogate, which JSON's
+    ``\\ud800`` escape decodes to, is written as its escape instead."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Consumer:
     """Runs ``handlers`` for ``subscription``'s queue.
 
@@ -138,6 +168,7 @@ class Consumer:
         self.prefetch = prefetch
         self.heartbeat = heartbeat_seconds
         self._pending: collections.deque[_Delivery] = collections.deque()
+        self._cautious_left = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{subscription.queue}-handler")
 
     # -- the loop ---------------------------------------------------------------------------
@@ -152,6 +183,7 @@ class Consumer:
                 self._consume(stop)
                 failures = 0
             except Exception as error:  # the consumer outlives any one failure
+                self._cautious_left = self.prefetch
                 failures += 1
                 delay = backoff_seconds(failures, cap=10.0)
                 expected = (*broker.CONNECTION_ERRORS, PyMongoError, NackError, UnroutableError, SubscriptionCancelled)
@@ -168,13 +200,16 @@ class Consumer:
         try:
             channel = connection.channel()
             declare(channel, self.subscription)
-            channel.basic_qos(prefetch_count=self.prefetch)
+            # After a failure, one message at a time until a window's worth went through: were the
+            # failure a message that breaks the connection itself (a frame pika cannot read), only
+            # that message comes back again with its delivery count raised, never those around it.
+            channel.basic_qos(prefetch_count=1 if self._cautious_left else self.prefetch)
             republish = connection.channel()
             republish.confirm_delivery()
             self._pending.clear()
             cancelled = threading.Event()
             channel.add_on_cancel_callback(lambda _frame: cancelled.set())
-            channel.basic_consume(self.subscription.queue, self._collect)
+            tag = channel.basic_consume(self.subscription.queue, self._collect)
             while not stop.is_set():
                 if cancelled.is_set():  # what was received and not acked returns to the queue
                     raise SubscriptionCancelled(f"the broker cancelled the subscription to {self.subscription.queue}")
@@ -182,6 +217,14 @@ class Consumer:
                     connection.process_data_events(time_limit=0.5)
                     continue
                 self._process(connection, channel, republish, self._pending.popleft(), stop)
+                if self._cautious_left:
+                    self._cautious_left -= 1
+                    if self._cautious_left:
+                        continue
+                    # Back to the whole window: on a new consumer (a prefetch change applies to new ones only).
+                    channel.basic_cancel(tag)
+                    channel.basic_qos(prefetch_count=self.prefetch)
+                    tag = channel.basic_consume(self.subscription.queue, self._collect)
         finally:
             if connection.is_open:
                 try:
@@ -208,6 +251,14 @@ class Consumer:
                 failures += 1
                 if not self._database_back(connection, stop, error, failures):
                     raise
+            except (*broker.CONNECTION_ERRORS, NackError, UnroutableError):
+                raise  # the broker's: reconnect, and what was not acked comes back
+            except Exception as error:  # this message's own: park it alone, never the ones behind it
+                log.exception("consumer %s: a message could not be processed", self.subscription.queue)
+                self._park(republish, delivery, 1, f"unprocessable: {type(error).__name__}: {error}"[:500], event=None)
+                channel.basic_ack(delivery.tag)
+                CONSUMED.labels(self.subscription.queue, "unknown", "unprocessable").inc()
+                return
 
     def _database_back(
         self, connection: pika.BlockingConnection, stop: threading.Event, error: PyMongoError, failures: int
@@ -234,7 +285,7 @@ class Consumer:
     def _process_once(self, connection: pika.BlockingConnection, channel: Any, republish: Any, delivery: _Delivery) -> None:
         queue = self.subscription.queue
         headers = delivery.properties.headers or {}
-        attempt = _count(headers, ATTEMPT_HEADER, 1)
+        attempt = min(max(_count(headers, ATTEMPT_HEADER, 1), 1), self.subscription.max_attempts)
         try:
             event = Event.decode(delivery.body)
         except MalformedEvent as error:
@@ -279,7 +330,7 @@ class Consumer:
         self, connection: pika.BlockingConnection, handler: Handler, event: Event, headers: dict[str, Any]
     ) -> str | None:
         """Run ``handler`` on the helper thread, pumping heartbeats; the error text, or None.
-        An unreachable database (:class:`~pymongo.errors.ConnectionFailure`) is raised instead.
+        An unreachable or busy database (see :func:`_database_unavailable`) is raised instead.
 
         The processing span's parent is the publish span (AMQP headers), or else the request
         that made the event (its ``traceparent`` attribute): one trace either way.
@@ -314,7 +365,7 @@ class Consumer:
         error = future.exception()
         if error is None:
             return None
-        if isinstance(error, ConnectionFailure):
+        if _database_unavailable(error):
             raise error  # the database, not the event: no attempt spent
         log.warning(
             "consumer %s: handler for %s %s failed: %s", self.subscription.queue, event.type, event.id, error,
@@ -338,11 +389,12 @@ class Consumer:
         """Record why the message is parked, then move it to the parking queue: whoever finds it
         there also finds the record (a failure in between leaves the delivery unacked, so the
         same parking is done again, and the upsert keeps one record)."""
+        error = _storable(error)
         log.error("consumer %s: parking a message after %d attempt(s): %s", self.subscription.queue, attempt, error)
-        key = event.id if event is not None else (delivery.properties.message_id or str(delivery.tag))
+        key = _storable(event.id if event is not None else (delivery.properties.message_id or str(delivery.tag)))
         record = {
             "queue": self.subscription.queue,
-            "type": event.type if event is not None else None,
+            "type": _storable(event.type) if event is not None else None,
             "error": error,
             "parked_at": datetime.now(UTC),
         }

@@ -45,8 +45,8 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from ..mongo import Indexes
-from .envelope import Event
-from .publisher import PublishFailed, Publisher, Unroutable
+from .envelope import Event, MalformedEvent
+from .publisher import Publisher, PublishFailed, Unroutable
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,20 @@ class OutboxStore:
                 db[LEGACY_POINTERS].delete_one({"_id": pointer["_id"]})
         return adopted
 
+    def adopt_orphans(self, now: datetime) -> int:
+        """Mark the documents that hold events but no mark: what an earlier version left when
+        its write was reported failed yet applied (it deleted its pointer; the events stayed).
+        Found by a read (no index has them), each marked by ``_id`` while still unmarked, so the
+        collection is not locked for the scan. Returns how many were marked."""
+        adopted = 0
+        orphaned = {f"{OUTBOX_FIELD}.0": {"$exists": True}, PENDING_FIELD: {"$ne": True}}
+        for collection in self.collections:
+            documents = self._db()[collection]
+            for document in list(documents.find(orphaned, {"_id": 1})):
+                marks = {"$set": {PENDING_FIELD: True, DUE_FIELD: now, SINCE_FIELD: now, ATTEMPTS_FIELD: 0}}
+                adopted += documents.update_one({"_id": document["_id"], **orphaned}, marks).matched_count
+        return adopted
+
     def depth(self) -> tuple[int, datetime | None]:
         """Documents with unpublished events, and when the oldest such write was made."""
         count, oldest = 0, None
@@ -224,24 +238,36 @@ def publish_stored(
     Returns:
         how many events were published.
 
+    An item that is not an event is logged and taken out with the published ones.
+
     Raises:
         Unroutable: some events had no queue; they stay pending, the others were published.
         PublishFailed: the broker did not take an event; it and those after it stay pending.
     """
-    published = []
+    published: list[dict[str, str]] = []
+    dropped: list[dict[str, str]] = []
     unroutable: Unroutable | None = None
     try:
         for item in items:
-            body = item["body"].encode()
             try:
-                publisher.publish(Event.decode(body), body)
+                body = item["body"].encode()
+                event = Event.decode(body)
+            except (KeyError, TypeError, AttributeError, MalformedEvent) as error:
+                # Not an event (a hand edit, a bug): it can never be published, and must not
+                # hold back the events stored after it. Taken out with the published ones.
+                log.error("outbox %s/%s: dropping an item that is not an event (%s): %r",
+                          collection, document_id, error, item)
+                dropped.append(item)
+                continue
+            try:
+                publisher.publish(event, body)
             except Unroutable as error:
                 unroutable = error
                 continue
             published.append(item)
     finally:
-        if published or not items:
-            store.mark_sent(collection, document_id, published, tombstone=tombstone)
+        if published or dropped or not items:
+            store.mark_sent(collection, document_id, [*published, *dropped], tombstone=tombstone)
     if unroutable is not None:
         raise unroutable
     return len(published)

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from .outbox import EPOCH, OutboxStore, Pending, publish_pending
-from .publisher import PublishFailed, Publisher, backoff_seconds
+from .publisher import Publisher, PublishFailed, backoff_seconds
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,15 @@ class Relay:
         self.batch = batch
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self._orphans_adopted = False
 
     def run_once(self) -> int:
         """Work the documents due now (up to ``batch``). Returns how many; 0 means idle."""
         now = self.clock()
         self.store.adopt_legacy_pointers(now, LEGACY_GRACE)
+        if not self._orphans_adopted:  # once per relay: what an earlier version left unmarked
+            self.store.adopt_orphans(now)
+            self._orphans_adopted = True
         due = [pending for collection in self.store.collections for pending in self.store.pending(collection)
                if (pending.due or EPOCH) <= now]
         due.sort(key=lambda pending: pending.due or EPOCH)

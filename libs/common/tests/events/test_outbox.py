@@ -17,16 +17,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient, monitoring
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect
 from taskflow_common.events import broker
 from taskflow_common.events import outbox as outbox_module
 from taskflow_common.events.envelope import Event, new_event
-from pymongo.errors import AutoReconnect
 from taskflow_common.events.outbox import (
     ATTEMPTS_FIELD,
-    DUE_FIELD,
     LEGACY_POINTERS,
     PENDING_FIELD,
-    SINCE_FIELD,
     Dispatcher,
     Outbox,
     OutboxCollector,
@@ -269,25 +267,6 @@ def test_an_unexpected_error_of_a_relay_round_is_logged_and_the_relay_goes_on(
     background.start(relay.run)
     wait_for(lambda: marked(db) == 0, timeout=30, what="the event published after the failed round")
     assert failures != [] and [Event.decode(body).id for _, body in probe.messages()] == [event.id]
-
-
-def test_a_document_whose_stored_event_cannot_be_read_holds_back_no_other(
-    db: Database, infra: Infra, relay_of, exchange: str, probe: Probe
-) -> None:
-    """Issue 18 §2, per item: a document whose ``_outbox`` holds an item that is not an event
-    (a hand edit, a bug) failed the whole round, first every time (the most overdue), so no
-    document after it was ever published."""
-    long_ago = datetime.now(UTC) - timedelta(hours=1)
-    db["notes"].insert_one({
-        "_id": "broken", "_outbox": [{"id": "x", "body": "not an event"}],
-        PENDING_FIELD: True, DUE_FIELD: long_ago, SINCE_FIELD: long_ago, ATTEMPTS_FIELD: 0,
-    })
-    event = write_note(Outbox(store_of(db), handoff_seconds=0), db)
-    relay = relay_of(db)
-    assert relay.run_once() == 2
-    assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
-    broken = db["notes"].find_one({"_id": "broken"})
-    assert broken[PENDING_FIELD] and broken[ATTEMPTS_FIELD] == 1 and broken[DUE_FIELD] > datetime.now(UTC)
 
 
 def test_relay_killed_between_write_and_publish_publishes_after_restart(
