@@ -544,3 +544,30 @@ def test_a_reload_that_cuts_off_a_refresh_says_why_the_session_ended(
 
     expect(page.get_by_role("heading", name="Sign in to TaskFlow")).to_be_visible()
     expect(page.get_by_role("status")).to_contain_text("reloaded or lost its connection")
+
+
+def test_a_task_added_whose_answer_was_lost_is_added_once(open_page: Callable[..., Page], gateway: Client) -> None:
+    """Issue 21: the instance applied the create, then died before answering (the gateway's
+    502). The page sends it again with the same Idempotency-Key, and the one task it made is
+    the answer: no second task."""
+    user = sign_up(gateway)
+    page = open_page(expected=(502,))
+    sign_in(page, user.email, user.password)
+    keys: list[str | None] = []
+
+    def apply_then_lose_the_answer(route: Route) -> None:
+        keys.append(route.request.headers.get("idempotency-key"))
+        if route.request.method != "POST" or len(keys) > 1:
+            route.continue_()
+            return
+        route.fetch()  # the service creates the task
+        route.fulfill(status=502, content_type="application/problem+json",
+                      body='{"type":"about:blank","title":"Bad Gateway","status":502}')
+
+    page.route("**/api/v1/tasks", apply_then_lose_the_answer)
+    page.get_by_label("Title", exact=True).fill("Only once")
+    page.get_by_role("button", name="Add task").click()
+    expect(page.get_by_text("Added “Only once”.")).to_be_visible()
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+    listed = gateway.get("/api/v1/tasks", headers=user.headers).json()["items"]
+    assert [task["title"] for task in listed] == ["Only once"]

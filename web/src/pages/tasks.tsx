@@ -108,18 +108,49 @@ function TaskFields({ task, focus = false }: { task?: Task; focus?: boolean }) {
   );
 }
 
+/** Statuses after which a create may have been applied without its answer reaching us. */
+const UNANSWERED = [0, 502, 503, 504];
+
+/** A fresh Idempotency-Key: 128 random bits in hex (crypto.getRandomValues works outside secure contexts too). */
+function newKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Create a task once: the request carries `key` as its Idempotency-Key, so the one retry after an
+ * answer that never came (a network error, or the gateway's 502/503/504 when an instance died)
+ * cannot make a second task; the server answers it with the task the first try made.
+ */
+async function createOnce(fields: Record<string, unknown>, key: string): Promise<Task> {
+  const send = () => call<Task>("POST", "/tasks", fields, { "Idempotency-Key": key });
+  try {
+    return await send();
+  } catch (problem) {
+    if (!(problem instanceof Problem) || !UNANSWERED.includes(problem.status)) throw problem;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    return send();
+  }
+}
+
 function NewTask({ created }: { created: () => void }) {
   const [error, setError] = useState<unknown>(null);
   // A new form after each task (rather than form.reset(), which would put each select on its
   // first option: Preact sets `selected` as a property, not as the default reset returns to).
   const [form, setForm] = useState(0);
   const [added, setAdded] = useState("");
+  // The key of the last create sent but not known to have succeeded: pressing "Add task" again
+  // with the same fields (after an error) reuses it, so it cannot add the task twice.
+  const unconfirmed = useRef<{ body: string; key: string } | null>(null);
   async function submit(event: Event) {
     event.preventDefault();
     const target = event.currentTarget as HTMLFormElement;
     setError(null);
+    const fields = fieldsOf(target);
+    const body = JSON.stringify(fields);
+    if (unconfirmed.current?.body !== body) unconfirmed.current = { body, key: newKey() };
     try {
-      const task = await call<Task>("POST", "/tasks", fieldsOf(target));
+      const task = await createOnce(fields, unconfirmed.current.key);
+      unconfirmed.current = null;
       setForm((number) => number + 1);
       setAdded(`Added “${task.title}”.`);
       created();
