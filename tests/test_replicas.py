@@ -281,7 +281,8 @@ def test_a_rolling_restart_of_auth_answers_no_write_5xx(replicated: System) -> N
         for writer in writers:
             writer.join(60)
     assert reload.returncode == 0, reload.stderr
-    failed = [status for status in outcomes if status != "200"]
+    # A 409 is auth's answer to two renames racing, not the restart's: only 5xx and no answer count.
+    failed = [status for status in outcomes if not status.isdigit() or status.startswith("5")]
     assert len(outcomes) > 100 and failed == [], f"{len(failed)} of {len(outcomes)} writes failed: {failed[:10]}"
 
 
