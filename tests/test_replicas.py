@@ -27,7 +27,8 @@ import psutil
 import pytest
 import requests
 
-from tests.support.accounts import Account, sign_up
+from tests.support.accounts import Account, sign_in, sign_up
+from tests.support.fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.support.infra import Infra
 from tests.support.processes import ROOT, wait_for
 from tests.support.system import SERVICES, Client, System
@@ -39,7 +40,8 @@ pytestmark = pytest.mark.e2e
 def replicated(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     vhost = infra.fresh_vhost()
     system = System(tmp_path_factory.mktemp("replicas"), infra, replicas=2, BCRYPT_ROUNDS="4",
-                    MONGODB_DB_PREFIX="replicas_", RABBITMQ_URL=vhost)
+                    MONGODB_DB_PREFIX="replicas_", RABBITMQ_URL=vhost,
+                    ADMIN_EMAIL=ADMIN_EMAIL, ADMIN_PASSWORD=ADMIN_PASSWORD)
     yield system.start(timeout=300)
     system.stop()
     infra.rabbitmqctl("delete_vhost", unquote(urlsplit(vhost).path[1:]))
@@ -245,3 +247,72 @@ def test_json_of_1_kib_and_more_comes_back_compressed_and_shorter_json_does_not(
     small = client.get("/api/v1/auth/jwks.json", headers={"Accept-Encoding": "gzip, br"})
     assert 0 < len(small.content) < 1024
     assert "Content-Encoding" not in small.headers
+
+
+@pytest.mark.xfail(strict=True, reason="auth's gthread workers drain with their listening socket still open: "
+                   "connections the kernel queued meanwhile, and kept-alive ones closed under a request, are reset, "
+                   "and the gateway answers a write it had sent 502 instead of passing it to the other instance")
+@pytest.mark.timeout(600)
+def test_a_rolling_restart_of_auth_answers_no_write_5xx(replicated: System) -> None:
+    """Steady writes to auth (PATCH /auth/me, not rate-limited as credentials are) from several
+    clients while `scripts/reload auth` restarts both instances: every write is answered 200."""
+    account = sign_up(Client(replicated.gateway_url))
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        client = Client(replicated.gateway_url)
+        while not stop.wait(0.01):
+            try:
+                status = str(client.patch("/api/v1/auth/me", json={"name": f"n {uuid.uuid4().hex[:8]}"},
+                                          headers=account.headers, timeout=40).status_code)
+            except requests.RequestException as error:
+                status = type(error).__name__
+            outcomes.append(status)
+
+    writers = [threading.Thread(target=write, daemon=True) for _ in range(6)]
+    for writer in writers:
+        writer.start()
+    try:
+        reload = subprocess.run([str(ROOT / "scripts/reload"), "auth"], check=False, env=replicated.env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=500)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(60)
+    assert reload.returncode == 0, reload.stderr
+    # A 409 is auth's answer to two renames racing, not the restart's: only 5xx and no answer count.
+    failed = [status for status in outcomes if not status.isdigit() or status.startswith("5")]
+    assert len(outcomes) > 100 and failed == [], f"{len(failed)} of {len(outcomes)} writes failed: {failed[:10]}"
+
+
+@pytest.mark.xfail(strict=True, reason="nginx's gzip turns the strong ETag of a task of 1 KiB and more into W/\"n\", "
+                   "and tasks compares If-Match strongly: the ETag a client got back never matches (412)")
+def test_the_etag_of_a_large_task_read_through_the_gateway_is_accepted_in_if_match(replicated: System) -> None:
+    client = Client(replicated.gateway_url)
+    account = sign_up(client)
+    created = client.post("/api/v1/tasks", json={"title": "large", "description": "x" * 1500}, headers=account.headers)
+    assert created.status_code == 201, created.text
+    read = client.get(f"/api/v1/tasks/{created.json()['id']}", headers={**account.headers, "Accept-Encoding": "gzip"})
+    assert read.status_code == 200
+    changed = client.patch(f"/api/v1/tasks/{created.json()['id']}", json={"title": "changed"},
+                           headers={**account.headers, "If-Match": read.headers["ETag"]})
+    assert changed.status_code == 200, (read.headers["ETag"], changed.text)
+
+
+@pytest.mark.xfail(strict=True, reason="admin calls auth's internal API at AUTH_URL, auth's first instance only "
+                   "(scripts/env.sh): while that one restarts, every admin change fails 503 though auth's second serves")
+@pytest.mark.timeout(300)
+def test_an_admin_change_succeeds_while_auths_first_instance_is_down(replicated: System) -> None:
+    client = Client(replicated.gateway_url)
+    admin = sign_in(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+    user = sign_up(client)
+    program = replicated.program("auth", 1)
+    replicated.supervisorctl("stop", program)
+    try:
+        assert client.get("/api/v1/auth/me", headers=user.headers).status_code == 200  # auth's second serves
+        changed = client.patch(f"/api/v1/admin/users/{user.id}", json={"active": False}, headers=admin.headers)
+    finally:
+        replicated.supervisorctl("start", program)
+        wait_for(lambda: _ready(replicated.service_url("auth")), timeout=120, what="auth's first instance ready")
+    assert changed.status_code == 200, changed.text
