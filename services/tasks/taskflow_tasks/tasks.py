@@ -38,14 +38,18 @@ def now() -> datetime:
 
 
 def if_match_allows(if_match: str | None, version: int) -> bool:
-    """Whether an ``If-Match`` field value lets a change of a task at ``version`` proceed.
+    """Whether an ``If-Match`` field value lets a change of a task at ``version`` proceed:
+    ``*``, or a list holding ``"<version>"``. No header (or an empty one) sets no precondition.
 
-    Strong comparison (RFC 9110 §13.1.1): ``*`` or a list holding exactly ``"<version>"``; a weak
-    tag never matches. No header (or an empty one) sets no precondition.
+    The tag names the task's version, whatever the bytes of its representation, so ``W/"<version>"``
+    matches too: a compressing proxy (nginx's and Kong's gzip) turns the strong tag the service
+    sent into that weak one, and a client that sends back the ETag it got must not be refused for
+    it. RFC 9110 §13.1.1 compares If-Match strongly because a weak tag may cover several
+    representations; here every representation of a version is that version.
     """
     if if_match is None or not if_match.strip():
         return True
-    tags = {tag.strip() for tag in if_match.split(",")}
+    tags = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
     return "*" in tags or etag(version) in tags
 
 

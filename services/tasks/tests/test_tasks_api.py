@@ -266,7 +266,7 @@ def test_if_match_with_the_current_etag_applies_and_a_stale_one_is_412_changing_
     path = f"{TASKS}/{task['id']}"
     ok = client.patch(path, json={"title": "v2"}, headers={**alice.headers, "If-Match": '"1"'})
     assert ok.status_code == 200 and ok.headers["ETag"] == '"2"'
-    for stale in ('"1"', 'W/"2"', "2", '"3", "1"'):
+    for stale in ('"1"', 'W/"1"', "2", '"3", "1"'):
         refused = client.patch(path, json={"title": "lost"}, headers={**alice.headers, "If-Match": stale})
         assert refused.status_code == 412, stale
         assert refused.mimetype == "application/problem+json" and refused.headers["ETag"] == '"2"'
@@ -276,7 +276,9 @@ def test_if_match_with_the_current_etag_applies_and_a_stale_one_is_412_changing_
         client.patch(path, json={"title": "v3"}, headers={**alice.headers, "If-Match": '"9", "2"'}).status_code == 200
     )
     assert client.patch(path, json={"title": "v4"}, headers={**alice.headers, "If-Match": "*"}).status_code == 200
-    assert client.delete(path, headers={**alice.headers, "If-Match": '"4"'}).status_code == 204
+    # The tag a compressing gateway hands back (nginx's gzip weakens it) names the same version.
+    assert client.patch(path, json={"title": "v5"}, headers={**alice.headers, "If-Match": 'W/"4"'}).status_code == 200
+    assert client.delete(path, headers={**alice.headers, "If-Match": '"5"'}).status_code == 204
 
 
 def test_if_none_match_answers_304_while_the_version_is_current(client: FlaskClient, alice: User, create_task) -> None:
