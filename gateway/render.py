@@ -14,7 +14,7 @@ of 1 KiB and more are compressed (gzip, and brotli where Debian's module is inst
 
 Usage: ``python gateway/render.py --out var/gateway/nginx.conf`` (environment: ``GATEWAY_PORT``,
 ``GATEWAY_TLS_PORT``, ``<SERVICE>_PORT`` per Kong service name, ``REPLICAS``,
-``<SERVICE>_REPLICAS``, ``REPLICA_PORT_STEP``, ``GATEWAY_UPSTREAM_HOST``). ``--without-rate-limits``
+``<SERVICE>_REPLICAS``, ``REPLICA_PORT_STEP``, ``GATEWAY_UPSTREAM_HOST``, ``GATEWAY_DRAINING``). ``--without-rate-limits``
 leaves the rate-limiting plugins out, for ``make bench`` only: its load comes from one address
 and would measure nothing but 429s; ``make run`` and the tests never pass it.
 """
@@ -83,6 +83,8 @@ class Upstream:
     balance: str | None = None
     max_fails: int = 1
     fail_timeout_s: int = 10
+    draining: list[str] = field(default_factory=list)
+    """Servers marked ``down``: being restarted, so they get no new request (see :func:`draining`)."""
 
 
 @dataclass
@@ -166,6 +168,26 @@ def instances(name: str, port: int, env: dict[str, str]) -> list[int]:
     return [port + step * index for index in range(count)]
 
 
+def draining(name: str, ports: list[int], env: dict[str, str]) -> list[int]:
+    """The ports of service ``name``'s instances that ``GATEWAY_DRAINING`` takes out of the
+    gateway while scripts/reload restarts them ("<service>:<instance>" items, 1-based, separated
+    by spaces or commas). The last instance in service is never taken out: with one instance
+    a restart is an outage anyway, and nginx would answer every request 502 meanwhile.
+
+    Raises:
+        KongConfigError: an item names no instance of ``name``.
+    """
+    wanted = []
+    for item in env.get("GATEWAY_DRAINING", "").replace(",", " ").split():
+        service, _, instance = item.partition(":")
+        if service != name:
+            continue
+        if not instance.isdigit() or not 1 <= int(instance) <= len(ports):
+            raise KongConfigError(f"GATEWAY_DRAINING: {item!r} names no instance of {name}")
+        wanted.append(ports[int(instance) - 1])
+    return wanted if len(wanted) < len(ports) else []
+
+
 def _upstream(name: str, ports: list[int], host: str, kong_upstream: dict | None) -> Upstream:
     """The nginx upstream of one service; ``kong_upstream``, kong.yml's upstream of that name (or None),
     gives its algorithm and its passive check (tcp_failures; the time until an active check
@@ -215,12 +237,10 @@ def build_model(kong: dict, env: dict[str, str], *, rate_limiting: bool = True) 
     for service in kong.get("services", []):
         url = urlsplit(service["url"])
         port = int(env.get(f"{service['name'].upper()}_PORT", str(url.port or 80)))
-        upstreams[service["name"]] = _upstream(
-            service["name"],
-            instances(service["name"], port, env),
-            env.get("GATEWAY_UPSTREAM_HOST", "127.0.0.1"),
-            kong_upstreams.get(url.hostname or ""),
-        )
+        ports = instances(service["name"], port, env)
+        host = env.get("GATEWAY_UPSTREAM_HOST", "127.0.0.1")
+        upstreams[service["name"]] = _upstream(service["name"], ports, host, kong_upstreams.get(url.hostname or ""))
+        upstreams[service["name"]].draining = [f"{host}:{port}" for port in draining(service["name"], ports, env)]
         service_plugins = {**global_plugins, **_plugins_by_name(service.get("plugins"), service["name"])}
         every_plugin |= set(service_plugins)
         for route in service.get("routes", []):

@@ -249,9 +249,6 @@ def test_json_of_1_kib_and_more_comes_back_compressed_and_shorter_json_does_not(
     assert "Content-Encoding" not in small.headers
 
 
-@pytest.mark.xfail(strict=True, reason="auth's gthread workers drain with their listening socket still open: "
-                   "connections the kernel queued meanwhile, and kept-alive ones closed under a request, are reset, "
-                   "and the gateway answers a write it had sent 502 instead of passing it to the other instance")
 @pytest.mark.timeout(600)
 def test_a_rolling_restart_of_auth_answers_no_write_5xx(replicated: System) -> None:
     """Steady writes to auth (PATCH /auth/me, not rate-limited as credentials are) from several

@@ -62,6 +62,18 @@ def test_each_service_is_an_upstream_of_its_replicas_as_kong_balances_and_checks
     assert "least_conn;\n        server 127.0.0.1:15002 max_fails=3 fail_timeout=5s;" in text
 
 
+def test_an_instance_being_restarted_is_taken_out_and_never_the_last_one(kong: dict) -> None:
+    """scripts/reload drains an instance with GATEWAY_DRAINING before it stops it."""
+    env = {"REPLICAS": "2", "WEB_REPLICAS": "1", "GATEWAY_DRAINING": "auth:2"}
+    upstreams = render.build_model(kong, env)["upstreams"]
+    assert upstreams["auth"].draining == ["127.0.0.1:5011"] and upstreams["tasks"].draining == []
+    assert "server 127.0.0.1:5011 max_fails=3 fail_timeout=5s down;" in render.render(KONG, Path("/tmp"), env)
+    both = render.build_model(kong, {**env, "GATEWAY_DRAINING": "auth:1, auth:2"})["upstreams"]
+    assert both["auth"].draining == []  # not every instance: that would be an outage
+    with pytest.raises(render.KongConfigError, match="names no instance of auth"):
+        render.build_model(kong, {**env, "GATEWAY_DRAINING": "auth:3"})
+
+
 def test_every_service_has_a_kong_upstream_with_active_and_passive_checks(kong: dict) -> None:
     upstreams = {upstream["name"]: upstream for upstream in kong["upstreams"]}
     for service in kong["services"]:

@@ -1,16 +1,17 @@
 """Calls to the internal APIs of auth (``/internal/users``) and tasks (``/internal/tasks``),
 with the admin's bearer token forwarded.
 
-Timeouts bound every call; only connection failures are retried (a read that timed out may
-have been applied, so it is not repeated); the W3C trace context rides along (the requests
-instrumentation adds it), so the called service's spans join the admin request's trace. A
-4xx problem the called service answers (auth's 404, 409, 422…) comes back to the client as the
-very problem details it sent.
+Timeouts bound every call; only connection failures are retried, on the next instance and in up
+to three rounds (a read that timed out may have been applied, so it is not repeated); the W3C
+trace context rides along (the requests instrumentation adds it), so the called service's spans
+join the admin request's trace. A 4xx problem the called service answers (auth's 404, 409,
+422…) comes back to the client as the very problem details it sent.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,8 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.util.retry import Retry
 
 PASSED_THROUGH = (400, 401, 403, 404, 409, 422)
+CONNECT_ROUNDS = 3
+"""Rounds over every instance when each refuses the connection, 0.1 s then 0.2 s apart."""
 
 
 class UpstreamRefused(Problem):
@@ -53,9 +56,8 @@ class ServiceClient:
         self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
         self.timeout = timeout_seconds
         self.session = requests.Session()
-        retries = Retry(total=2, connect=2, read=0, status=0, other=0, allowed_methods=None, backoff_factor=0.1)
-        self.session.mount("http://", HTTPAdapter(max_retries=retries))
-        self.session.mount("https://", HTTPAdapter(max_retries=retries))
+        self.session.mount("http://", HTTPAdapter(max_retries=Retry(total=0, read=False)))
+        self.session.mount("https://", HTTPAdapter(max_retries=Retry(total=0, read=False)))
         self._turn = itertools.count()
 
     def call(self, method: str, path: str, authorization: str, **kwargs: Any) -> dict[str, Any]:
@@ -65,16 +67,23 @@ class ServiceClient:
             UpstreamRefused: a 4xx problem the client should see unchanged.
             ServiceUnavailable: unreachable, timed out, or a 5xx.
         """
+        response = None
         first = next(self._turn) % len(self.base_urls)
-        for base_url in self.base_urls[first:] + self.base_urls[:first]:
-            try:
-                response = self.session.request(
-                    method, f"{base_url}{path}", headers={"Authorization": authorization}, timeout=self.timeout, **kwargs
-                )
+        for round_ in range(CONNECT_ROUNDS):
+            if round_:
+                time.sleep(0.1 * 2 ** (round_ - 1))  # every instance refused: a moment, then again
+            for base_url in self.base_urls[first:] + self.base_urls[:first]:
+                try:
+                    response = self.session.request(
+                        method, f"{base_url}{path}", headers={"Authorization": authorization}, timeout=self.timeout,
+                        **kwargs,
+                    )
+                    break
+                except requests.RequestException as error:
+                    if not _never_sent(error):
+                        raise self._unavailable(type(error).__name__) from None
+            if response is not None:
                 break
-            except requests.RequestException as error:
-                if not _never_sent(error):
-                    raise self._unavailable(type(error).__name__) from None
         else:
             raise self._unavailable("connection refused") from None
         if response.status_code in PASSED_THROUGH:
