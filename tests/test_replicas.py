@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -47,11 +47,26 @@ def replicated(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     infra.rabbitmqctl("delete_vhost", unquote(urlsplit(vhost).path[1:]))
 
 
+def _once_more_if_closed(send: Callable[[], requests.Response]) -> requests.Response:
+    """``send()``, and once more when the connection was closed without an answer, as a browser
+    retries an idempotent request (RFC 9112 §9.3.1): a gateway reload closes its old workers'
+    idle kept-alive connections, and a request sent on one as it closes is never read."""
+    try:
+        return send()
+    except requests.ConnectionError:
+        return send()
+
+
+WRITE_TRIES = 5
+"""Tries of one create, the first included, before the load gives it up as unanswered."""
+
+
 class Load:
     """Steady reads and writes of one account's tasks through the gateway, each on its own thread.
 
     Reads alternate one task and a page of the list; any answer but 200 (or no answer) is a failed
-    read. Each write creates a task with a title of its own: a 201 is acknowledged; every other
+    read. Each write creates a task with a title of its own and an Idempotency-Key, and is sent
+    again with that key after a 5xx or a cut answer: a 201 is acknowledged; every other final
     outcome keeps the title, so the test can look for whether it was applied.
     """
 
@@ -62,6 +77,7 @@ class Load:
         self.failed_reads: list[str] = []
         self.acknowledged: list[str] = []
         self.unacknowledged: dict[str, str] = {}  # title → what came back
+        self.retried = 0  # tries sent again after a 5xx or a cut answer
         self.stop = threading.Event()
         self.seed = Client(gateway_url).post("/api/v1/tasks", json={"title": "read"}, headers=account.headers).json()
         self.threads = [threading.Thread(target=target, daemon=True) for target in (self._read, self._write)]
@@ -72,7 +88,7 @@ class Load:
         while not self.stop.wait(0.02):
             path = paths[self.reads % 2]
             try:
-                status = client.get(path, headers=self.account.headers, timeout=10).status_code
+                status = _once_more_if_closed(lambda: client.get(path, headers=self.account.headers, timeout=10)).status_code
             except requests.RequestException as error:
                 status = type(error).__name__
             self.reads += 1
@@ -80,18 +96,27 @@ class Load:
                 self.failed_reads.append(f"{path}: {status}")
 
     def _write(self) -> None:
+        """Creates as a careful client makes them: each with an Idempotency-Key, sent again with
+        it when the answer is a 5xx or never arrives whole (an instance killed mid-request may
+        have applied it); 201 at any try acknowledges it, once."""
         client = Client(self.gateway_url)
         while not self.stop.wait(0.05):
             title = f"written during restarts {uuid.uuid4().hex}"
-            try:
-                response = client.post("/api/v1/tasks", json={"title": title}, headers=self.account.headers, timeout=10)
-            except requests.RequestException as error:
-                self.unacknowledged[title] = type(error).__name__
-                continue
-            if response.status_code == 201:
+            headers = {**self.account.headers, "Idempotency-Key": uuid.uuid4().hex}
+            for _ in range(WRITE_TRIES):
+                try:
+                    response = client.post("/api/v1/tasks", json={"title": title}, headers=headers, timeout=10)
+                    outcome = str(response.status_code)
+                except requests.RequestException as error:
+                    response, outcome = None, type(error).__name__
+                if response is not None and response.status_code < 500:
+                    break
+                self.retried += 1
+                time.sleep(0.5)
+            if response is not None and response.status_code == 201:
                 self.acknowledged.append(response.json()["id"])
             else:
-                self.unacknowledged[title] = str(response.status_code)
+                self.unacknowledged[title] = outcome
 
     def __enter__(self) -> Load:
         for thread in self.threads:
@@ -260,9 +285,10 @@ def test_a_rolling_restart_of_auth_answers_no_write_5xx(replicated: System) -> N
     def write() -> None:
         client = Client(replicated.gateway_url)
         while not stop.wait(0.01):
+            name = f"n {uuid.uuid4().hex[:8]}"  # setting a name is idempotent: sent once more if need be
             try:
-                status = str(client.patch("/api/v1/auth/me", json={"name": f"n {uuid.uuid4().hex[:8]}"},
-                                          headers=account.headers, timeout=40).status_code)
+                status = str(_once_more_if_closed(lambda: client.patch(
+                    "/api/v1/auth/me", json={"name": name}, headers=account.headers, timeout=40)).status_code)
             except requests.RequestException as error:
                 status = type(error).__name__
             outcomes.append(status)
@@ -300,6 +326,10 @@ def test_an_admin_change_succeeds_while_auths_first_instance_is_down(replicated:
     client = Client(replicated.gateway_url)
     admin = sign_in(client, ADMIN_EMAIL, ADMIN_PASSWORD)
     user = sign_up(client)
+    # Admin's first request backfills its read models from auth and tasks: after the other tests'
+    # thousands of tasks that outlasts the gateway's 30 s. Done first, with both instances up.
+    wait_for(lambda: client.get("/api/v1/admin/stats", headers=admin.headers).status_code == 200,
+             timeout=600, interval=1, what="admin's read models backfilled")
     program = replicated.program("auth", 1)
     replicated.supervisorctl("stop", program)
     try:

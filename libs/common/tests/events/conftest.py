@@ -13,9 +13,12 @@ import pytest
 from pymongo.database import Database
 from taskflow_common.events import broker
 from taskflow_common.events.consumer import Consumer, Handler
-from taskflow_common.events.topology import Subscription, declare, declare_exchange
+from taskflow_common.events.publisher import Publisher
+from taskflow_common.events.topology import Subscription, declare_exchange
 
 from tests.support.infra import Infra
+
+from .helpers import declared
 
 
 @pytest.fixture
@@ -26,6 +29,14 @@ def exchange(infra: Infra) -> str:
     declare_exchange(connection.channel(), name)
     connection.close()
     return name
+
+
+@pytest.fixture
+def publisher(infra: Infra, exchange: str) -> Iterator[Publisher]:
+    """A publisher to the test's exchange, closed after the test."""
+    running = Publisher(infra.rabbitmq_url, exchange=exchange)
+    yield running
+    running.close()
 
 
 @pytest.fixture
@@ -107,9 +118,7 @@ def consume(infra: Infra, db: Database, subscription, background: Background) ->
         consumer = Consumer(
             infra.rabbitmq_url, subscription(*types, retry_delays=retry_delays), dict.fromkeys(types, handler), lambda: db, **options
         )
-        connection = broker.connect(infra.rabbitmq_url)
-        declare(connection.channel(), consumer.subscription)
-        connection.close()
+        declared(infra.rabbitmq_url, consumer.subscription)
         background.start(consumer.run)
         return consumer
 

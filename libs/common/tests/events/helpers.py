@@ -8,6 +8,7 @@ from pymongo.database import Database
 from taskflow_common.events import broker
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.outbox import Outbox
+from taskflow_common.events.topology import Subscription, declare
 
 
 def write_note(outbox: Outbox, db: Database, text: str = "hello", *, type: str = "note.created") -> Event:
@@ -40,3 +41,18 @@ def queue_depth(url: str, queue: str) -> int:
         return connection.channel().queue_declare(queue, passive=True).method.message_count
     finally:
         connection.close()
+
+
+def note(subject: str = "n", type: str = "note.created") -> Event:
+    """A test event about ``subject``."""
+    return new_event(type, service="test", subject=subject, data={})
+
+
+def declared(url: str, subscription: Subscription) -> Subscription:
+    """``subscription`` with its queues declared on the broker at ``url``."""
+    connection = broker.connect(url)
+    try:
+        declare(connection.channel(), subscription)
+    finally:
+        connection.close()
+    return subscription

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pika
 import pytest
@@ -26,18 +25,7 @@ from tests.support.faults import failing_first
 from tests.support.infra import Infra
 from tests.support.processes import ROOT, Child, wait_for
 
-from .helpers import effects, queue_depth, record_effect
-
-
-@pytest.fixture
-def publisher(infra: Infra, exchange: str) -> Iterator[Publisher]:
-    running = Publisher(infra.rabbitmq_url, exchange=exchange)
-    yield running
-    running.close()
-
-
-def note(subject: str = "n", type: str = "note.created") -> Event:
-    return new_event(type, service="test", subject=subject, data={})
+from .helpers import declared, effects, note, queue_depth, record_effect
 
 
 def test_each_event_is_applied_and_recorded_once(db: Database, consume, publisher: Publisher) -> None:
@@ -172,9 +160,7 @@ def test_a_database_outage_spends_no_attempt_and_parks_nothing(
 
     chosen = subscription("note.created", retry_delays=(0.2, 0.4), delivery_limit=2)
     consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": handler}, current)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
-    connection.close()
+    declared(infra.rabbitmq_url, chosen)
     down.set()
     background.start(consumer.run)
     sent = [note(f"n{index}") for index in range(5)]
@@ -198,9 +184,7 @@ def test_a_failing_database_under_the_consumers_own_records_spends_no_delivery(
     chosen = subscription("note.created", delivery_limit=2)
     consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
     consumer._already_processed = failing_first(3, OperationFailure("database is locked"), consumer._already_processed)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
-    connection.close()
+    declared(infra.rabbitmq_url, chosen)
     background.start(consumer.run)
     event = note("held")
     publisher.publish(event)
@@ -218,9 +202,7 @@ def test_an_unexpected_error_parks_its_message_alone_and_the_consumer_goes_on(
     chosen = subscription("note.created")
     consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
     consumer._already_processed = failing_first(1, RuntimeError("a bug"), consumer._already_processed)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
-    connection.close()
+    declared(infra.rabbitmq_url, chosen)
     background.start(consumer.run)
     unlucky, after = note("unlucky"), note("after")
     publisher.publish(unlucky)
@@ -264,9 +246,7 @@ def test_types_without_a_handler_are_acknowledged_and_ignored(
 ) -> None:
     chosen = subscription("note.#")
     consumer = Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
-    connection.close()
+    declared(infra.rabbitmq_url, chosen)
     background.start(consumer.run)
     publisher.publish(note(type="note.archived"))
     created = note()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import struct
 import time
-from collections.abc import Iterator
 
 import pika
 import pika.data
@@ -21,15 +20,15 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure
 from taskflow_common import deactivation
 from taskflow_common.events import broker, cli, subscribers
-from taskflow_common.events.consumer import PARKED, Consumer
+from taskflow_common.events.consumer import PARKED, Consumer, Handler
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.publisher import Publisher
-from taskflow_common.events.topology import declare
+from taskflow_common.events.topology import Subscription, declare
 
 from tests.support.infra import Infra
 from tests.support.processes import wait_for
 
-from .helpers import effects, queue_depth, record_effect
+from .helpers import declared, effects, note, queue_depth, record_effect
 from .test_topology import as_user, imported
 
 
@@ -52,20 +51,33 @@ def raw_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pika.data, "encode_value", encode_value)
 
 
-@pytest.fixture
-def publisher(infra: Infra, exchange: str) -> Iterator[Publisher]:
-    running = Publisher(infra.rabbitmq_url, exchange=exchange)
-    yield running
-    running.close()
-
-
-def note(subject: str = "n", type: str = "note.created") -> Event:
-    return new_event(type, service="test", subject=subject, data={})
-
-
 FAR_TIMESTAMP = RawField(b"T" + struct.pack(">Q", 2**62))
 """A timestamp header 2**62 s after the epoch: valid AMQP 0-9-1, which RabbitMQ passes through;
 pika's decoder makes a ``datetime`` of it and raises ``OSError`` (EOVERFLOW)."""
+
+
+def poison_then_good(infra: Infra, publisher: Publisher, chosen: Subscription, body: bytes,
+                     properties: pika.BasicProperties) -> list[Event]:
+    """Declare ``chosen``, publish the poison (``body`` as is, with ``properties``) to the test's
+    exchange, then three good events; returns the good ones."""
+    declared(infra.rabbitmq_url, chosen)
+    connection = broker.connect(infra.rabbitmq_url)
+    connection.channel().basic_publish(publisher.exchange, "note.created", body, properties)
+    connection.close()
+    good = [note(f"good{index}") for index in range(3)]
+    for event in good:
+        publisher.publish(event)
+    return good
+
+
+def consumed_until_settled(
+    infra: Infra, db: Database, chosen: Subscription, background, handler: Handler | None = None  # noqa: ANN001
+) -> None:
+    """Run a consumer of ``chosen`` until its four messages are applied or parked."""
+    handlers = {"note.created": handler or record_effect(db)}
+    background.start(Consumer(infra.rabbitmq_url, chosen, handlers, lambda: db).run)
+    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4  # noqa: E731
+    wait_for(settled, timeout=90, what="every message applied or parked")
 
 
 def test_a_header_out_of_datetimes_range_is_read_and_its_event_applied(
@@ -76,19 +88,10 @@ def test_a_header_out_of_datetimes_range_is_read_and_its_event_applied(
     connection on every delivery, and the good events prefetched behind it came back each time
     with their delivery count raised until they were parked. It is read as its integer now."""
     chosen = subscription("note.created", delivery_limit=2)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
     odd = note("odd header")
-    connection.channel().basic_publish(
-        publisher.exchange, odd.type, odd.encode(),
-        pika.BasicProperties(message_id=odd.id, headers={"x-hostile": FAR_TIMESTAMP}),
-    )
-    connection.close()
-    good = [note(f"good{index}") for index in range(3)]
-    for event in good:
-        publisher.publish(event)
-    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
-    wait_for(lambda: len(effects(db)) >= 4, timeout=60, what="every event applied")
+    good = poison_then_good(infra, publisher, chosen, odd.encode(),
+                            pika.BasicProperties(message_id=odd.id, headers={"x-hostile": FAR_TIMESTAMP}))
+    consumed_until_settled(infra, db, chosen, background)
     assert sorted(effects(db)) == sorted(event.id for event in [odd, *good])
     assert db[PARKED].count_documents({}) == 0
     assert queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) == 0
@@ -118,20 +121,10 @@ def test_a_message_that_breaks_the_connection_comes_back_alone_and_parks_no_good
     that keeps breaking the connection is the only one returned again and again (the broker parks
     it after ``delivery_limit`` returns); the good events behind it are applied once each."""
     chosen = subscription("note.created", delivery_limit=2)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
     poison = note("poison")
-    connection.channel().basic_publish(
-        publisher.exchange, poison.type, poison.encode(),
-        pika.BasicProperties(message_id=poison.id, headers={BREAKS_THE_CONNECTION.decode(): 1}),
-    )
-    connection.close()
-    good = [note(f"good{index}") for index in range(3)]
-    for event in good:
-        publisher.publish(event)
-    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
-    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
-    wait_for(settled, timeout=90, what="every message applied or parked")
+    good = poison_then_good(infra, publisher, chosen, poison.encode(),
+                            pika.BasicProperties(message_id=poison.id, headers={BREAKS_THE_CONNECTION.decode(): 1}))
+    consumed_until_settled(infra, db, chosen, background)
     assert sorted(effects(db)) == sorted(event.id for event in good)
     assert db[PARKED].count_documents({}) == 0
     assert queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) == 1  # the poison, by the broker
@@ -166,9 +159,6 @@ def test_an_attempt_header_of_zero_parks_no_good_event(
     republish to ``retry_queue(0)``; ``mandatory`` raises ``UnroutableError``, which escapes
     ``_process``, and every reconnect returns the whole prefetch window, each message counted."""
     chosen = subscription("note.created", delivery_limit=2)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
-    connection.close()
 
     def handler(event: Event) -> None:
         if event.subject == "poison":
@@ -176,18 +166,9 @@ def test_an_attempt_header_of_zero_parks_no_good_event(
         record_effect(db)(event)
 
     poison = note("poison")
-    connection = broker.connect(infra.rabbitmq_url)
-    connection.channel().basic_publish(
-        publisher.exchange, poison.type, poison.encode(),
-        pika.BasicProperties(message_id=poison.id, headers={"x-taskflow-attempt": 0}),
-    )
-    connection.close()
-    good = [note(f"good{index}") for index in range(3)]
-    for event in good:
-        publisher.publish(event)
-    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": handler}, lambda: db).run)
-    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
-    wait_for(settled, timeout=90, what="every message applied or parked")
+    good = poison_then_good(infra, publisher, chosen, poison.encode(),
+                            pika.BasicProperties(message_id=poison.id, headers={"x-taskflow-attempt": 0}))
+    consumed_until_settled(infra, db, chosen, background, handler)
     parked = [record["error"] for record in db[PARKED].find()]
     assert sorted(effects(db)) == sorted(event.id for event in good), parked
 
@@ -252,18 +233,10 @@ def test_an_event_id_the_database_cannot_store_parks_no_good_event(
     (``UnicodeEncodeError``) in the de-duplication lookup and again in the parking record: the
     message is never parked by the consumer, each reconnect returns the whole prefetch window."""
     chosen = subscription("note.created", delivery_limit=2)
-    connection = broker.connect(infra.rabbitmq_url)
-    declare(connection.channel(), chosen)
     body = note("poison").encode().replace(b'"id": "', b'"id": "\\ud800', 1)
     assert "\ud800" in Event.decode(body).id
-    connection.channel().basic_publish(publisher.exchange, "note.created", body, pika.BasicProperties(message_id="poison"))
-    connection.close()
-    good = [note(f"good{index}") for index in range(3)]
-    for event in good:
-        publisher.publish(event)
-    background.start(Consumer(infra.rabbitmq_url, chosen, {"note.created": record_effect(db)}, lambda: db).run)
-    settled = lambda: len(effects(db)) + queue_depth(infra.rabbitmq_url, chosen.dead_letter_queue) >= 4
-    wait_for(settled, timeout=90, what="every message applied or parked")
+    good = poison_then_good(infra, publisher, chosen, body, pika.BasicProperties(message_id="poison"))
+    consumed_until_settled(infra, db, chosen, background)
     assert sorted(effects(db)) == sorted(event.id for event in good)
 
 
