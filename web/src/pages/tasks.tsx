@@ -145,10 +145,10 @@ function NewTask({ created }: { created: () => void }) {
     event.preventDefault();
     const target = event.currentTarget as HTMLFormElement;
     setError(null);
-    const fields = fieldsOf(target);
-    const body = JSON.stringify(fields);
-    if (unconfirmed.current?.body !== body) unconfirmed.current = { body, key: newKey() };
     try {
+      const fields = fieldsOf(target);  // throws the problem of a field it refuses (a time the clocks skip)
+      const body = JSON.stringify(fields);
+      if (unconfirmed.current?.body !== body) unconfirmed.current = { body, key: newKey() };
       const task = await createOnce(fields, unconfirmed.current.key);
       unconfirmed.current = null;
       setForm((number) => number + 1);
