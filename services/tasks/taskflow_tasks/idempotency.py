@@ -1,6 +1,7 @@
 """Idempotent creation of tasks: ``POST /tasks`` with an ``Idempotency-Key`` header creates its
-task at most once however often it is sent, by a client retrying after a lost answer or by the
-gateway retrying on another instance (IETF draft-ietf-httpapi-idempotency-key-header-06).
+task at most once however often a client sends it again after a lost answer (a network error, or
+the gateway's 502 when an instance died mid-request; neither nginx nor Kong resends a POST it has
+sent) (IETF draft-ietf-httpapi-idempotency-key-header-06).
 
 The first request with a key reserves a task id for it: one unique record per owner and key,
 kept :data:`RETENTION`, with the request's fingerprint. Every try creates the task under that id,
