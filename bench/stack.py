@@ -90,7 +90,9 @@ class Service:
         self.port = free_port()
         self.ready_path = ready_path
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**system.env, f"{name.upper()}_PORT": str(self.port), **environment}
+        # Its own metrics port too: the system's instance of the service already serves on its own.
+        env = {**system.env, f"{name.upper()}_PORT": str(self.port), f"{name.upper()}_METRICS_PORT": str(free_port()),
+               **environment}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         base.mkdir(parents=True, exist_ok=True)
         self.child = Child(command or ["scripts/service", name], env=env, log_path=base / f"{name}-{self.port}.log")
