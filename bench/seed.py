@@ -170,16 +170,28 @@ def pieces(text: str, object_ids: set[str], own_id_offset: int | None = None) ->
 
 class NotificationIds:
     """Notification ids (UUID v5 of the notification's key) in copies of documents: each template
-    notification id is replaced by the id of its key in the copy."""
+    notification id is replaced by the id of its key in the copy. A key that names no template id
+    (``verify_email:<event id>``) gets the copy's number appended, in the document's ``key`` too,
+    so each copy's id is its own."""
 
     def __init__(self, keys: dict[str, str], object_ids: set[str]) -> None:
         self.keys = {identifier: pieces(key, object_ids) for identifier, key in keys.items()}
-        self._pattern = re.compile("|".join(map(re.escape, keys))) if keys else None
+        self.bare = {key: [f"{key}#copy-", ""] for key in keys.values() if len(pieces(key, object_ids)) == 1}
+        for identifier, key in keys.items():
+            self.keys[identifier] = self.bare.get(key, self.keys[identifier])
+        found = [*keys, *(f'"{key}"' for key in self.bare)]
+        self._pattern = re.compile("|".join(map(re.escape, found))) if found else None
 
     def fix(self, text: str, number: int) -> str:
         if self._pattern is None:
             return text
-        return self._pattern.sub(lambda match: notification_id(code(number).join(self.keys[match.group()])), text)
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group() in self.keys:
+                return notification_id(code(number).join(self.keys[match.group()]))
+            return f'"{code(number).join(self.bare[match.group()[1:-1]])}"'
+
+        return self._pattern.sub(replace, text)
 
 
 @dataclass(frozen=True)

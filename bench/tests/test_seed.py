@@ -67,6 +67,7 @@ def test_copies_are_consistent_users_with_their_own_tasks_and_notification_ids(t
     user, task, other = str(ObjectId()), str(ObjectId()), str(ObjectId())
     welcome, reminder = notification_id(f"welcome:{user}"), notification_id(f"reminder:{task}:2030-01-01")
     event = str(uuid.uuid4())
+    verify = notification_id(f"verify_email:{event}")  # keyed by an event id, not by the user
     empty = {name: [] for name in ("users", "tasks", "task_counts", "audit", "recipients", "reminders")}
     _ferretdb_file(tmp_path / "taskflow_auth.sqlite", {"users": [_document(_id=user, email=TEMPLATE_EMAIL)]})
     _ferretdb_file(tmp_path / "taskflow_tasks.sqlite", {
@@ -78,14 +79,16 @@ def test_copies_are_consistent_users_with_their_own_tasks_and_notification_ids(t
         _document(_id=str(uuid.uuid4()), type="notification.sent", subject_id=welcome, actor_id=user)]})
     _ferretdb_file(tmp_path / "taskflow_notify.sqlite", {**empty, "notifications": [
         _document(_id=welcome, key=f"welcome:{user}", user_id=user),
+        _document(_id=verify, key=f"verify_email:{event}", user_id=user),
         _document(_id=reminder, key=f"reminder:{task}:2030-01-01", user_id=user, subject_id=task)]})
 
     inserted = copy_template(tmp_path, user, {task}, range(1, 5), range(1, 3), log=lambda line: None)
 
     assert inserted["taskflow_auth.users"] == 4 and inserted["taskflow_tasks.tasks"] == 2
-    assert inserted["taskflow_admin.audit"] == 4 + 2 and inserted["taskflow_notify.notifications"] == 4 + 2
+    assert inserted["taskflow_admin.audit"] == 4 + 2 and inserted["taskflow_notify.notifications"] == 2 * 4 + 2
     notifications = _stored(tmp_path, "taskflow_notify", "notifications")
     assert all(document["_id"] == notification_id(document["key"]) for document in notifications)
+    assert len({document["_id"] for document in notifications}) == len(notifications)
     assert {document["user_id"] for document in notifications} == {user, *(remap(user, n) for n in range(1, 5))}
     copied = [document for document in _stored(tmp_path, "taskflow_tasks", "tasks") if document["owner_id"] == remap(user, 2)]
     assert [document["_id"] for document in copied] == [remap(task, 2)]
