@@ -322,8 +322,12 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
   const [held, setHeld] = useState(false);
   /** The filters and the `revision:local` of the list shown. */
   const shown = useRef<{ filters: Filters | null; key: string }>({ filters: null, key: "" });
-  /** The row to put the keyboard on once the list shows, after a delete. */
-  const focusRow = useRef<number | null>(null);
+  /** After a delete: the task gone, and the row to put the keyboard on once a list without it shows
+   * (by id; by position when that task left the page too). */
+  const focusAfter = useRef<{ gone: string; next: string | null; index: number } | null>(null);
+  /** The page shown, for a delete that answers after a reload replaced it. */
+  const latest = useRef<Page<Task> | null>(null);
+  latest.current = page;
   const list = useRef<HTMLUListElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
   const open = editing.size > 0;
@@ -352,11 +356,13 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
   }, [filters, revision, local, open]);
 
   useEffect(() => {
-    if (focusRow.current === null || !page) return;
-    const rows = list.current?.children ?? [];
-    const row = rows[Math.min(focusRow.current, rows.length - 1)] as HTMLElement | undefined;
-    (row ?? heading.current)?.focus();
-    focusRow.current = null;
+    const pending = focusAfter.current;
+    if (!pending || !page) return;
+    if (page.items.some((task) => task.id === pending.gone)) return;  // a reload sent before the delete
+    const rows = Array.from(list.current?.children ?? []) as HTMLElement[];
+    const byId = rows.find((row) => row.getAttribute("aria-labelledby") === `task-${pending.next}`);
+    (byId ?? rows[Math.min(pending.index, rows.length - 1)] ?? heading.current)?.focus();
+    focusAfter.current = null;
   }, [page]);
 
   const set = (patch: Partial<Filters>) => setFilters({ ...filters, page: 1, ...patch });
@@ -368,9 +374,14 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
     return next;
   });
   const deleted = (id: string) => {
-    if (page) {
-      focusRow.current = Math.max(0, page.items.findIndex((task) => task.id === id));
-      setPage({ ...page, items: page.items.filter((task) => task.id !== id), total: page.total - 1 });
+    const shownPage = latest.current;
+    if (shownPage) {
+      const index = Math.max(0, shownPage.items.findIndex((task) => task.id === id));
+      const next = shownPage.items[index + 1] ?? shownPage.items[index - 1];
+      focusAfter.current = { gone: id, next: next?.id ?? null, index };
+      if (shownPage.items.some((task) => task.id === id)) {
+        setPage({ ...shownPage, items: shownPage.items.filter((task) => task.id !== id), total: shownPage.total - 1 });
+      }
     }
     refresh();
   };
