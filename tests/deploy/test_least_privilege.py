@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -149,34 +150,56 @@ def test_the_broker_has_one_user_per_service_without_tags_an_operator_and_no_gue
     assert users["operator"]["tags"] == ["administrator"]
     assert users["operator"]["password"] == "${RABBITMQ_OPERATOR_PASSWORD}"
     exchanges = access.broker_definitions()["exchanges"]
-    assert [(e["name"], e["type"], e["durable"]) for e in exchanges] == [(EXCHANGE, "topic", True)]
+    own = [(f"{service}.queues", "direct", True) for service in ("tasks", "admin", "notify")]
+    assert sorted((e["name"], e["type"], e["durable"]) for e in exchanges) == sorted([(EXCHANGE, "topic", True), *own])
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_service_may_declare_consume_and_retry_its_own_queues_and_use_the_events_exchange(service: str) -> None:
     configure, write, read = access.broker_permissions(service).values()
-    for queue in queue_names(service):
+    for queue in [*queue_names(service), f"{service}.queues"]:
         # declare (with a dead-letter exchange: read on the queue), bind (write), consume and fetch
-        # parked messages (read), republish to a retry or parking queue (write on the default exchange)
+        # parked messages (read); its own queues exchange: declare, bind to it (read), republish
+        # through it to a retry or parking queue (write)
         assert access.broker_grants(configure, queue), queue
         assert access.broker_grants(write, queue), queue
         assert access.broker_grants(read, queue), queue
-    # declare it (configure), publish to it (write), bind queues to it (read)
-    assert all(access.broker_grants(pattern, EXCHANGE) for pattern in (configure, write, read))
-    # retries and parking go through the default exchange, as do the dead letters of every queue
-    assert access.broker_grants(write, "amq.default")
+    # declare it (configure), bind queues to it (read); publish to it: the services that own events
+    assert all(access.broker_grants(pattern, EXCHANGE) for pattern in (configure, read))
+    assert access.broker_grants(write, EXCHANGE) == (service in PUBLISHED)
+
+
+# The family of event types each service publishes (DESIGN §5); admin publishes none.
+PUBLISHED = {"auth": "user", "tasks": "task", "notify": "notification"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_may_publish_to_the_events_exchange_only_its_own_types(service: str) -> None:
+    """Topic permissions: the broker refuses a routing key of another family, so no account can
+    pass its event off as another service's (the consumer checks the routing key is the type)."""
+    grants = [p for p in access.broker_definitions()["topic_permissions"] if p["user"] == service]
+    if service not in PUBLISHED:
+        assert grants == []  # nothing to publish: the exchange is not writable at all
+        return
+    (grant,) = grants
+    assert (grant["vhost"], grant["exchange"]) == ("/", EXCHANGE)
+    write = re.compile(grant["write"])
+    for family in PUBLISHED.values():
+        for key in (f"{family}.created", f"{family}.deactivated"):
+            assert access.broker_grants(write, key) == (family == PUBLISHED[service]), key
+    assert not access.broker_grants(write, f"x{PUBLISHED[service]}.created")
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_a_service_may_touch_no_other_services_queue_and_no_other_exchange(service: str) -> None:
     permissions = access.broker_permissions(service)
-    others = [queue for other in SERVICES if other != service for queue in queue_names(other)]
+    others = [queue for other in SERVICES if other != service for queue in [*queue_names(other), f"{other}.queues"]]
     foreign_exchanges = ["amq.topic", "amq.direct", "amq.fanout", "amq.headers", "amq.rabbitmq.trace", f"{EXCHANGE}x"]
     for kind, pattern in permissions.items():
         for resource in [*others, *foreign_exchanges, "another-queue", f"x{service}.inbox"]:
             assert not access.broker_grants(pattern, resource), (kind, resource)
-    assert not access.broker_grants(permissions["configure"], "amq.default")
-    assert not access.broker_grants(permissions["read"], "amq.default")
+    for kind in ("configure", "write", "read"):  # the default exchange reaches every queue
+        assert not access.broker_grants(permissions[kind], "amq.default"), kind
 
 
 def test_only_the_operator_is_an_administrator_with_every_permission() -> None:

@@ -26,6 +26,7 @@ import pika
 from . import broker
 from .consumer import ATTEMPT_HEADER, ERROR_HEADER
 from .envelope import Event, MalformedEvent
+from .topology import queues_exchange
 
 BROKER_HISTORY = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
 """Headers (or their prefixes) in which RabbitMQ records a message's dead-lettering and deliveries.
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                     timestamp=properties.timestamp,
                     headers=requeued_headers(properties.headers),
                 )
-                channel.basic_publish("", args.queue, body, republished, mandatory=True)
+                channel.basic_publish(queues_exchange(args.queue), args.queue, body, republished, mandatory=True)
                 channel.basic_ack(method.delivery_tag)
                 print(f"requeued {summary['id']} to {args.queue}", file=out)
         if args.command in ("show", "requeue") and not getattr(args, "all", False) and not found:

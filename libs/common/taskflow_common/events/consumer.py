@@ -3,7 +3,8 @@
 For each message of its queue, in order of arrival (prefetch-limited):
 
 1. parse the CloudEvent; a message that is not one, or an event of the catalog whose ``source``
-   is not its type's owner (a forgery: :func:`.envelope.forged`), is parked at once; so is one
+   is not its type's owner (a forgery: :func:`.envelope.forged`) or that did not come the way
+   its owner's events come (:func:`_untrusted_path`), is parked at once; so is one
    the broker has delivered ``delivery_limit`` times already with no outcome (a consumer that
    crashes on it): this is its last delivery, and the broker would park it on its own, unrecorded,
    if it came back once more;
@@ -67,7 +68,7 @@ from ..mongo import Indexes
 from . import broker
 from .envelope import Event, MalformedEvent, forged
 from .publisher import backoff_seconds
-from .topology import Subscription, declare
+from .topology import Subscription, ensure
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -99,8 +100,45 @@ Handler = Callable[[Event], None]
 class _Delivery:
     tag: int
     redelivered: bool
+    exchange: str
+    routing_key: str
     properties: pika.BasicProperties
     body: bytes
+
+
+DEAD_LETTER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+"""Header names (or prefixes) the broker adds to a message it dead-letters (RabbitMQ, "Dead Letter
+Exchanges"): no publisher can take them off."""
+
+
+def _untrusted_path(delivery: _Delivery, event: Event, subscription: Subscription) -> str | None:
+    """Why ``event`` cannot be trusted to come from its type's owner, judged by the way it came;
+    None when it can.
+
+    The broker vouches for the publisher of an event only where its permissions do: each
+    service's account may publish to ``taskflow.events`` only its own types' routing keys (topic
+    permissions, deploy/rabbitmq/definitions.json) and may write to no other exchange of another
+    service, the default one included. So an event is trusted when it came
+
+    - through the events exchange, routed by its own type and never dead-lettered there (a queue
+      of the publisher's own, declared with the events exchange as its dead-letter exchange, would
+      otherwise re-route anything under any routing key); or
+    - through the subscription's own ``<service>.queues`` exchange or the default exchange: a
+      retry, a requeue, or the broker's own dead-lettering, all of a message checked on arrival.
+
+    Anything else (another exchange bound into the events exchange, a routing key other than the
+    type) is a publisher passing its event off as someone else's.
+    """
+    if delivery.exchange in ("", subscription.queues_exchange):
+        return None
+    if delivery.exchange != subscription.exchange:
+        return f"came through exchange {delivery.exchange}"
+    if delivery.routing_key != event.type:
+        return f"routed as {delivery.routing_key}"
+    headers = delivery.properties.headers or {}
+    if any(name.startswith(DEAD_LETTER_HEADERS) for name in headers):
+        return "dead-lettered into the events exchange"
+    return None
 
 
 class SubscriptionCancelled(Exception):
@@ -198,8 +236,8 @@ class Consumer:
     def _consume(self, stop: threading.Event) -> None:
         connection = broker.connect(self.url, heartbeat_seconds=self.heartbeat)
         try:
+            ensure(connection, self.subscription)
             channel = connection.channel()
-            declare(channel, self.subscription)
             # After a failure, one message at a time until a window's worth went through: were the
             # failure a message that breaks the connection itself (a frame pika cannot read), only
             # that message comes back again with its delivery count raised, never those around it.
@@ -233,7 +271,7 @@ class Consumer:
                     pass
 
     def _collect(self, channel: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
-        self._pending.append(_Delivery(method.delivery_tag, method.redelivered, properties, body))
+        self._pending.append(_Delivery(method.delivery_tag, method.redelivered, method.exchange, method.routing_key, properties, body))
 
     # -- one message -------------------------------------------------------------------------
 
@@ -294,8 +332,10 @@ class Consumer:
             CONSUMED.labels(queue, "unknown", "malformed").inc()
             return
         handler = self.handlers.get(event.type)
-        if handler is not None and forged(event):
-            self._park(republish, delivery, attempt, f"forged: {event.type} from {event.source}", event=event)
+        untrusted = _untrusted_path(delivery, event, self.subscription) if handler is not None else None
+        if handler is not None and (forged(event) or untrusted):
+            reason = f"forged: {event.type} from {event.source}" + (f", {untrusted}" if untrusted else "")
+            self._park(republish, delivery, attempt, reason, event=event)
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "forged").inc()
             return
@@ -383,7 +423,7 @@ class Consumer:
             timestamp=delivery.properties.timestamp,
             headers=headers,
         )
-        channel.basic_publish("", queue, delivery.body, properties, mandatory=True)
+        channel.basic_publish(self.subscription.queues_exchange, queue, delivery.body, properties, mandatory=True)
 
     def _park(self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None) -> None:
         """Record why the message is parked, then move it to the parking queue: whoever finds it

@@ -5,7 +5,10 @@
 - ``<queue>.retry.<n>``: quorum queues holding a failed message for the n-th back-off delay,
   after which it dead-letters (at-least-once) straight back into ``<queue>``;
 - ``<queue>.dlq``: the parking queue, for messages that failed every attempt, could not be
-  parsed, or were redelivered more than ``delivery_limit`` times (a consumer that keeps crashing).
+  parsed, or were redelivered more than ``delivery_limit`` times (a consumer that keeps crashing);
+- ``<service>.queues``: a direct exchange per service, each of its queues bound by its own name:
+  the consumer moves a message to a retry or parking queue through it, since no service's broker
+  account may write to the default exchange (which reaches every queue, another service's too).
 
 Declaring is idempotent: the arguments are fixed by the subscription, so many replicas declare
 the same thing at once without conflict. :func:`declare_all` declares a whole topology (each
@@ -53,6 +56,11 @@ class Subscription:
     exchange: str = field(default=EXCHANGE)
 
     @property
+    def queues_exchange(self) -> str:
+        """The service's own direct exchange that reaches each of its queues by name."""
+        return queues_exchange(self.queue)
+
+    @property
     def dead_letter_queue(self) -> str:
         return f"{self.queue}.dlq"
 
@@ -88,6 +96,11 @@ class Subscription:
         return result
 
 
+def queues_exchange(queue: str) -> str:
+    """``<service>.queues`` for a queue ``<service>.<purpose>…``: the exchange its owner reaches it by."""
+    return f"{queue.partition('.')[0]}.queues"
+
+
 def declare_exchange(channel: BlockingChannel, exchange: str = EXCHANGE) -> None:
     """The durable topic exchange every event is published to."""
     channel.exchange_declare(exchange, exchange_type="topic", durable=True)
@@ -104,46 +117,72 @@ def declare(channel: BlockingChannel, subscription: Subscription) -> None:
     for attempt in range(1, subscription.max_attempts):
         queue = subscription.retry_queue(attempt)
         channel.queue_declare(queue, durable=True, arguments=arguments[queue])
+    channel.exchange_declare(subscription.queues_exchange, exchange_type="direct", durable=True)
+    for queue in arguments:
+        channel.queue_bind(queue, subscription.queues_exchange, routing_key=queue)
 
 
-def declare_all(connection: pika.BlockingConnection, subscriptions: Iterable[Subscription]) -> None:
-    """Declare every one of ``subscriptions``; one this account may not configure (another
-    service's, under least privilege, where the broker's definitions declare it) is checked to
-    exist instead.
+def ensure(connection: pika.BlockingConnection, subscription: Subscription) -> None:
+    """Declare ``subscription``; where this account may not (another service's queues, or its own
+    under least privilege, whose dead-letter exchange is the default one it may not write to: the
+    broker's definitions declare them), check that its queues and its queues exchange exist.
 
     Raises:
-        TopologyMissing: a queue this account may not declare does not exist.
+        TopologyMissing: a queue or exchange this account may not declare does not exist.
         pika.exceptions.AMQPError: the broker went away or refused something else.
     """
     channel = connection.channel()
+    try:
+        declare(channel, subscription)
+    except ChannelClosedByBroker as error:
+        if error.reply_code != ACCESS_REFUSED:
+            raise
+        channel = connection.channel()
+        checks = [(name, lambda name=name: channel.queue_declare(name, passive=True)) for name in subscription.queue_arguments()]
+        exchange = subscription.queues_exchange
+        checks.append((exchange, lambda: channel.exchange_declare(exchange, passive=True)))
+        for name, check in checks:
+            try:
+                check()
+            except ChannelClosedByBroker as missing:
+                if missing.reply_code != NOT_FOUND:
+                    raise
+                raise TopologyMissing(f"{name} does not exist and this account may not declare it") from None
+    if channel.is_open:
+        channel.close()
+
+
+def declare_all(connection: pika.BlockingConnection, subscriptions: Iterable[Subscription]) -> None:
+    """:func:`ensure` each of ``subscriptions`` (same errors)."""
     for subscription in subscriptions:
-        try:
-            declare(channel, subscription)
-        except ChannelClosedByBroker as error:
-            if error.reply_code != ACCESS_REFUSED:
-                raise
-            channel = connection.channel()
-            for queue in subscription.queue_arguments():
-                try:
-                    channel.queue_declare(queue, passive=True)
-                except ChannelClosedByBroker as missing:
-                    if missing.reply_code != NOT_FOUND:
-                        raise
-                    raise TopologyMissing(f"queue {queue} does not exist and this account may not declare it") from None
-    channel.close()
+        ensure(connection, subscription)
 
 
 def definitions(subscriptions: Iterable[Subscription], vhost: str = "/") -> dict[str, list[dict[str, Any]]]:
-    """``subscriptions`` as the ``queues`` and ``bindings`` of RabbitMQ's definitions file (the
-    format ``load_definitions`` imports), exactly what :func:`declare` declares."""
+    """``subscriptions`` as the ``exchanges``, ``queues`` and ``bindings`` of RabbitMQ's
+    definitions file (the format ``load_definitions`` imports), exactly what :func:`declare` declares."""
+    exchanges: dict[str, dict[str, Any]] = {}
     queues: list[dict[str, Any]] = []
     bindings: list[dict[str, Any]] = []
+
+    def exchange(name: str, kind: str) -> None:
+        exchanges.setdefault(name, {
+            "name": name, "vhost": vhost, "type": kind, "durable": True, "auto_delete": False,
+            "internal": False, "arguments": {},
+        })
+
+    def bind(source: str, queue: str, routing_key: str) -> None:
+        bindings.append({
+            "source": source, "vhost": vhost, "destination": queue,
+            "destination_type": "queue", "routing_key": routing_key, "arguments": {},
+        })
+
     for subscription in subscriptions:
+        exchange(subscription.exchange, "topic")
+        exchange(subscription.queues_exchange, "direct")
         for name, arguments in subscription.queue_arguments().items():
             queues.append({"name": name, "vhost": vhost, "durable": True, "auto_delete": False, "arguments": arguments})
+            bind(subscription.queues_exchange, name, name)
         for pattern in subscription.bindings:
-            bindings.append({
-                "source": subscription.exchange, "vhost": vhost, "destination": subscription.queue,
-                "destination_type": "queue", "routing_key": pattern, "arguments": {},
-            })
-    return {"queues": queues, "bindings": bindings}
+            bind(subscription.exchange, subscription.queue, pattern)
+    return {"exchanges": list(exchanges.values()), "queues": queues, "bindings": bindings}

@@ -43,9 +43,9 @@ def imported(infra: Infra, vhost_url: str, tmp_path: Path) -> dict[str, str]:
     names = {user["name"]: f"{user['name']}-{suffix}" for user in document["users"]}
     for user in document["users"]:
         user.update(name=names[user["name"]], password="s3cret")
-    for permission in document["permissions"]:
+    for permission in (*document["permissions"], *document["topic_permissions"]):
         permission["user"] = names[permission["user"]]
-    for kind in ("permissions", "exchanges", "queues", "bindings"):
+    for kind in ("permissions", "topic_permissions", "exchanges", "queues", "bindings"):
         for item in document[kind]:
             item["vhost"] = vhost
     document["vhosts"] = [{"name": vhost}]
@@ -57,7 +57,8 @@ def imported(infra: Infra, vhost_url: str, tmp_path: Path) -> dict[str, str]:
 
 def test_the_definitions_file_declares_exactly_the_catalog() -> None:
     document = json.loads(DEFINITIONS.read_text())
-    assert {"queues": document["queues"], "bindings": document["bindings"]} == definitions(subscribers.CATALOG)
+    kinds = ("exchanges", "queues", "bindings")
+    assert {kind: document[kind] for kind in kinds} == definitions(subscribers.CATALOG)
 
 
 def test_on_a_broker_from_the_definitions_an_event_reaches_every_subscriber_through_a_service_user(
