@@ -34,7 +34,10 @@ the record skips what was applied. A crash *between* the handler's write and the
 still redeliver an applied event, so handlers must be idempotent per event id (upsert by entity
 or event id, or guard the write with the event id); the record makes the common case cheap.
 
-Long handlers run on a helper thread while the connection thread keeps answering heartbeats.
+Each handler runs on a thread of its own while the connection thread keeps answering
+heartbeats; one that runs over :data:`HANDLER_TIMEOUT` (a call that never returns) is left behind
+and counts as a failed attempt, so it holds back nothing (handlers are idempotent, should it
+finish after all).
 :meth:`Consumer.run` reconnects with back-off after broker restarts, and declares and subscribes
 again when the broker cancels its subscription (the queue deleted, or re-declared elsewhere: a
 ``basic.cancel`` would otherwise stop the consumer in silence); when asked to stop, it
@@ -49,7 +52,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,6 +96,8 @@ HANDLER_SECONDS = Histogram(
 )
 
 Handler = Callable[[Event], None]
+HANDLER_TIMEOUT = timedelta(seconds=120)
+"""How long one handler run may take before its attempt counts as failed."""
 
 
 @dataclass
@@ -187,6 +191,7 @@ class Consumer:
         db: the consuming service's database (``processed_events``, ``dead_letters``), resolved per call.
         prefetch: unacknowledged messages the broker may send ahead.
         heartbeat_seconds: AMQP heartbeat (None: the broker's default).
+        handler_timeout_seconds: how long one handler run may take (:data:`HANDLER_TIMEOUT`).
     """
 
     def __init__(
@@ -198,6 +203,7 @@ class Consumer:
         *,
         prefetch: int = 16,
         heartbeat_seconds: int | None = None,
+        handler_timeout_seconds: float = HANDLER_TIMEOUT.total_seconds(),
     ) -> None:
         self.url = url
         self.subscription = subscription
@@ -207,7 +213,7 @@ class Consumer:
         self.heartbeat = heartbeat_seconds
         self._pending: collections.deque[_Delivery] = collections.deque()
         self._cautious_left = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{subscription.queue}-handler")
+        self.handler_timeout = handler_timeout_seconds
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -231,7 +237,6 @@ class Consumer:
                     exc_info=None if isinstance(error, expected) else error,
                 )
                 stop.wait(delay)
-        self._executor.shutdown(wait=True)
 
     def _consume(self, stop: threading.Event) -> None:
         connection = broker.connect(self.url, heartbeat_seconds=self.heartbeat)
@@ -369,8 +374,9 @@ class Consumer:
     def _run_handler(
         self, connection: pika.BlockingConnection, handler: Handler, event: Event, headers: dict[str, Any]
     ) -> str | None:
-        """Run ``handler`` on the helper thread, pumping heartbeats; the error text, or None.
-        An unreachable or busy database (see :func:`_database_unavailable`) is raised instead.
+        """Run ``handler`` on a thread of its own, pumping heartbeats; the error text (a timeout
+        after ``handler_timeout_seconds`` included), or None. An unreachable or busy database (see
+        :func:`_database_unavailable`) is raised instead.
 
         The processing span's parent is the publish span (AMQP headers), or else the request
         that made the event (its ``traceparent`` attribute): one trace either way.
@@ -378,6 +384,8 @@ class Consumer:
         carrier = {key: value for key, value in headers.items() if isinstance(value, str)}
         parent = propagate.extract(carrier if "traceparent" in carrier else event.trace_headers)
         started = time.perf_counter()
+
+        outcome: list[BaseException | None] = []
 
         def call() -> None:
             token = otel_context.attach(parent)
@@ -394,15 +402,25 @@ class Consumer:
                     },
                 ):
                     handler(event)
+                outcome.append(None)
+            except BaseException as error:  # handed to the consumer's thread, which judges it
+                outcome.append(error)
             finally:
                 otel_context.detach(token)
 
-        future = self._executor.submit(call)
+        worker = threading.Thread(target=call, name=f"{self.subscription.queue}-handler", daemon=True)
+        worker.start()
         # Wait for the handler, answering the broker's heartbeats at least every half second.
-        while not wait([future], timeout=0.5).done:
+        deadline = time.monotonic() + self.handler_timeout
+        while worker.is_alive() and time.monotonic() < deadline:
+            worker.join(timeout=0.5)
             connection.process_data_events(time_limit=0)
         HANDLER_SECONDS.labels(self.subscription.queue, event.type).observe(time.perf_counter() - started)
-        error = future.exception()
+        if not outcome:
+            log.error("consumer %s: handler for %s %s ran over %g s; left behind", self.subscription.queue,
+                      event.type, event.id, self.handler_timeout)
+            return f"TimeoutError: the handler ran over {self.handler_timeout:g} s"
+        error = outcome[0]
         if error is None:
             return None
         if _database_unavailable(error):

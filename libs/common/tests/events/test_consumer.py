@@ -397,3 +397,33 @@ def test_sigterm_finishes_the_event_in_hand_then_stops(
     assert worker.process.returncode == 0
     assert effects(db) == [event.id]
     assert queue_depth(infra.rabbitmq_url, queue) == 0
+
+
+def test_a_handler_that_hangs_spends_one_attempt_and_holds_back_nothing(
+    db: Database, infra: Infra, consume, publisher: Publisher
+) -> None:
+    """A handler stuck on a call that never returns (a socket without a timeout) would hold its
+    queue for good: after ``handler_timeout_seconds`` the attempt counts as failed, the message
+    goes to its retry queue, and the events behind it flow."""
+    released = threading.Event()
+
+    def handle(event: Event) -> None:
+        if event.subject == "hang":
+            released.wait(60)
+            return
+        db["effects"].insert_one({"event_id": event.id, "subject": event.subject})
+
+    try:
+        consumer = consume("note.created", handler=handle, retry_delays=(0.2, 0.4), handler_timeout_seconds=1)
+        hang = note("hang")
+        publisher.publish(hang)
+        healthy = [note(f"ok{i}") for i in range(3)]
+        for event in healthy:
+            publisher.publish(event)
+        wait_for(lambda: queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 1, timeout=30,
+                 what="the hanging event parked after its attempts")
+        assert sorted(effects(db)) == sorted(event.id for event in healthy)
+        parked = db[PARKED].find_one({"_id": f"{consumer.subscription.queue}:{hang.id}"})
+        assert parked["error"] == "TimeoutError: the handler ran over 1 s"
+    finally:
+        released.set()
