@@ -347,3 +347,27 @@ def test_an_admin_change_succeeds_while_auths_first_instance_is_down(replicated:
         replicated.supervisorctl("start", program)
         wait_for(lambda: _ready(replicated.service_url("auth")), timeout=120, what="auth's first instance ready")
     assert changed.status_code == 200, changed.text
+
+
+@pytest.mark.timeout(180)
+def test_a_stopping_notify_instance_ends_its_live_streams_instead_of_waiting_them_out(replicated: System) -> None:
+    """A live stream runs for minutes; a worker asked to stop ends it at once (the client
+    reconnects to another instance with ``Last-Event-ID``) rather than hold the restart for
+    gunicorn's graceful timeout (20 s) and be cut off there."""
+    user = sign_up(Client(replicated.gateway_url))
+    program = replicated.program("notify", 1)
+    stream = requests.get(f"{replicated.service_url('notify')}/api/v1/notifications/stream",
+                          headers=user.headers, stream=True, timeout=30)
+    assert stream.status_code == 200
+    lines = stream.iter_lines()
+    assert next(lines).startswith(b": TaskFlow live feed")
+    started = time.monotonic()
+    try:
+        replicated.supervisorctl("stop", program)
+        stopped_after = time.monotonic() - started
+        rest = list(lines)  # ends cleanly (the chunked body's last chunk), no connection error
+    finally:
+        replicated.supervisorctl("start", program)
+        wait_for(lambda: _ready(replicated.service_url("notify")), timeout=120, what="notify's first instance ready")
+    assert stopped_after < 10, f"the stop waited {stopped_after:.1f} s for the stream"
+    assert all(line.startswith((b":", b"retry", b"id", b"event", b"data")) or not line for line in rest)

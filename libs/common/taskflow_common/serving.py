@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,34 @@ def _serving_metrics(port: int) -> Callable[[Any], None]:
     return when_ready
 
 
+GRACEFUL_TIMEOUT_SECONDS = 20
+"""How long a worker asked to stop (SIGTERM) may finish its requests before gunicorn kills it."""
+
+_stopping = False
+
+
+def stopping() -> bool:
+    """Whether this gunicorn worker was asked to stop (SIGTERM: a restart, a scale-down, a
+    deploy). A response that would run on for longer than :data:`GRACEFUL_TIMEOUT_SECONDS` (a
+    Server-Sent Events stream) ends when this turns true, so the worker exits as soon as its other
+    requests are done and the client reconnects elsewhere, instead of being cut at the deadline."""
+    return _stopping
+
+
+def _post_worker_init(worker: Any) -> None:
+    """Note SIGTERM for :func:`stopping`, then let gunicorn's own handler (which stops accepting
+    and waits for the requests in hand) run as before."""
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def on_term(number: int, frame: Any) -> None:
+        global _stopping
+        _stopping = True
+        if callable(graceful):
+            graceful(number, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def gunicorn_settings(
     *,
     service: str,
@@ -66,7 +95,8 @@ def gunicorn_settings(
 
     Returns:
         a dict of gunicorn setting names to values, including the ``post_fork`` hook that sets up
-        each worker's logs and traces, the ``child_exit`` hook that keeps multi-process
+        each worker's logs and traces, the ``post_worker_init`` hook behind :func:`stopping`,
+        the ``child_exit`` hook that keeps multi-process
         Prometheus metrics correct and, with ``METRICS_PORT`` set, the ``when_ready`` hook that
         serves those metrics there.
 
@@ -122,7 +152,8 @@ def gunicorn_settings(
         "worker_class": worker_class,
         "threads": int(os.environ.get("GUNICORN_THREADS", "4")),
         "timeout": 30,
-        "graceful_timeout": 20,
+        "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
+        "post_worker_init": _post_worker_init,
         "keepalive": 5,
         # The gateway bounds the request line (414 as problem details); gunicorn's own 4094-byte
         # limit would answer a longer line the gateway admitted with an HTML 414 (0: up to 1 MiB).

@@ -11,7 +11,8 @@ already have (it drops the ids it has seen) and loses none written within it of 
 A stream holds no thread: notify runs gevent workers (one greenlet per connection), and the
 stream waits between reads of the feed with a cooperative sleep. It re-checks the caller's
 account on every read, and ends when that account is deactivated or its tokens revoked, when the
-token it was opened with expires, and after :data:`STREAM_SECONDS` in any case: the client
+token it was opened with expires, when its worker is asked to stop (a restart: it would otherwise
+hold the worker until gunicorn's graceful timeout), and after :data:`STREAM_SECONDS` in any case: the client
 reconnects with its current token, and a refused one signs it out. A database error
 ends it too (the client reconnects with ``Last-Event-ID``).
 
@@ -33,6 +34,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 from taskflow_common.problems import Forbidden, TooManyRequests, Unauthorized
+from taskflow_common.serving import stopping
 from taskflow_common.tokens import AccessPolicy, Principal
 
 from .store import FeedStore, Slot, StreamSlots
@@ -134,7 +136,8 @@ class LiveFeed:
         sent: dict[str, int] = {}  # entry id → seq, for the entries at or after the cursor
         yield f": TaskFlow live feed of user {principal.user_id}\nretry: 1000\n\n"
         last_output = time.monotonic()
-        while time.monotonic() - started < self.stream_seconds and time.time() < principal.expires_at:
+        while (time.monotonic() - started < self.stream_seconds and time.time() < principal.expires_at
+               and not stopping()):
             try:
                 if not self._admitted(principal):
                     return
