@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from bson import Int64, ObjectId, Regex
-from pymongo import MongoClient
+from pymongo import MongoClient, UpdateOne
 from pymongo.database import Database
 
 from tests.support.infra import mongodb_answers
@@ -244,6 +244,45 @@ def test_writes_change_what_the_unpatched_build_changes(builds: Builds, seed: in
             outcomes.append((updated, deleted, left))
         if outcomes[0] != outcomes[1]:
             differences.append(filter_)
+    assert differences == []
+
+
+def _bulk(rng: random.Random, present: int) -> list[UpdateOne]:
+    """Conditional upserts and updates by _id, none of which can hit a duplicate key: an upsert's
+    filter is its _id alone (MongoDB retries those) or names an _id that is absent."""
+    operations = []
+    for statement in range(rng.choice([1, 5, 40])):
+        key = rng.randrange(present + 20)
+        roll = rng.random()
+        if roll < 0.4:
+            operations.append(UpdateOne({"_id": key}, {"$set": {"bulk": statement}}, upsert=True))
+        elif roll < 0.7:
+            operations.append(UpdateOne({"_id": key, "a": _condition(rng)}, {"$set": {"bulk": statement}}))
+        else:
+            operations.append(UpdateOne({"_id": present + 100 + statement, "v": {"$lt": 3}}, {"$set": {"v": 3}}, upsert=True))
+    return operations
+
+
+@pytest.mark.parametrize("seed", [5])
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+def test_bulk_updates_answer_as_the_unpatched_build_where_it_answers(builds: Builds, seed: int, ordered: bool) -> None:
+    """Without write errors the unpatched build runs every statement; its replies then agree with
+    the patched build's but for ``upserted``'s indexes (statements' indexes in MongoDB and in the
+    patched build, a running count of upserts in the unpatched one), so upserted ids are compared."""
+    rng = random.Random(seed)
+    differences = []
+    for _ in range(WRITES):
+        documents = [_document(rng, i, 0.05) for i in range(DOCUMENTS // 4)]
+        operations = _bulk(rng, len(documents))
+        outcomes = []
+        for database in (builds.unpatched, builds.patched):
+            _fill(database, "bulk", documents)
+            result = database.bulk.bulk_write(operations, ordered=ordered)
+            left = sorted(repr(document) for document in database.bulk.find({}))
+            upserted = sorted(repr(key) for key in result.upserted_ids.values())
+            outcomes.append((result.matched_count, result.modified_count, result.upserted_count, upserted, left))
+        if outcomes[0] != outcomes[1]:
+            differences.append([repr(operation) for operation in operations])
     assert differences == []
 
 

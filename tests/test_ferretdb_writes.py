@@ -1,7 +1,9 @@
 """The FerretDB that scripts/bootstrap builds applies each write command atomically, as MongoDB
 applies a write to one document (scripts/patches/ferretdb-v1.24.2-write-lock.patch): of concurrent
 conditional writes to one document exactly one wins, no increment is lost, and an upsert inserts
-once. Every test here fails on the unpatched build (the patch's header has the counts).
+once. A bulk of updates answers as MongoDB's does when a statement fails
+(scripts/patches/ferretdb-v1.24.2-writes-unordered.patch). Every test here fails on the unpatched
+build (the patches' headers have the counts).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, ReturnDocument
+from pymongo import MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
 
 from tests.support.infra import Infra
 
@@ -88,3 +91,28 @@ def test_concurrent_upserts_of_one_id_insert_it_once_and_count_every_one(collect
         )
         assert sum(result is not None for result in results) == 1, f"round {round_number}: {results}"
         assert collection.find_one({"_id": round_number})["n"] == THREADS
+
+
+def conditional_upserts(collection: Collection) -> list[UpdateOne]:
+    """Three conditional upserts; the second's _id exists at a newer version (a duplicate key)."""
+    collection.insert_one({"_id": "newer", "v": 9})
+    return [UpdateOne({"_id": key, "v": {"$lt": 5}}, {"$set": {"v": 5}}, upsert=True) for key in ("a", "newer", "b")]
+
+
+def test_an_unordered_bulk_runs_every_statement_and_reports_the_failed_one_by_its_index(collection: Collection) -> None:
+    with pytest.raises(BulkWriteError) as raised:
+        collection.bulk_write(conditional_upserts(collection), ordered=False)
+    reply = raised.value.details
+    assert [(error["index"], error["code"]) for error in reply["writeErrors"]] == [(1, 11000)]
+    assert (reply["nUpserted"], reply["nModified"]) == (2, 0)
+    assert [upsert["index"] for upsert in reply["upserted"]] == [0, 2]
+    assert sorted((document["_id"], document["v"]) for document in collection.find()) == [("a", 5), ("b", 5), ("newer", 9)]
+
+
+def test_an_ordered_bulk_stops_at_the_failed_statement(collection: Collection) -> None:
+    with pytest.raises(BulkWriteError) as raised:
+        collection.bulk_write(conditional_upserts(collection), ordered=True)
+    reply = raised.value.details
+    assert [(error["index"], error["code"]) for error in reply["writeErrors"]] == [(1, 11000)]
+    assert [upsert["index"] for upsert in reply["upserted"]] == [0]
+    assert sorted(document["_id"] for document in collection.find()) == ["a", "newer"]
