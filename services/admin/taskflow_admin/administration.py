@@ -37,8 +37,8 @@ class Administration:
             return
         for user in self.upstreams.users(authorization):
             self.read_models.apply_user(UserSnapshot.model_validate(user).model_dump())
-        for task in self.upstreams.tasks_snapshots(authorization):
-            self.read_models.apply_task(TaskSnapshot.model_validate(task).model_dump(), deleted=False)
+        for page in self.upstreams.task_snapshot_pages(authorization):
+            self.read_models.apply_live_tasks([TaskSnapshot.model_validate(task).model_dump() for task in page])
         self.read_models.mark_backfilled()
         log.info("read models backfilled from auth and tasks")
 

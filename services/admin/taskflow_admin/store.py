@@ -20,7 +20,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from taskflow_common.events.consumer import PROCESSED
 from taskflow_common.mongo import Indexes
-from taskflow_common.projections import apply_if_newer
+from taskflow_common.projections import apply_all_if_newer, apply_if_newer
 
 from . import search
 from .parking import parked_messages
@@ -188,6 +188,14 @@ class ReadModels:
         return {row["_id"]: row["count"] for row in grouped}
 
     # -- tasks ---------------------------------------------------------------------------------
+
+    def apply_live_tasks(self, snapshots: list[dict[str, Any]]) -> None:
+        """:meth:`apply_task` for a page of live tasks' snapshots, in one bulk write."""
+        apply_all_if_newer(self._db()[TASKS], (
+            (snapshot["id"], snapshot["version"],
+             {"owner_id": snapshot["owner_id"], "status": snapshot["status"], "due_date": snapshot["due_date"], "deleted": False})
+            for snapshot in snapshots
+        ))
 
     def apply_task(self, snapshot: dict[str, Any], *, deleted: bool) -> None:
         """Keep the newest state of a task; a deletion is final whatever the versions."""

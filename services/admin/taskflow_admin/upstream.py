@@ -127,14 +127,15 @@ class Upstreams:
         """Every user, oldest first."""
         return self.auth.pages("/internal/users", authorization)
 
-    def tasks_snapshots(self, authorization: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Every live task's snapshot, by id, paged by the last id seen (tasks deleted meanwhile
-        shift no live task out of the pages to come, as ``page`` numbers would)."""
+    def task_snapshot_pages(self, authorization: str, *, page_size: int = 100) -> Iterator[list[dict[str, Any]]]:
+        """Every live task's snapshot, in pages of ``page_size`` by id, paged by the last id seen
+        (tasks deleted meanwhile shift no live task out of the pages to come, as ``page`` numbers would)."""
         after = None
         while True:
             params = {"limit": page_size, **({"after": after} if after else {})}
             items = self.tasks.call("GET", "/internal/tasks", authorization, params=params)["items"]
-            yield from items
+            if items:
+                yield items
             if len(items) < page_size:
                 return
             after = items[-1]["id"]
