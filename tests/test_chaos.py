@@ -13,7 +13,9 @@ workers) and stops the broker and the database for a while. Afterwards, with eve
 
 ``pytest -m chaos`` runs it alone. The short form (the default, part of `make test`) injects each
 kind of fault once, with 10 s outages; the long form, ``CHAOS_FORM=long`` (`make chaos`), runs
-``CHAOS_MINUTES`` (10) of faults, outages of 30 to 120 s. It prints its figures.
+``CHAOS_MINUTES`` (10) of faults, outages of 30 to 120 s. The system runs ``CHAOS_REPLICAS`` (2,
+as `make run`) instances of each service and copies of each worker, side by side, and a fault hits
+one of them. It prints its figures.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ MINUTES = float(os.environ.get("CHAOS_MINUTES", "10"))
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.timeout(MINUTES * 60 + 2400 if LONG else 900)]
 OUTAGE_SECONDS = (30.0, 120.0) if LONG else (10.0, 10.0)
 SERVICES = ("auth", "tasks", "admin", "notify")
-PROGRAMS = ("ferretdb", "rabbitmq", *SERVICES, *(f"{name}-worker" for name in SERVICES), "gateway")
+REPLICAS = int(os.environ.get("CHAOS_REPLICAS", "2"))
+"""Instances of each service and copies of each worker, as ``make run`` runs them (``REPLICAS``)."""
 WRITERS = 4
 PASSWORD = "a chaos passphrase"
 RECOVERY_SECONDS = 240
@@ -65,8 +68,8 @@ long form found 3,400 messages queued and 440 documents' events in outboxes, app
 
 @pytest.fixture(scope="module")
 def chaos_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    system = System(tmp_path_factory.mktemp("chaos"), None, BCRYPT_ROUNDS="4", REMINDER_SCAN_SECONDS="1",
-                    MONGODB_DB_PREFIX="chaos_")
+    system = System(tmp_path_factory.mktemp("chaos"), None, replicas=REPLICAS, BCRYPT_ROUNDS="4",
+                    REMINDER_SCAN_SECONDS="1", MONGODB_DB_PREFIX="chaos_")
     yield system.start(timeout=300)
     system.stop()
 
@@ -75,11 +78,23 @@ def pid(system: System, program: str) -> int:
     return int(system.supervisorctl("pid", program).strip() or 0)
 
 
+def programs(system: System) -> list[str]:
+    """supervisor's name of every program of the system: each instance of each service and worker."""
+    instances = [system.program(name, k) for name in (*SERVICES, *(f"{s}-worker" for s in SERVICES))
+                 for k in range(1, system.replicas + 1)]
+    return ["ferretdb", "rabbitmq", *instances, "gateway"]
+
+
+def any_instance(system: System, name: str) -> str:
+    """One instance of service or worker ``name``, picked at random."""
+    return system.program(name, random.randint(1, system.replicas))
+
+
 def all_running(system: System, *, starting: bool = False) -> bool:
     """Every program RUNNING (or, with ``starting``, at least started again: STARTING)."""
     states = ("RUNNING", "STARTING") if starting else ("RUNNING",)
     lines = {line.split()[0]: line for line in system.supervisorctl("status").splitlines() if line.strip()}
-    return all(program in lines and lines[program].split()[1] in states for program in PROGRAMS)
+    return all(program in lines and lines[program].split()[1] in states for program in programs(system))
 
 
 def serves(system: System) -> bool:
@@ -264,13 +279,14 @@ def outage(program: str) -> Callable[[System], None]:
     return inject
 
 
-def every_kind() -> list[Fault]:
-    """One fault of each kind, the service of each picked at random."""
-    master, worker, relay = (random.choice(SERVICES) for _ in range(3))
+def every_kind(system: System) -> list[Fault]:
+    """One fault of each kind, the service and instance of each picked at random."""
+    master, worker = (any_instance(system, random.choice(SERVICES)) for _ in range(2))
+    relay = any_instance(system, f"{random.choice(SERVICES)}-worker")
     return [
         Fault("gunicorn master", master, kill(master)),
         Fault("gunicorn worker", worker, kill(worker, child=True)),
-        Fault("worker (relay and consumers)", f"{relay}-worker", kill(f"{relay}-worker")),
+        Fault("worker (relay and consumers)", relay, kill(relay)),
         Fault("FerretDB", "ferretdb", kill("ferretdb")),
         Fault("RabbitMQ", "rabbitmq", kill("rabbitmq")),
         Fault("nginx master", "gateway", kill("gateway")),
@@ -280,17 +296,16 @@ def every_kind() -> list[Fault]:
     ]
 
 
-def schedule() -> Iterator[Fault]:
+def schedule(system: System) -> Iterator[Fault]:
     """The short form: each kind once. The long form: rounds of every kind, shuffled, until
     ``CHAOS_MINUTES`` have passed."""
     if not LONG:
-        yield from every_kind()
+        yield from every_kind(system)
         return
     deadline = time.monotonic() + MINUTES * 60
     while time.monotonic() < deadline:
-        faults = every_kind() + [
-            Fault("worker (relay and consumers)", f"{name}-worker", kill(f"{name}-worker")) for name in SERVICES
-        ]
+        workers = [any_instance(system, f"{name}-worker") for name in SERVICES]
+        faults = every_kind(system) + [Fault("worker (relay and consumers)", worker, kill(worker)) for worker in workers]
         random.shuffle(faults)
         for fault in faults:
             if time.monotonic() >= deadline:
@@ -405,7 +420,7 @@ def test_chaos_loses_and_duplicates_nothing(
     started = time.monotonic()
     try:
         wait_for(lambda: tally.acknowledged >= 20, timeout=60, what="writes before the first fault")
-        for fault in schedule():
+        for fault in schedule(system):
             with capsys.disabled():
                 print(f"\nchaos: {time.monotonic() - started:5.0f} s  {fault.name} ({fault.program})", end="")
             fault.inject(system)
