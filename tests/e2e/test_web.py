@@ -481,6 +481,25 @@ def test_deleting_a_task_puts_the_keyboard_on_the_row_that_took_its_place(
     expect(page.get_by_role("heading", name="Your tasks")).to_be_focused()  # none left: the list's heading
 
 
+def test_deleting_a_task_already_deleted_elsewhere_takes_it_off_the_board_without_an_error(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    gone = gateway.post("/api/v1/tasks", json={"title": "Gone"}, headers=user.headers).json()
+    gateway.post("/api/v1/tasks", json={"title": "Open"}, headers=user.headers)
+    page = open_page(expected=(404,))
+    sign_in(page, user.email, user.password)
+    page.on("dialog", lambda dialog: dialog.accept())
+    tasks = page.get_by_role("list", name="Tasks")
+    page.get_by_role("button", name="Edit Open").click()  # an open form holds the list as it is
+    assert gateway.delete(f"/api/v1/tasks/{gone['id']}", headers=user.headers).status_code == 204
+    expect(page.get_by_text("Tasks changed while you edit")).to_be_visible(timeout=LIVE)
+
+    page.get_by_role("button", name="Delete Gone").click()
+    expect(tasks.get_by_role("listitem", name="Gone")).to_have_count(0)
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
 def test_marking_a_notification_read_puts_the_keyboard_on_the_next_unread_one(
     open_page: Callable[..., Page], gateway: Client,
 ) -> None:

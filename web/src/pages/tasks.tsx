@@ -246,6 +246,10 @@ function TaskItem({ task, changed, deleted, editing: onEditing }: ItemProps) {
       await request(`/tasks/${current.id}`, { method: "DELETE", headers: { "If-Match": `"${current.version}"` } });
       deleted(current.id);
     } catch (problem) {
+      if (problem instanceof Problem && problem.status === 404) {
+        deleted(current.id);  // deleted elsewhere meanwhile (or by a retry of this one): gone as asked
+        return;
+      }
       if (problem instanceof Problem && problem.status === 412) setConflict(true);
       setError(problem);
     }
