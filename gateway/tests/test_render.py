@@ -60,6 +60,7 @@ def test_each_service_is_an_upstream_of_its_replicas_as_kong_balances_and_checks
     assert upstreams["tasks"].fail_timeout_s == kong_tasks["healthchecks"]["active"]["unhealthy"]["interval"]
     text = render.render(KONG, Path("/tmp"), env)
     assert "least_conn;\n        server 127.0.0.1:15002 max_fails=3 fail_timeout=5s;" in text
+    assert "upstream tasks {\n        # Shared by every nginx worker" in text and "zone tasks 64k;" in text
 
 
 def test_an_instance_being_restarted_is_taken_out_and_never_the_last_one(kong: dict) -> None:
