@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from . import broker
 from .envelope import CONTENT_TYPE, EXCHANGE, Event
-from .topology import declare_exchange
+from .topology import ensure_exchange
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -65,9 +65,9 @@ class Publisher:
         if self._channel is None or self._channel.is_closed:
             self.close()
             self._connection = broker.connect(self.url, timeout_seconds=self.timeout, heartbeat_seconds=self.heartbeat)
+            ensure_exchange(self._connection, self.exchange)
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
-            declare_exchange(self._channel, self.exchange)
         return self._channel
 
     def publish(self, event: Event, body: bytes | None = None) -> None:

@@ -18,7 +18,7 @@ broker's definitions format.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,35 @@ def declare_exchange(channel: BlockingChannel, exchange: str = EXCHANGE) -> None
     channel.exchange_declare(exchange, exchange_type="topic", durable=True)
 
 
+def ensure_exchange(connection: pika.BlockingConnection, exchange: str = EXCHANGE) -> None:
+    """Declare the events exchange; where this account may not (least privilege: the broker's
+    definitions declare it, and no service may delete or retype it), check that it exists.
+
+    Raises:
+        TopologyMissing: the exchange does not exist and this account may not declare it.
+        pika.exceptions.AMQPError: the broker went away or refused something else.
+    """
+    channel = connection.channel()
+    try:
+        declare_exchange(channel, exchange)
+    except ChannelClosedByBroker as error:
+        if error.reply_code != ACCESS_REFUSED:
+            raise
+        channel = connection.channel()
+        _check_exists(exchange, lambda: channel.exchange_declare(exchange, passive=True))
+    if channel.is_open:
+        channel.close()
+
+
+def _check_exists(name: str, check: Callable[[], object]) -> None:
+    try:
+        check()
+    except ChannelClosedByBroker as missing:
+        if missing.reply_code != NOT_FOUND:
+            raise
+        raise TopologyMissing(f"{name} does not exist and this account may not declare it") from None
+
+
 def declare(channel: BlockingChannel, subscription: Subscription) -> None:
     """Declare ``subscription``'s exchange, queue, bindings, retry queues and parking queue."""
     declare_exchange(channel, subscription.exchange)
@@ -138,16 +167,10 @@ def ensure(connection: pika.BlockingConnection, subscription: Subscription) -> N
         if error.reply_code != ACCESS_REFUSED:
             raise
         channel = connection.channel()
-        checks = [(name, lambda name=name: channel.queue_declare(name, passive=True)) for name in subscription.queue_arguments()]
-        exchange = subscription.queues_exchange
-        checks.append((exchange, lambda: channel.exchange_declare(exchange, passive=True)))
-        for name, check in checks:
-            try:
-                check()
-            except ChannelClosedByBroker as missing:
-                if missing.reply_code != NOT_FOUND:
-                    raise
-                raise TopologyMissing(f"{name} does not exist and this account may not declare it") from None
+        for name in subscription.queue_arguments():
+            _check_exists(name, lambda name=name: channel.queue_declare(name, passive=True))
+        for name in (subscription.exchange, subscription.queues_exchange):
+            _check_exists(name, lambda name=name: channel.exchange_declare(name, passive=True))
     if channel.is_open:
         channel.close()
 

@@ -80,6 +80,23 @@ def test_a_service_may_publish_its_own_types_only(accounts, service: str, family
     assert refused(accounts(service), EXCHANGE, f"{family}.deactivated") is not own
 
 
+@pytest.mark.parametrize("service", ["auth", "tasks", "admin", "notify"])
+def test_no_service_may_delete_or_retype_the_events_exchange(accounts, service: str) -> None:
+    """Deleted and declared again as a direct exchange, it would keep its bindings after the
+    broker's next boot (the definitions import keeps an existing exchange as it is) while no topic
+    permission applied to it any more (attack18, second round)."""
+    for attempt in (lambda channel: channel.exchange_delete(EXCHANGE),
+                    lambda channel: channel.exchange_declare(EXCHANGE, exchange_type="direct", durable=True)):
+        connection = broker.connect(accounts(service))
+        try:
+            with pytest.raises(ChannelClosedByBroker) as refusal:
+                attempt(connection.channel())
+            assert refusal.value.reply_code == 403
+        finally:
+            if connection.is_open:
+                connection.close()
+
+
 def test_admin_publishes_nothing_to_the_events_exchange(accounts) -> None:
     assert refused(accounts("admin"), EXCHANGE, "task.created")
 
