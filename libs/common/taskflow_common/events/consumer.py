@@ -4,7 +4,8 @@ For each message of its queue, in order of arrival (prefetch-limited):
 
 1. parse the CloudEvent; a message that is not one, or an event of the catalog whose ``source``
    is not its type's owner (a forgery: :func:`.envelope.forged`) or that did not come the way
-   its owner's events come (:func:`_untrusted_path`), is parked at once; so is one
+   its owner's events come (:func:`_untrusted_path`; one coming back through the consumer's own
+   queues must be a message it sent back itself, :data:`RETRIED`), is parked at once; so is one
    the broker has delivered ``delivery_limit`` times already with no outcome (a consumer that
    crashes on it): this is its last delivery, and the broker would park it on its own, unrecorded,
    if it came back once more;
@@ -48,6 +49,7 @@ One connection per consumer thread: pika's BlockingConnection is not thread-safe
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import threading
 import time
@@ -77,11 +79,17 @@ tracer = trace.get_tracer(__name__)
 
 PROCESSED = "processed_events"
 PARKED = "dead_letters"
+RETRIED = "retried_events"
+"""Each message a consumer sent to one of its retry queues: ``<queue>:<event id>`` → the SHA-256 of
+its body. Only such a message (or one it parked, whose ``dead_letters`` record keeps the same) may
+come back through the consumer's own queues exchange or the default exchange: the service's own
+broker account can write there too, so the way alone vouches for nothing."""
+RETRY_RECORD_WINDOW = timedelta(days=7)
 INDEXES = (Indexes(PARKED, (IndexModel([("queue", ASCENDING), ("parked_at", ASCENDING)]),)),)
 DEDUPLICATION_WINDOW = timedelta(days=7)
 """How long an applied event's id is remembered: a redelivery within it is skipped; one after it
 (a message held in a queue for over a week) reaches the handler, which is idempotent anyway."""
-EXPIRIES = (Expiry(PROCESSED, "processed_at", DEDUPLICATION_WINDOW),)
+EXPIRIES = (Expiry(PROCESSED, "processed_at", DEDUPLICATION_WINDOW), Expiry(RETRIED, "retried_at", RETRY_RECORD_WINDOW))
 ATTEMPT_HEADER = "x-taskflow-attempt"
 ERROR_HEADER = "x-taskflow-error"
 DELIVERY_COUNT_HEADER = "x-delivery-count"
@@ -115,26 +123,28 @@ DEAD_LETTER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 Exchanges"): no publisher can take them off."""
 
 
+def _returning(delivery: _Delivery, subscription: Subscription) -> bool:
+    """Whether ``delivery`` came back through the subscription's own queues: its queues exchange
+    (a retry or parking by the consumer, a requeue) or the default exchange (a retry queue's
+    message dead-lettered back by the broker)."""
+    return delivery.exchange in ("", subscription.queues_exchange)
+
+
 def _untrusted_path(delivery: _Delivery, event: Event, subscription: Subscription) -> str | None:
-    """Why ``event`` cannot be trusted to come from its type's owner, judged by the way it came;
-    None when it can.
+    """Why ``event``, arriving from the events exchange, cannot be trusted to come from its type's
+    owner, judged by the way it came; None when it can.
 
     The broker vouches for the publisher of an event only where its permissions do: each
     service's account may publish to ``taskflow.events`` only its own types' routing keys (topic
-    permissions, deploy/rabbitmq/definitions.json) and may write to no other exchange of another
-    service, the default one included. So an event is trusted when it came
-
-    - through the events exchange, routed by its own type and never dead-lettered there (a queue
-      of the publisher's own, declared with the events exchange as its dead-letter exchange, would
-      otherwise re-route anything under any routing key); or
-    - through the subscription's own ``<service>.queues`` exchange or the default exchange: a
-      retry, a requeue, or the broker's own dead-lettering, all of a message checked on arrival.
-
-    Anything else (another exchange bound into the events exchange, a routing key other than the
-    type) is a publisher passing its event off as someone else's.
+    permissions, deploy/rabbitmq/definitions.json), may not declare, delete or retype that
+    exchange, and may write to no exchange of another service, the default one included. So an
+    event is trusted when it came through the events exchange, routed by its own type and never
+    dead-lettered there (a queue of the publisher's own, declared with the events exchange as its
+    dead-letter exchange, would otherwise re-route anything under any routing key). Anything else
+    (another exchange bound into the events exchange, a routing key other than the type) is a
+    publisher passing its event off as someone else's. What comes back through the consumer's own
+    queues is judged by :meth:`Consumer._vouched` instead.
     """
-    if delivery.exchange in ("", subscription.queues_exchange):
-        return None
     if delivery.exchange != subscription.exchange:
         return f"came through exchange {delivery.exchange}"
     if delivery.routing_key != event.type:
@@ -173,6 +183,11 @@ def _database_unavailable(error: BaseException) -> bool:
         return False
     retryable = error.has_error_label("RetryableWriteError") or error.has_error_label("TransientTransactionError")
     return error.code in BUSY_CODES or retryable or "database is locked" in str(error)
+
+
+def _digest(body: bytes) -> str:
+    """The SHA-256 of a message body, in hex."""
+    return hashlib.sha256(body).hexdigest()
 
 
 def _storable(text: str) -> str:
@@ -337,10 +352,10 @@ class Consumer:
             CONSUMED.labels(queue, "unknown", "malformed").inc()
             return
         handler = self.handlers.get(event.type)
-        untrusted = _untrusted_path(delivery, event, self.subscription) if handler is not None else None
+        untrusted = self._untrusted(delivery, event) if handler is not None else None
         if handler is not None and (forged(event) or untrusted):
             reason = f"forged: {event.type} from {event.source}" + (f", {untrusted}" if untrusted else "")
-            self._park(republish, delivery, attempt, reason, event=event)
+            self._park(republish, delivery, attempt, reason, event=event, forged=True)
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "forged").inc()
             return
@@ -364,6 +379,10 @@ class Consumer:
             CONSUMED.labels(queue, event.type, "applied").inc()
             return
         if attempt < self.subscription.max_attempts:
+            self.db()[RETRIED].update_one(
+                {"_id": self._key(event)},
+                {"$set": {"body_sha256": _digest(delivery.body), "retried_at": datetime.now(UTC)}}, upsert=True,
+            )
             self._republish(republish, self.subscription.retry_queue(attempt), delivery, attempt + 1, error)
             CONSUMED.labels(queue, event.type, "retried").inc()
         else:
@@ -403,7 +422,7 @@ class Consumer:
                 ):
                     handler(event)
                 outcome.append(None)
-            except BaseException as error:  # handed to the consumer's thread, which judges it
+            except BaseException as error:  # noqa: BLE001 (handed to the consumer's thread, which judges it)
                 outcome.append(error)
             finally:
                 otel_context.detach(token)
@@ -443,10 +462,30 @@ class Consumer:
         )
         channel.basic_publish(self.subscription.queues_exchange, queue, delivery.body, properties, mandatory=True)
 
-    def _park(self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None) -> None:
-        """Record why the message is parked, then move it to the parking queue: whoever finds it
-        there also finds the record (a failure in between leaves the delivery unacked, so the
-        same parking is done again, and the upsert keeps one record)."""
+    def _untrusted(self, delivery: _Delivery, event: Event) -> str | None:
+        """Why ``event`` cannot be trusted to come from its type's owner; None when it can."""
+        if not _returning(delivery, self.subscription):
+            return _untrusted_path(delivery, event, self.subscription)
+        if self._vouched(delivery, event):
+            return None
+        return f"came back through {delivery.exchange or 'the default exchange'} but was never sent back by this consumer"
+
+    def _vouched(self, delivery: _Delivery, event: Event) -> bool:
+        """Whether this consumer itself sent this very message (same event id, same body) to a
+        retry queue, or parked it for another reason than forgery: only then is its way back
+        through the consumer's own queues its own."""
+        same = {"_id": self._key(event), "body_sha256": _digest(delivery.body)}
+        db = self.db()
+        return (db[RETRIED].find_one(same, {"_id": 1}) is not None
+                or db[PARKED].find_one({**same, "forged": False}, {"_id": 1}) is not None)
+
+    def _park(
+        self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None, forged: bool = False
+    ) -> None:
+        """Record why the message is parked (with its body's digest, and whether it was parked as
+        forged, for :meth:`_vouched`), then move it to the parking queue: whoever finds it there
+        also finds the record (a failure in between leaves the delivery unacked, so the same
+        parking is done again, and the upsert keeps one record)."""
         error = _storable(error)
         log.error("consumer %s: parking a message after %d attempt(s): %s", self.subscription.queue, attempt, error)
         key = _storable(event.id if event is not None else (delivery.properties.message_id or str(delivery.tag)))
@@ -455,6 +494,8 @@ class Consumer:
             "type": _storable(event.type) if event is not None else None,
             "error": error,
             "parked_at": datetime.now(UTC),
+            "body_sha256": _digest(delivery.body),
+            "forged": forged,
         }
         self.db()[PARKED].update_one({"_id": f"{self.subscription.queue}:{key}"}, {"$set": record}, upsert=True)
         self._republish(channel, self.subscription.dead_letter_queue, delivery, attempt, error)

@@ -224,7 +224,7 @@ def test_a_message_on_its_last_delivery_is_parked_with_a_record_before_the_broke
     channel = connection.channel()
     declare(channel, chosen)
     crashing = note("crashing")
-    channel.basic_publish("", chosen.queue, crashing.encode(), pika.BasicProperties(message_id=crashing.id))
+    channel.basic_publish(chosen.exchange, "note.created", crashing.encode(), pika.BasicProperties(message_id=crashing.id))
     returned = 0
     deadline = time.monotonic() + 10
     while returned < 2 and time.monotonic() < deadline:  # two consumers that died holding it

@@ -195,3 +195,82 @@ def test_under_its_own_account_a_consumer_retries_parks_and_the_cli_requeues(
     arguments = cli.parser().parse_args(["--url", tasks, "--queue", TASKS_STATUS.queue, "requeue", parked.id])
     assert cli.run(arguments, out) == 0, out.getvalue()
     wait_for(lambda: parked.id in effects(db), timeout=20, what="the requeued event applied")
+
+
+@pytest.mark.parametrize("queue", ["tasks.user-status", "tasks.user-status.retry.1"])
+def test_an_event_a_service_puts_into_its_own_queue_is_parked(accounts, db: Database, background, queue: str) -> None:
+    """A service's own account may write to its own queues exchange (that is how its consumer
+    retries and parks), straight into the consumer's queue or into a retry queue that dead-letters
+    back through the default exchange: what comes that way must be a message the consumer sent."""
+    consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
+    forged = deactivation()
+    tasks = broker.connect(accounts("tasks"))
+    channel = tasks.channel()
+    channel.confirm_delivery()
+    channel.basic_publish("tasks.queues", queue, forged.encode(), pika.BasicProperties(message_id=forged.id), mandatory=True)
+    tasks.close()
+    wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the injected event parked")
+    assert effects(db) == []
+    (reason,) = parked_reasons(db)
+    assert reason.startswith("forged: user.deactivated from taskflow/auth, came back through ")
+    assert reason.endswith("but was never sent back by this consumer")
+
+
+def test_a_requeued_forgery_is_parked_again_and_a_changed_body_under_a_retried_id_is_not_trusted(
+    accounts, db: Database, background,
+) -> None:
+    """The requeue CLI returns a parked message through the consumer's own queues exchange: one
+    parked as forged stays untrusted. A retried event's id with another body is not that event."""
+    failures = {"left": 1}
+
+    def handler(event: Event) -> None:
+        if event.subject == "retried" and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("once")
+        record_effect(db)(event)
+
+    tasks = accounts("tasks")
+    consuming(background, tasks, TASKS_STATUS, {"user.deactivated": handler}, db)
+    forger = broker.connect(tasks)
+    channel = forger.channel()
+    channel.confirm_delivery()
+    wrapped = deactivation("wrapped")
+    channel.exchange_declare("tasks.detour", exchange_type="fanout", durable=False, auto_delete=True)
+    channel.exchange_bind(destination=EXCHANGE, source="tasks.detour", routing_key="")
+    channel.basic_publish("tasks.detour", "user.deactivated", wrapped.encode(), pika.BasicProperties(message_id=wrapped.id))
+    wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the detoured event parked")
+    out = io.StringIO()
+    assert cli.run(cli.parser().parse_args(["--url", tasks, "--queue", TASKS_STATUS.queue, "requeue", "--all"]), out) == 0
+    parked_again = {"_id": f"{TASKS_STATUS.queue}:{wrapped.id}", "error": {"$regex": "came back through tasks.queues"}}
+    wait_for(lambda: db[PARKED].find_one(parked_again) is not None, timeout=20, what="the requeued forgery parked again")
+
+    auth = Publisher(accounts("auth"))
+    retried = new_event("user.deactivated", service="auth", subject="retried", data={"id": "retried", "version": 2})
+    auth.publish(retried)
+    auth.close()
+    wait_for(lambda: retried.id in effects(db), timeout=20, what="the genuine event applied on its retry")
+    body = retried.encode().replace(b'"subject": "retried"', b'"subject": "changed"')
+    assert body != retried.encode()
+    channel.basic_publish("tasks.queues", TASKS_STATUS.queue, body, pika.BasicProperties(message_id=retried.id), mandatory=True)
+    forger.close()
+    wait_for(lambda: db[PARKED].count_documents({}) == 2, timeout=20, what="the changed body parked")
+    assert effects(db) == [retried.id]
+
+
+def test_an_event_copied_with_a_cc_header_into_another_family_s_queues_is_parked(
+    accounts, db: Database, background,
+) -> None:
+    """RabbitMQ 3.x checks topic permissions against the routing key only, not against the routing
+    keys of a ``CC`` header (sender-selected distribution): the copy reaches every queue bound to
+    ``user.deactivated``, delivered under the routing key tasks may write."""
+    consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
+    forged = deactivation()
+    tasks = broker.connect(accounts("tasks"))
+    channel = tasks.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(EXCHANGE, "task.created", forged.encode(),
+                          pika.BasicProperties(message_id=forged.id, headers={"CC": ["user.deactivated"]}))
+    tasks.close()
+    wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the copied event parked")
+    assert effects(db) == []
+    assert parked_reasons(db) == ["forged: user.deactivated from taskflow/auth, routed as task.created"]
