@@ -24,22 +24,17 @@ from typing import Any, TextIO
 import pika
 
 from . import broker
-from .consumer import ATTEMPT_HEADER, ERROR_HEADER
+from .consumer import ATTEMPT_HEADER, ERROR_HEADER, carried_headers
 from .envelope import Event, MalformedEvent
 from .topology import queues_exchange
 
-BROKER_HISTORY = ("x-death", "x-delivery-count", "x-first-death-", "x-last-death-")
-"""Headers (or their prefixes) in which RabbitMQ records a message's dead-lettering and deliveries.
-A requeued message must not carry them: the broker would take its next dead-lettering for a cycle
-through the same queue and drop it (RabbitMQ "Dead Letter Exchanges", dead-lettered cycles)."""
-
 
 def requeued_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
-    """A parked message's headers as requeue publishes them: a fresh attempt count, no error, no
-    broker history (:data:`BROKER_HISTORY`)."""
-    kept = {name: value for name, value in (headers or {}).items() if not name.startswith(BROKER_HISTORY)}
-    kept.pop(ERROR_HEADER, None)
-    return {**kept, ATTEMPT_HEADER: 1}
+    """A parked message's headers as requeue publishes them: its trace context
+    (:func:`.consumer.carried_headers`) and a fresh attempt count; no error, no broker history
+    (``x-death``, ``x-delivery-count``, …), which would make RabbitMQ take the message's next
+    pass through a retry queue for a dead-letter cycle and drop it, and nothing else the publisher set."""
+    return {**carried_headers(headers), ATTEMPT_HEADER: 1}
 
 
 def _parked(channel: Any, queue: str) -> Iterator[tuple[Any, pika.BasicProperties, bytes]]:

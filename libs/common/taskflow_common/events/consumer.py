@@ -92,6 +92,10 @@ DEDUPLICATION_WINDOW = timedelta(days=7)
 EXPIRIES = (Expiry(PROCESSED, "processed_at", DEDUPLICATION_WINDOW), Expiry(RETRIED, "retried_at", RETRY_RECORD_WINDOW))
 ATTEMPT_HEADER = "x-taskflow-attempt"
 ERROR_HEADER = "x-taskflow-error"
+CARRIED_HEADERS = ("traceparent", "tracestate", "baggage")
+"""The publisher's headers a retried, parked or requeued message keeps (the W3C trace context), as
+text only: anything else a publisher set is dropped, since a value pika reads but cannot write back
+(a double of 1e19, a timestamp past 2**63) would make every republish of the message fail."""
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 """Set by a quorum queue on a redelivery: how many times the message returned without an outcome."""
 
@@ -183,6 +187,11 @@ def _database_unavailable(error: BaseException) -> bool:
         return False
     retryable = error.has_error_label("RetryableWriteError") or error.has_error_label("TransientTransactionError")
     return error.code in BUSY_CODES or retryable or "database is locked" in str(error)
+
+
+def carried_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """The :data:`CARRIED_HEADERS` of ``headers`` whose values are text."""
+    return {name: value for name, value in (headers or {}).items() if name in CARRIED_HEADERS and isinstance(value, str)}
 
 
 def _digest(body: bytes) -> str:
@@ -355,7 +364,7 @@ class Consumer:
         untrusted = self._untrusted(delivery, event) if handler is not None else None
         if handler is not None and (forged(event) or untrusted):
             reason = f"forged: {event.type} from {event.source}" + (f", {untrusted}" if untrusted else "")
-            self._park(republish, delivery, attempt, reason, event=event, forged=True)
+            self._park(republish, delivery, attempt, reason, event=event)
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "forged").inc()
             return
@@ -364,7 +373,7 @@ class Consumer:
         returned = _count(headers, DELIVERY_COUNT_HEADER, 0) if delivery.redelivered else 0
         if handler is not None and returned >= self.subscription.delivery_limit:  # its last delivery
             error = f"delivered {returned + 1} times without an outcome (a consumer crashed on it)"
-            self._park(republish, delivery, attempt, error, event=event)
+            self._park(republish, delivery, attempt, error, event=event, trusted=True)
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "dead_lettered").inc()
             return
@@ -386,7 +395,7 @@ class Consumer:
             self._republish(republish, self.subscription.retry_queue(attempt), delivery, attempt + 1, error)
             CONSUMED.labels(queue, event.type, "retried").inc()
         else:
-            self._park(republish, delivery, attempt, error, event=event)
+            self._park(republish, delivery, attempt, error, event=event, trusted=True)
             CONSUMED.labels(queue, event.type, "dead_lettered").inc()
         channel.basic_ack(delivery.tag)
 
@@ -451,7 +460,7 @@ class Consumer:
         return f"{type(error).__name__}: {error}"[:500]
 
     def _republish(self, channel: Any, queue: str, delivery: _Delivery, attempt: int, error: str) -> None:
-        headers = {**(delivery.properties.headers or {}), ATTEMPT_HEADER: attempt, ERROR_HEADER: error}
+        headers = {**carried_headers(delivery.properties.headers), ATTEMPT_HEADER: attempt, ERROR_HEADER: error}
         properties = pika.BasicProperties(
             content_type=delivery.properties.content_type,
             delivery_mode=pika.DeliveryMode.Persistent,
@@ -472,20 +481,21 @@ class Consumer:
 
     def _vouched(self, delivery: _Delivery, event: Event) -> bool:
         """Whether this consumer itself sent this very message (same event id, same body) to a
-        retry queue, or parked it for another reason than forgery: only then is its way back
-        through the consumer's own queues its own."""
+        retry queue, or parked it after trusting it (its handler failed every attempt, or it came
+        back too often): only then is its way back through the consumer's own queues its own."""
         same = {"_id": self._key(event), "body_sha256": _digest(delivery.body)}
         db = self.db()
         return (db[RETRIED].find_one(same, {"_id": 1}) is not None
-                or db[PARKED].find_one({**same, "forged": False}, {"_id": 1}) is not None)
+                or db[PARKED].find_one({**same, "trusted": True}, {"_id": 1}) is not None)
 
     def _park(
-        self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None, forged: bool = False
+        self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None, trusted: bool = False
     ) -> None:
-        """Record why the message is parked (with its body's digest, and whether it was parked as
-        forged, for :meth:`_vouched`), then move it to the parking queue: whoever finds it there
-        also finds the record (a failure in between leaves the delivery unacked, so the same
-        parking is done again, and the upsert keeps one record)."""
+        """Record why the message is parked (with its body's digest, and ``trusted``: whether it
+        had passed the checks of its way in, for :meth:`_vouched`; never for a forgery, a message
+        that is not an event, or one our code could not process), then move it to the parking
+        queue: whoever finds it there also finds the record (a failure in between leaves the
+        delivery unacked, so the same parking is done again, and the upsert keeps one record)."""
         error = _storable(error)
         log.error("consumer %s: parking a message after %d attempt(s): %s", self.subscription.queue, attempt, error)
         key = _storable(event.id if event is not None else (delivery.properties.message_id or str(delivery.tag)))
@@ -495,7 +505,7 @@ class Consumer:
             "error": error,
             "parked_at": datetime.now(UTC),
             "body_sha256": _digest(delivery.body),
-            "forged": forged,
+            "trusted": trusted,
         }
         self.db()[PARKED].update_one({"_id": f"{self.subscription.queue}:{key}"}, {"$set": record}, upsert=True)
         self._republish(channel, self.subscription.dead_letter_queue, delivery, attempt, error)

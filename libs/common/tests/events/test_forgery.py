@@ -12,6 +12,7 @@ under a service's own account, which may no longer write to the default exchange
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tests.support.infra import Infra
 from tests.support.processes import wait_for
 
 from .helpers import effects, record_effect
+from .test_hostile_messages import RawField, raw_fields  # noqa: F401 (a fixture)
 from .test_topology import as_user, imported
 
 FAMILIES = {"auth": "user", "tasks": "task", "notify": "notification"}
@@ -274,3 +276,39 @@ def test_an_event_copied_with_a_cc_header_into_another_family_s_queues_is_parked
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the copied event parked")
     assert effects(db) == []
     assert parked_reasons(db) == ["forged: user.deactivated from taskflow/auth, routed as task.created"]
+
+
+HUGE_DOUBLE = RawField(b"d" + struct.pack(">d", 1e19))
+"""A header pika reads (as the int 10**19) but cannot write back: copied into a republish, it
+failed every retry, park and requeue of its message."""
+
+
+@pytest.mark.usefixtures("raw_fields")
+def test_a_header_no_republish_can_carry_makes_no_forgery_trusted(accounts, db: Database, background) -> None:
+    """attack18, third round: the park of a forgery failed on such a header, the message was then
+    parked again as unprocessable under its publisher-chosen message id, which recorded its body
+    as parked for a good reason; the same body sent again clean came back trusted. Now the headers
+    of a republish are the trace context only, and only a message that passed the checks is ever
+    recorded as one to take back."""
+    consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
+    forged = deactivation()
+    tasks = broker.connect(accounts("tasks"))
+    channel = tasks.channel()
+    channel.confirm_delivery()
+    poisoned = pika.BasicProperties(message_id=forged.id, headers={"boom": HUGE_DOUBLE, "x-first-death-boom": HUGE_DOUBLE})
+    channel.basic_publish("tasks.queues", TASKS_STATUS.queue, forged.encode(), poisoned, mandatory=True)
+    wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the poisoned forgery parked")
+    channel.basic_publish("tasks.queues", TASKS_STATUS.queue, forged.encode(), pika.BasicProperties(message_id=forged.id),
+                          mandatory=True)
+    wait_for(lambda: messages_in(tasks, TASKS_STATUS.dead_letter_queue) == 2 or effects(db) != [],
+             timeout=90, what="the clean copy parked too")
+    tasks.close()
+    assert effects(db) == []
+    out = io.StringIO()  # requeue copes with whatever headers a parked message carries
+    arguments = cli.parser().parse_args(["--url", accounts("tasks"), "--queue", TASKS_STATUS.queue, "requeue", "--all"])
+    assert cli.run(arguments, out) == 0, out.getvalue()
+    assert out.getvalue().count("requeued") == 2
+
+
+def messages_in(connection: pika.BlockingConnection, queue: str) -> int:
+    return connection.channel().queue_declare(queue, passive=True).method.message_count
