@@ -15,6 +15,12 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 DUPLICATE_KEY = 11000
+"""MongoDB's code of a write refused for a duplicate key, as a bulk write's errors carry it."""
+
+
+def _newer_than_stored(key: Any, version: int, fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The filter and update that set ``fields`` and ``version`` on ``key`` while it is older."""
+    return {"_id": key, "version": {"$lt": version}}, {"$set": {**fields, "version": version}}
 
 
 def apply_if_newer(collection: Collection, key: Any, version: int, fields: Mapping[str, Any]) -> bool:
@@ -30,7 +36,7 @@ def apply_if_newer(collection: Collection, key: Any, version: int, fields: Mappi
     Returns:
         True when this snapshot was the newest and was stored.
     """
-    condition, update = {"_id": key, "version": {"$lt": version}}, {"$set": {**fields, "version": version}}
+    condition, update = _newer_than_stored(key, version, fields)
     try:
         collection.update_one(condition, update, upsert=True)
     except DuplicateKeyError:
@@ -46,10 +52,7 @@ def apply_all_if_newer(collection: Collection, snapshots: Iterable[tuple[Any, in
     Raises:
         pymongo.errors.BulkWriteError: a write failed for another reason than a duplicate key.
     """
-    updates = [
-        ({"_id": key, "version": {"$lt": version}}, {"$set": {**fields, "version": version}})
-        for key, version, fields in snapshots
-    ]
+    updates = [_newer_than_stored(key, version, fields) for key, version, fields in snapshots]
     if not updates:
         return
     try:

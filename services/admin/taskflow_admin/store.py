@@ -20,7 +20,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from taskflow_common.events.consumer import PROCESSED
 from taskflow_common.mongo import Indexes
-from taskflow_common.projections import apply_all_if_newer, apply_if_newer
+from taskflow_common.projections import DUPLICATE_KEY, apply_all_if_newer, apply_if_newer
 
 from . import search
 from .parking import parked_messages
@@ -36,7 +36,6 @@ CANDIDATES = 1000
 trigrams each belong to more users is searched by the regex over every user."""
 PROBES = 16
 """How many of ``q``'s trigrams a search counts the postings of, spread over ``q``."""
-DUPLICATE_KEY = 11000
 SEARCH_MARK = "search-index"
 
 INDEXES = (
@@ -60,6 +59,11 @@ INDEXES = (
         IndexModel([("subject_id", ASCENDING), ("time", DESCENDING), ("_id", DESCENDING)]),
     )),
 )
+
+
+def _task_fields(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """What the read model keeps of a task's snapshot."""
+    return {"owner_id": snapshot["owner_id"], "status": snapshot["status"], "due_date": snapshot["due_date"]}
 
 
 class ReadModels:
@@ -192,15 +196,13 @@ class ReadModels:
     def apply_live_tasks(self, snapshots: list[dict[str, Any]]) -> None:
         """:meth:`apply_task` for a page of live tasks' snapshots, in one bulk write."""
         apply_all_if_newer(self._db()[TASKS], (
-            (snapshot["id"], snapshot["version"],
-             {"owner_id": snapshot["owner_id"], "status": snapshot["status"], "due_date": snapshot["due_date"], "deleted": False})
-            for snapshot in snapshots
+            (snapshot["id"], snapshot["version"], {**_task_fields(snapshot), "deleted": False}) for snapshot in snapshots
         ))
 
     def apply_task(self, snapshot: dict[str, Any], *, deleted: bool) -> None:
         """Keep the newest state of a task; a deletion is final whatever the versions."""
         tasks = self._db()[TASKS]
-        fields = {"owner_id": snapshot["owner_id"], "status": snapshot["status"], "due_date": snapshot["due_date"]}
+        fields = _task_fields(snapshot)
         if not deleted:
             apply_if_newer(tasks, snapshot["id"], snapshot["version"], {**fields, "deleted": False})
             return

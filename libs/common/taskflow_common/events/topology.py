@@ -18,7 +18,7 @@ broker's definitions format.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,25 +114,41 @@ def ensure_exchange(connection: pika.BlockingConnection, exchange: str = EXCHANG
         TopologyMissing: the exchange does not exist and this account may not declare it.
         pika.exceptions.AMQPError: the broker went away or refused something else.
     """
+    _declare_or_find(connection, lambda channel: declare_exchange(channel, exchange), exchanges=(exchange,))
+
+
+def _declare_or_find(
+    connection: pika.BlockingConnection,
+    declare_with: Callable[[BlockingChannel], None],
+    *,
+    exchanges: Sequence[str],
+    queues: Sequence[str] = (),
+) -> None:
+    """Run ``declare_with`` on a channel of its own; if the broker refuses it (403), check with
+    passive declares on a fresh channel that ``exchanges`` and ``queues`` exist.
+
+    Raises:
+        TopologyMissing: one of them does not exist.
+        pika.exceptions.AMQPError: the broker went away or refused something else.
+    """
     channel = connection.channel()
     try:
-        declare_exchange(channel, exchange)
+        declare_with(channel)
     except ChannelClosedByBroker as error:
         if error.reply_code != ACCESS_REFUSED:
             raise
         channel = connection.channel()
-        _check_exists(exchange, lambda: channel.exchange_declare(exchange, passive=True))
+        checks = [(name, lambda name=name: channel.queue_declare(name, passive=True)) for name in queues]
+        checks += [(name, lambda name=name: channel.exchange_declare(name, passive=True)) for name in exchanges]
+        for name, check in checks:
+            try:
+                check()
+            except ChannelClosedByBroker as missing:
+                if missing.reply_code != NOT_FOUND:
+                    raise
+                raise TopologyMissing(f"{name} does not exist and this account may not declare it") from None
     if channel.is_open:
         channel.close()
-
-
-def _check_exists(name: str, check: Callable[[], object]) -> None:
-    try:
-        check()
-    except ChannelClosedByBroker as missing:
-        if missing.reply_code != NOT_FOUND:
-            raise
-        raise TopologyMissing(f"{name} does not exist and this account may not declare it") from None
 
 
 def declare(channel: BlockingChannel, subscription: Subscription) -> None:
@@ -160,19 +176,10 @@ def ensure(connection: pika.BlockingConnection, subscription: Subscription) -> N
         TopologyMissing: a queue or exchange this account may not declare does not exist.
         pika.exceptions.AMQPError: the broker went away or refused something else.
     """
-    channel = connection.channel()
-    try:
-        declare(channel, subscription)
-    except ChannelClosedByBroker as error:
-        if error.reply_code != ACCESS_REFUSED:
-            raise
-        channel = connection.channel()
-        for name in subscription.queue_arguments():
-            _check_exists(name, lambda name=name: channel.queue_declare(name, passive=True))
-        for name in (subscription.exchange, subscription.queues_exchange):
-            _check_exists(name, lambda name=name: channel.exchange_declare(name, passive=True))
-    if channel.is_open:
-        channel.close()
+    _declare_or_find(
+        connection, lambda channel: declare(channel, subscription),
+        exchanges=(subscription.exchange, subscription.queues_exchange), queues=tuple(subscription.queue_arguments()),
+    )
 
 
 def declare_all(connection: pika.BlockingConnection, subscriptions: Iterable[Subscription]) -> None:
