@@ -14,10 +14,12 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pika
 import pytest
+from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
 from pymongo.database import Database
 from taskflow_common.events import broker, cli, subscribers
@@ -52,19 +54,34 @@ def deactivation(user: str = "victim") -> Event:
                      data={"id": user, "version": 2**40, "active": False, "access_generation": 2**40})
 
 
-def refused(url: str, exchange: str, routing_key: str, body: bytes = b"{}") -> bool:
-    """Whether the broker refuses (403) a confirmed publish by the account of ``url``."""
+@contextmanager
+def publishing_as(url: str) -> Iterator[BlockingChannel]:
+    """A channel with publisher confirms, of the account of ``url``; its connection closed after."""
     connection = broker.connect(url)
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(delivery_mode=2))
-        return False
-    except ChannelClosedByBroker as error:
-        return error.reply_code == 403
+        yield channel
     finally:
         if connection.is_open:
             connection.close()
+
+
+def refused(url: str, exchange: str, routing_key: str, body: bytes = b"{}") -> bool:
+    """Whether the broker refuses (403) a confirmed publish by the account of ``url``."""
+    try:
+        with publishing_as(url) as channel:
+            channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(delivery_mode=2))
+        return False
+    except ChannelClosedByBroker as error:
+        return error.reply_code == 403
+
+
+def detour(channel: BlockingChannel) -> str:
+    """An exchange of tasks' own bound into the events exchange; its name."""
+    channel.exchange_declare("tasks.detour", exchange_type="fanout", durable=False, auto_delete=True)
+    channel.exchange_bind(destination=EXCHANGE, source="tasks.detour", routing_key="")
+    return "tasks.detour"
 
 
 def consuming(background, url: str, subscription: Subscription, handlers: dict[str, Handler], db: Database) -> None:
@@ -89,14 +106,9 @@ def test_no_service_may_delete_or_retype_the_events_exchange(accounts, service: 
     permission applied to it any more (attack18, second round)."""
     for attempt in (lambda channel: channel.exchange_delete(EXCHANGE),
                     lambda channel: channel.exchange_declare(EXCHANGE, exchange_type="direct", durable=True)):
-        connection = broker.connect(accounts(service))
-        try:
-            with pytest.raises(ChannelClosedByBroker) as refusal:
-                attempt(connection.channel())
-            assert refusal.value.reply_code == 403
-        finally:
-            if connection.is_open:
-                connection.close()
+        with publishing_as(accounts(service)) as channel, pytest.raises(ChannelClosedByBroker) as refusal:
+            attempt(channel)
+        assert refusal.value.reply_code == 403
 
 
 def test_admin_publishes_nothing_to_the_events_exchange(accounts) -> None:
@@ -115,11 +127,9 @@ def test_an_event_wrapped_under_another_routing_key_is_parked_not_applied(
     admin's read models (bound to ``task.*``), where a ``user.deactivated`` has a handler."""
     consuming(background, accounts("admin"), subscribers.ADMIN_READ_MODELS, {"user.deactivated": record_effect(db)}, db)
     wrapped = deactivation()
-    connection = broker.connect(accounts("tasks"))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(EXCHANGE, "task.created", wrapped.encode(), pika.BasicProperties(message_id=wrapped.id), mandatory=True)
-    connection.close()
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish(EXCHANGE, "task.created", wrapped.encode(), pika.BasicProperties(message_id=wrapped.id),
+                              mandatory=True)
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the wrapped event parked")
     assert effects(db) == []
     assert parked_reasons(db) == ["forged: user.deactivated from taskflow/auth, routed as task.created"]
@@ -132,14 +142,9 @@ def test_an_event_sent_through_an_exchange_bound_into_the_events_exchange_is_par
     bind one of its own into it; what it publishes there is not checked against its topic
     permissions, and arrives routed as ``user.deactivated`` but delivered from its exchange."""
     consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
-    tasks = broker.connect(accounts("tasks"))
-    channel = tasks.channel()
-    channel.confirm_delivery()
-    channel.exchange_declare("tasks.detour", exchange_type="fanout", durable=False, auto_delete=True)
-    channel.exchange_bind(destination=EXCHANGE, source="tasks.detour", routing_key="")
     forged = deactivation()
-    channel.basic_publish("tasks.detour", "user.deactivated", forged.encode(), pika.BasicProperties(message_id=forged.id))
-    tasks.close()
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish(detour(channel), "user.deactivated", forged.encode(), pika.BasicProperties(message_id=forged.id))
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the detoured event parked")
     assert effects(db) == []
     assert parked_reasons(db) == ["forged: user.deactivated from taskflow/auth, came through exchange tasks.detour"]
@@ -151,16 +156,14 @@ def test_an_event_dead_lettered_into_the_events_exchange_is_parked(
     """A queue of tasks' own whose dead-letter exchange is the events exchange re-routes what
     expires in it under any routing key it names; the broker marks it with ``x-death``."""
     consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
-    tasks = broker.connect(accounts("tasks"))
-    channel = tasks.channel()
-    channel.confirm_delivery()
-    channel.queue_declare("tasks.trap", arguments={
-        "x-message-ttl": 0, "x-dead-letter-exchange": EXCHANGE, "x-dead-letter-routing-key": "user.deactivated",
-    })
-    channel.queue_bind("tasks.trap", "tasks.queues", routing_key="tasks.trap")
     forged = deactivation()
-    channel.basic_publish("tasks.queues", "tasks.trap", forged.encode(), pika.BasicProperties(message_id=forged.id), mandatory=True)
-    tasks.close()
+    with publishing_as(accounts("tasks")) as channel:
+        channel.queue_declare("tasks.trap", arguments={
+            "x-message-ttl": 0, "x-dead-letter-exchange": EXCHANGE, "x-dead-letter-routing-key": "user.deactivated",
+        })
+        channel.queue_bind("tasks.trap", "tasks.queues", routing_key="tasks.trap")
+        channel.basic_publish("tasks.queues", "tasks.trap", forged.encode(), pika.BasicProperties(message_id=forged.id),
+                              mandatory=True)
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the dead-lettered event parked")
     assert effects(db) == []
     assert parked_reasons(db) == ["forged: user.deactivated from taskflow/auth, dead-lettered into the events exchange"]
@@ -206,11 +209,8 @@ def test_an_event_a_service_puts_into_its_own_queue_is_parked(accounts, db: Data
     back through the default exchange: what comes that way must be a message the consumer sent."""
     consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
     forged = deactivation()
-    tasks = broker.connect(accounts("tasks"))
-    channel = tasks.channel()
-    channel.confirm_delivery()
-    channel.basic_publish("tasks.queues", queue, forged.encode(), pika.BasicProperties(message_id=forged.id), mandatory=True)
-    tasks.close()
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish("tasks.queues", queue, forged.encode(), pika.BasicProperties(message_id=forged.id), mandatory=True)
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the injected event parked")
     assert effects(db) == []
     (reason,) = parked_reasons(db)
@@ -233,13 +233,9 @@ def test_a_requeued_forgery_is_parked_again_and_a_changed_body_under_a_retried_i
 
     tasks = accounts("tasks")
     consuming(background, tasks, TASKS_STATUS, {"user.deactivated": handler}, db)
-    forger = broker.connect(tasks)
-    channel = forger.channel()
-    channel.confirm_delivery()
     wrapped = deactivation("wrapped")
-    channel.exchange_declare("tasks.detour", exchange_type="fanout", durable=False, auto_delete=True)
-    channel.exchange_bind(destination=EXCHANGE, source="tasks.detour", routing_key="")
-    channel.basic_publish("tasks.detour", "user.deactivated", wrapped.encode(), pika.BasicProperties(message_id=wrapped.id))
+    with publishing_as(tasks) as channel:
+        channel.basic_publish(detour(channel), "user.deactivated", wrapped.encode(), pika.BasicProperties(message_id=wrapped.id))
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the detoured event parked")
     out = io.StringIO()
     assert cli.run(cli.parser().parse_args(["--url", tasks, "--queue", TASKS_STATUS.queue, "requeue", "--all"]), out) == 0
@@ -253,8 +249,9 @@ def test_a_requeued_forgery_is_parked_again_and_a_changed_body_under_a_retried_i
     wait_for(lambda: retried.id in effects(db), timeout=20, what="the genuine event applied on its retry")
     body = retried.encode().replace(b'"subject": "retried"', b'"subject": "changed"')
     assert body != retried.encode()
-    channel.basic_publish("tasks.queues", TASKS_STATUS.queue, body, pika.BasicProperties(message_id=retried.id), mandatory=True)
-    forger.close()
+    with publishing_as(tasks) as channel:
+        channel.basic_publish("tasks.queues", TASKS_STATUS.queue, body, pika.BasicProperties(message_id=retried.id),
+                              mandatory=True)
     wait_for(lambda: db[PARKED].count_documents({}) == 2, timeout=20, what="the changed body parked")
     assert effects(db) == [retried.id]
 
@@ -267,12 +264,9 @@ def test_an_event_copied_with_a_cc_header_into_another_family_s_queues_is_parked
     ``user.deactivated``, delivered under the routing key tasks may write."""
     consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
     forged = deactivation()
-    tasks = broker.connect(accounts("tasks"))
-    channel = tasks.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(EXCHANGE, "task.created", forged.encode(),
-                          pika.BasicProperties(message_id=forged.id, headers={"CC": ["user.deactivated"]}))
-    tasks.close()
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish(EXCHANGE, "task.created", forged.encode(),
+                              pika.BasicProperties(message_id=forged.id, headers={"CC": ["user.deactivated"]}))
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the copied event parked")
     assert effects(db) == []
     assert parked_reasons(db) == ["forged: user.deactivated from taskflow/auth, routed as task.created"]
@@ -292,17 +286,14 @@ def test_a_header_no_republish_can_carry_makes_no_forgery_trusted(accounts, db: 
     recorded as one to take back."""
     consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
     forged = deactivation()
-    tasks = broker.connect(accounts("tasks"))
-    channel = tasks.channel()
-    channel.confirm_delivery()
     poisoned = pika.BasicProperties(message_id=forged.id, headers={"boom": HUGE_DOUBLE, "x-first-death-boom": HUGE_DOUBLE})
-    channel.basic_publish("tasks.queues", TASKS_STATUS.queue, forged.encode(), poisoned, mandatory=True)
-    wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the poisoned forgery parked")
-    channel.basic_publish("tasks.queues", TASKS_STATUS.queue, forged.encode(), pika.BasicProperties(message_id=forged.id),
-                          mandatory=True)
-    wait_for(lambda: messages_in(tasks, TASKS_STATUS.dead_letter_queue) == 2 or effects(db) != [],
-             timeout=90, what="the clean copy parked too")
-    tasks.close()
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish("tasks.queues", TASKS_STATUS.queue, forged.encode(), poisoned, mandatory=True)
+        wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the poisoned forgery parked")
+        channel.basic_publish("tasks.queues", TASKS_STATUS.queue, forged.encode(), pika.BasicProperties(message_id=forged.id),
+                              mandatory=True)
+        wait_for(lambda: messages_in(channel.connection, TASKS_STATUS.dead_letter_queue) == 2 or effects(db) != [],
+                 timeout=90, what="the clean copy parked too")
     assert effects(db) == []
     out = io.StringIO()  # requeue copes with whatever headers a parked message carries
     arguments = cli.parser().parse_args(["--url", accounts("tasks"), "--queue", TASKS_STATUS.queue, "requeue", "--all"])
