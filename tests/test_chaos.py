@@ -250,22 +250,26 @@ def kill(program: str, *, child: bool = False) -> Callable[[System], None]:
     RabbitMQ), or with ``child`` one of its children (a gunicorn or nginx worker)."""
 
     def inject(system: System) -> None:
-        if child:  # a master restarted by an earlier fault may not have forked its workers yet
-            wait_for(lambda: pid(system, program) > 0 and _children(pid(system, program)), timeout=60,
-                     what=f"{program} running with workers")
-        process = psutil.Process(pid(system, program))
-        target = random.choice(process.children()) if child else process
-        os.kill(target.pid, signal.SIGKILL)
+        # A master restarted by an earlier fault may not have forked its workers yet, and a worker
+        # may exit between the listing and the kill: pick and strike again until one lands.
+        wait_for(lambda: _strike(pid(system, program), child), timeout=60, what=f"a live {program} to kill")
 
     return inject
 
 
-def _children(process_id: int) -> bool:
-    """Whether process ``process_id`` has child processes (False once it is gone)."""
-    try:
-        return bool(psutil.Process(process_id).children())
-    except psutil.NoSuchProcess:
+def _strike(process_id: int, child: bool) -> bool:
+    """SIGKILL process ``process_id`` or, with ``child``, one of its children picked at random;
+    whether a signal was delivered (False when the program is stopped, gone or has no child)."""
+    if process_id <= 0:  # supervisor's pid for a stopped program; os.kill(0) would hit our own group
         return False
+    try:
+        targets = psutil.Process(process_id).children() if child else [psutil.Process(process_id)]
+        if not targets:
+            return False
+        os.kill(random.choice(targets).pid, signal.SIGKILL)
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return False
+    return True
 
 
 def outage(program: str) -> Callable[[System], None]:
@@ -368,7 +372,7 @@ def rebuilt(system: System, client: MongoClient) -> tuple[list[Any], list[Any]]:
     entries = list(source["audit"].find({}))
     if entries:
         copy["audit"].insert_many(entries)
-    completed = subprocess.run([sys.executable, "-m", "taskflow_admin.cli", "rebuild"], cwd=ROOT,
+    completed = subprocess.run([sys.executable, "-m", "taskflow_admin.cli", "rebuild"], check=False, cwd=ROOT,
                                env={**system.env, "MONGODB_URI": system.mongodb_uri, "MONGODB_DB_PREFIX": "rebuild_"},
                                capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
