@@ -268,6 +268,10 @@ def test_signing_in_and_working_on_a_task_needs_only_the_keyboard(open_page: Cal
     expect(page.get_by_role("list", name="Tasks")).to_contain_text("Done")
     expect(edited).to_be_focused()  # the Complete button is gone: the keyboard is not lost with it
 
+    page.get_by_role("button", name="Sign out", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Sign in to TaskFlow")).to_be_focused()  # not lost with the page
+
 
 def test_a_due_time_the_clocks_skip_is_refused_rather_than_moved(open_page: Callable[..., Page], gateway: Client) -> None:
     """The pages run in Europe/Paris, where 02:00–03:00 of 28 March 2027 does not exist."""

@@ -50,7 +50,7 @@ function skipToContent(event: Event) {
 
 /** Put the keyboard on the shown page's main heading (made focusable for it, out of the tab order). */
 function focusMainHeading() {
-  const heading = document.querySelector<HTMLElement>("#content h1");
+  const heading = document.querySelector<HTMLElement>("#content h1, main h1");
   if (!heading) return;
   heading.tabIndex = -1;
   heading.focus();
@@ -66,7 +66,8 @@ function App() {
   const [live, setLive] = useState(false);
   const [signOutError, setSignOutError] = useState<unknown>(null);
   const unread = useUnread(user, inboxRevision);
-  // A sign-in replaces the form whose button had the keyboard: it moves to the page's heading.
+  // A sign-in replaces the form whose button had the keyboard, a sign-out the page whose button had
+  // it (or, signed out elsewhere, the page it was on): either way it moves to the new page's heading.
   const started = useRef(false);
   const signedIn = useRef(false);
   const toHeading = useRef(false);
@@ -77,7 +78,7 @@ function App() {
 
   useEffect(() => {
     const stop = onSession((next, reason) => {
-      if (next && !signedIn.current && started.current) toHeading.current = true;
+      if (started.current && (next !== null) !== signedIn.current) toHeading.current = true;
       signedIn.current = next !== null;
       setUser(next);
       setNotice(next ? "" : reason ?? "");
@@ -98,7 +99,7 @@ function App() {
   }, []);
 
   useEffect(() => {
-    if (!user || !toHeading.current) return;
+    if (!toHeading.current) return;
     toHeading.current = false;
     focusMainHeading();
   }, [user]);
