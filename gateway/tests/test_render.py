@@ -100,6 +100,13 @@ def test_only_idempotent_requests_are_retried_on_the_next_instance(tmp_path: Pat
     assert "proxy_next_upstream_tries 3;" in text
 
 
+def test_a_request_that_timed_out_is_not_tried_again_on_another_instance(tmp_path: Path) -> None:
+    text = render.render(KONG, tmp_path, {})
+    pairs = re.findall(r"proxy_read_timeout (\d+)ms;.*?proxy_next_upstream_timeout (\d+)ms;", text, re.S)
+    assert len(pairs) == text.count("proxy_read_timeout") > 1
+    assert all(read == total for read, total in pairs), pairs
+
+
 def test_https_with_http2_listens_with_the_given_certificate_and_nginx_accepts_it(tmp_path: Path) -> None:
     subprocess.run(["scripts/tls"], cwd=render.HERE.parent, env={"PATH": "/usr/bin:/bin", "TASKFLOW_VAR": str(tmp_path)},
                    check=True, capture_output=True)
