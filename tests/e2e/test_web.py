@@ -353,6 +353,26 @@ def test_a_duplicated_tab_never_spends_the_refresh_token_of_the_tab_it_copies(
     expect(original.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
 
 
+def test_a_tab_duplicated_while_the_original_is_busy_still_starts_signed_out(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    """The original is asked through the browser (its Web Lock), not by a message it must answer in
+    time: a page whose main thread is busy (or frozen in the background) still counts as open."""
+    user = sign_up(gateway)
+    original = open_page()
+    sign_in(original, user.email, user.password)
+    stored = original.evaluate("JSON.stringify({...sessionStorage})")
+
+    original.evaluate("setTimeout(() => { const end = Date.now() + 4000; while (Date.now() < end); }, 0)")
+    copy = original.context.new_page()
+    copy.add_init_script(f"for (const [key, value] of Object.entries({stored})) sessionStorage.setItem(key, value);")
+    copy.goto("/")
+    expect(copy.get_by_text("This tab is a copy of a tab that is signed in")).to_be_visible()
+
+    original.reload()  # its token was never spent by the copy
+    expect(original.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+
+
 def test_an_admin_demoted_while_on_the_console_is_shown_the_board(open_page: Callable[..., Page], gateway: Client) -> None:
     admin = sign_in_account(gateway, ADMIN_EMAIL, ADMIN_PASSWORD)
     user = sign_up(gateway)

@@ -9,7 +9,10 @@
  * token presented twice would revoke the whole sign-in (DESIGN §4). For the same reason a
  * duplicated tab (which gets a copy of `sessionStorage`) never uses the copy while the tab that
  * stored it is open: each page has an id of its own, the token is stored with its page's id, and a
- * new page asks over a `BroadcastChannel` whether that page still answers before it resumes.
+ * page holds a Web Lock named by its id while it keeps a token, which a new page looks for before it
+ * resumes. The browser answers for the lock, so a busy or frozen page still counts as open; outside
+ * a secure context (no Web Locks) the new page asks over a `BroadcastChannel` whether that page
+ * still answers instead.
  *
  * A page closed or reloaded while its refresh is on the way loses the answer, while auth may have
  * rotated the token already: the token left in storage may be spent, and presenting it again ends
@@ -108,8 +111,26 @@ pages.addEventListener("message", (event: MessageEvent) => {
   if (event.data?.open === PAGE && accessToken !== null) pages.postMessage({ stillOpen: PAGE });
 });
 
+/** The name of the Web Lock page `page` holds while it keeps a refresh token. */
+const ownerLock = (page: string) => `taskflow.session.${page}`;
+/** Releases this page's lock; null while it holds none. */
+let releaseOwnerLock: (() => void) | null = null;
+
+/** Hold this page's lock until {@link forget} (no-op without Web Locks, or when held already). */
+function holdOwnerLock(): void {
+  if (!navigator.locks || releaseOwnerLock) return;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  releaseOwnerLock = release;
+  void navigator.locks.request(ownerLock(PAGE), () => held);
+}
+
 /** Whether the page `owner`, which stored this tab's refresh token, is still open elsewhere. */
-function stillOpen(owner: string): Promise<boolean> {
+async function stillOpen(owner: string): Promise<boolean> {
+  if (navigator.locks) {
+    const { held = [] } = await navigator.locks.query();
+    return held.some((lock) => lock.name === ownerLock(owner));
+  }
   return new Promise((resolve) => {
     const answer = (event: MessageEvent) => {
       if (event.data?.stillOpen !== owner) return;
@@ -130,6 +151,7 @@ function keep(pair: TokenPair): void {
   accessToken = pair.access_token;
   sessionStorage.setItem(REFRESH_KEY, pair.refresh_token);
   sessionStorage.setItem(OWNER_KEY, PAGE);
+  holdOwnerLock();
   window.clearTimeout(refreshTimer);
   const delay = Math.max(5, pair.expires_in - REFRESH_MARGIN_SECONDS) * 1000;
   refreshTimer = window.setTimeout(() => void refresh(), delay);
@@ -140,6 +162,8 @@ function forget(): void {
   sessionStorage.removeItem(REFRESH_KEY);
   sessionStorage.removeItem(OWNER_KEY);
   sessionStorage.removeItem(PENDING_KEY);
+  releaseOwnerLock?.();
+  releaseOwnerLock = null;
   window.clearTimeout(refreshTimer);
 }
 
