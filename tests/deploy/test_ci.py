@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,7 +19,7 @@ from .repo import ROOT, SERVICES, tool
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 # Programs of the runner or its container image rather than of the repository.
-SYSTEM_COMMANDS = {"apt-get", "echo", "docker", "tee", "sed"}
+SYSTEM_COMMANDS = {"apt-get", "echo", "docker", "tee", "sed", "git"}
 
 
 def workflow() -> dict[str, Any]:
@@ -80,6 +81,33 @@ def test_make_test_runs_on_every_push_before_any_image_is_built() -> None:
     assert triggers["push"]["branches"] == ["**"] and "pull_request" in triggers
     assert [step["run"] for step in steps("test") if "run" in step][-1] == "make test"
     assert workflow()["jobs"]["images"]["needs"] == "test"
+
+
+def test_the_test_container_gives_chromium_shared_memory_and_roots_git_the_runners_checkout(tmp_path: Path) -> None:
+    """The test job's container runs as root over a checkout the runner's user owns, which git
+    refuses (actions/checkout#1048) unless the workspace is a safe directory: the steps between
+    the checkout and `make test` run here as the runner would, with git told to see another owner."""
+    job = workflow()["jobs"]["test"]
+    assert "--shm-size=1g" in job["container"]["options"].split()
+    uses = [step.get("uses", "") for step in job["steps"]]
+    after_checkout = job["steps"][uses.index("actions/checkout@v4") + 1 : -1]
+    workspace, home = tmp_path / "workspace", tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["git", "init", "-q", str(workspace)], check=True)
+    environment = {
+        "PATH": os.environ["PATH"], "HOME": str(home), "GITHUB_WORKSPACE": str(workspace),
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_TEST_ASSUME_DIFFERENT_OWNER": "1",
+    }
+
+    def git_works() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "check-ignore", "-q", "anything"], cwd=workspace, env=environment,
+                              capture_output=True, text=True, check=False)
+
+    assert "dubious ownership" in git_works().stderr, "git no longer refuses another owner's repository"
+    for step in after_checkout:
+        if "run" in step:
+            subprocess.run(["bash", "-e", "-c", step["run"]], env=environment, check=True)
+    assert git_works().returncode == 1, git_works().stderr  # 1: not ignored, rather than 128: refused
 
 
 def test_the_workflow_builds_scans_and_pushes_exactly_the_images_the_manifests_deploy() -> None:
