@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from . import kube
@@ -19,7 +20,11 @@ from .repo import ROOT, SERVICES, tool
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 # Programs of the runner or its container image rather than of the repository.
-SYSTEM_COMMANDS = {"apt-get", "echo", "docker", "tee", "sed", "git"}
+SYSTEM_COMMANDS = {"apt-get", "echo", "docker", "tee", "sed", "grep", "git", "set"}
+# How the runner starts a step's script on Linux, by the step's `shell` (GitHub's workflow syntax,
+# jobs.<job_id>.steps[*].shell): without one, bash without pipefail.
+RUNNER_SHELLS = {None: ["bash", "-e"], "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail"]}
+DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
 def workflow() -> dict[str, Any]:
@@ -34,9 +39,12 @@ def steps(job: str) -> list[dict[str, Any]]:
 
 
 def commands(script: str) -> list[list[str]]:
-    """Each simple command of a ``run:`` script, split as the shell would (``&&``, ``;``, ``|``)."""
+    """Each simple command of a ``run:`` script, split as the shell would (``&&``, ``;``, ``|``),
+    comment lines left out."""
     found = []
     for line in script.replace("\\\n", " ").splitlines():
+        if line.lstrip().startswith("#"):
+            continue
         for part in re.split(r"&&|\|\||;|\|", line):
             words = shlex.split(part.split(">>")[0])
             if words:
@@ -137,6 +145,41 @@ def test_the_workflow_builds_scans_and_pushes_exactly_the_images_the_manifests_d
     assert workflow()["on"]["push"]["tags"] == ["v*"]
     pin = steps("images")[-1]["run"]
     assert "kustomize edit set image taskflow/${{ matrix.image }}=" in pin and "@${{ steps.push.outputs.digest }}" in pin
+
+
+@pytest.mark.parametrize(
+    ("printed", "status", "output"),
+    [
+        (f"v1.2.3: digest: {DIGEST} size: 1573\n", 0, f"digest={DIGEST}\n"),
+        ("denied: requested access to the resource is denied\n", 1, None),
+        ("v1.2.3: pushed, but the digest line went missing\n", 0, None),
+    ],
+    ids=["pushed", "push-failed", "no-digest"],
+)
+def test_the_push_step_fails_unless_the_push_succeeded_and_printed_a_digest(
+    tmp_path: Path, printed: str, status: int, output: str | None
+) -> None:
+    """The push step's script run as the runner runs it, with a `docker` that prints what a push
+    prints: a failed push or one without a digest fails the step instead of pinning no image."""
+    push = next(step for step in steps("images") if step.get("id") == "push")
+    script, docker = tmp_path / "push.sh", tmp_path / "bin" / "docker"
+    script.write_text(push["run"])
+    docker.parent.mkdir()
+    docker.write_text(f'#!/bin/sh\n[ "$1" = push ] || exit 0\nprintf %s {shlex.quote(printed)}\nexit {status}\n')
+    docker.chmod(0o755)
+    github_output = tmp_path / "output"
+    github_output.touch()
+    environment = {
+        "PATH": f"{docker.parent}:{os.environ['PATH']}", "GITHUB_OUTPUT": str(github_output),
+        "SCANNED": "taskflow/auth:scan", "TARGET": "ghcr.io/you/taskflow/auth:v1.2.3",
+    }
+    ran = subprocess.run([*RUNNER_SHELLS[push.get("shell")], str(script)], cwd=tmp_path, env=environment,
+                         capture_output=True, text=True, check=False)
+    assert (ran.returncode == 0) == (output is not None), ran.stdout + ran.stderr
+    if output is not None:
+        assert github_output.read_text() == output
+    else:
+        assert "digest=" not in github_output.read_text()
 
 
 def test_every_action_is_pinned_to_a_release() -> None:
