@@ -1,10 +1,10 @@
 """Issue 22 §1: what broke when the manifests were operated, each finding held offline. Readiness
-follows `/readyz` (the database only), production needs its sender and address, claim templates
-carry no labels and one kustomize version serves tests and operators, RabbitMQ is ready only as
-part of a formed cluster (its probe's command is run against a real RabbitMQ node) and repairs
-quorum queue membership, images come from a registry of ours by digest, the autoscalers alone
-own replicas, and pods drain before they stop with keep-alive timeouts shorter on each
-connection's client side."""
+follows `/readyz` (the database only), production needs its sender and address and accepts the
+README's first admin, claim templates carry no labels and one kustomize version serves tests and
+operators, RabbitMQ is ready only as part of a formed cluster (its probe's command is run against a
+real RabbitMQ node) and repairs quorum queue membership, images come from a registry of ours by
+digest, the autoscalers alone own replicas, and pods drain before they stop with keep-alive timeouts
+shorter on each connection's client side."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from flask import Flask
+from taskflow_auth.settings import AuthSettings
 from taskflow_common import health
 from taskflow_common.serving import gunicorn_settings
 from taskflow_common.settings import ServiceSettings
@@ -90,6 +91,35 @@ def test_compose_requires_mail_from_and_public_url_from_the_env_file() -> None:
 def test_the_operator_readme_says_to_set_both() -> None:
     text = K8S_README.read_text()
     assert "`MAIL_FROM`" in text and "`PUBLIC_URL`" in text
+
+
+def test_the_readmes_admin_secret_is_one_auth_accepts_in_production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Secret taskflow-admin created exactly as k8s/README.md writes it (the shell expanding its
+    arguments), read into the variables the auth Deployment takes from it, passes auth's production
+    settings: copied as written, it must not keep auth from starting."""
+    text = K8S_README.read_text().replace("\\\n", " ")
+    arguments = re.search(r"kubectl -n taskflow create secret generic taskflow-admin (.*)", text).group(1)
+    expanded = subprocess.run(["bash", "-c", f"printf '%s\\0' {arguments}"], capture_output=True, text=True, check=True)
+    secret = dict(re.fullmatch(r"--from-literal=([\w.-]+)=(.+)", word, re.DOTALL).groups()
+                  for word in expanded.stdout.split("\0")[:-1])
+    from_secret = {
+        variable["name"]: variable["valueFrom"]["secretKeyRef"]["key"]
+        for variable in kube.env(kube.one(kube.build("prod"), "Deployment", "auth"))
+        if variable.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "taskflow-admin"
+    }
+    assert sorted(from_secret.values()) == sorted(secret)
+    jwt_key, link_key = tmp_path / "jwt.pem", tmp_path / "email-link.key"
+    jwt_key.write_text("only needs to exist for the settings' checks")
+    link_key.write_text(os.urandom(32).hex())
+    for name, value in {
+        "TASKFLOW_ENV": "production", "RABBITMQ_URL": "amqp://auth:secret@rabbitmq:5672/%2F",
+        "JWT_PRIVATE_KEY_FILE": str(jwt_key), "EMAIL_LINK_KEY_FILE": str(link_key),
+        "PUBLIC_URL": "https://taskflow.example.org",
+        **{variable: secret[key] for variable, key in from_secret.items()},
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = AuthSettings.load()
+    assert settings.admin_email == secret["email"]
 
 
 # 3. No labels on claim templates; one kustomize version ------------------------------------------
