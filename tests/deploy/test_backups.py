@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from functools import cache
 from pathlib import Path
@@ -242,7 +243,8 @@ class Bucket:
         variables = {**container_env(spec, {"mongo-backup": self.settings}, secrets), **env}
         variables["HOME"] = str(self.base / "tmp")
         environment = {"PATH": os.environ["PATH"], **variables}
-        return subprocess.run(["/bin/sh", "-c", script], env=environment, capture_output=True, text=True, check=False, timeout=120)
+        return subprocess.run(["/bin/sh", "-c", script], cwd=self.base, env=environment, capture_output=True, text=True,
+                              check=False, timeout=120)
 
     def dump(self, name: str, content: bytes) -> None:
         """What the mongodump step leaves in the scratch volume: one archive."""
@@ -310,3 +312,80 @@ def test_restore_fails_with_another_key_or_an_empty_bucket(bucket: Bucket) -> No
     wrong = {**SECRETS, (BACKUP_SECRET, "crypt-password"): "another passphrase"}
     assert bucket.run(restore_job(), "fetch", secrets=wrong).returncode != 0
     assert not (bucket.scratch / "taskflow.archive.gz").exists()
+
+
+def test_upload_refuses_the_bases_placeholder_bucket_before_sending_anything(bucket: Bucket) -> None:
+    """Bucket names are global: the base names none of the operator's, and a backup to its
+    placeholder fails at once, naming the setting, until the overlay sets a bucket."""
+    placeholder = kube.one(kube.build("prod"), "ConfigMap", "mongo-backup")["data"]["BACKUP_BUCKET"]
+    bucket.settings["BACKUP_BUCKET"] = placeholder
+    bucket.dump("taskflow-20261101T030000Z.archive.gz", b"a dump")
+    refused = bucket.run(cronjob(), "upload")
+    assert refused.returncode != 0 and "BACKUP_BUCKET" in refused.stderr
+    assert not (bucket.base / placeholder).exists(), "nothing was written to the placeholder"
+    assert not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", placeholder), "no valid S3 bucket name"
+
+
+# The README's commands that wait for a Job, run against a kubectl that answers as the API server
+# would for a Job going through the given conditions (Kubernetes 1.31 adds SuccessCriteriaMet and
+# FailureTarget before Complete and Failed).
+
+JOB_CONDITIONS_TRUE = """{.status.conditions[?(@.status=="True")].type}"""
+RUNNING: list[str] = []
+COMPLETE = ["SuccessCriteriaMet", "Complete"]
+FAILED = ["FailureTarget", "Failed"]
+
+
+def walkthrough_steps() -> list[str]:
+    """The numbered steps of k8s/README.md's walkthrough from an empty cluster, in order."""
+    section = re.search(r"^## From an empty cluster.*?(?=^## )", K8S_README.read_text(), re.MULTILINE | re.DOTALL).group(0)
+    numbered = re.split(r"^(\d+)\. ", section, flags=re.MULTILINE)
+    assert [int(n) for n in numbered[1::2]] == list(range(1, len(numbered) // 2 + 1)), "steps numbered 1, 2, …"
+    return numbered[2::2]
+
+
+def run_wait(command: str, job: str, states: list[list[str]], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``command`` run by bash with a kubectl whose ``get job <job>`` answers, at its n-th call,
+    the n-th of ``states`` (the last one from then on), and a sleep that returns at once; the result
+    and how often the Job was asked for."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    calls.write_text("0")
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(f"""#!{sys.executable}
+import sys
+from pathlib import Path
+expected = ["-n", "taskflow", "get", "job", {job!r}, "-o", "jsonpath=" + {JOB_CONDITIONS_TRUE!r}]
+if sys.argv[1:] != expected:
+    sys.exit("this kubectl answers only " + " ".join(expected))
+calls = Path({str(calls)!r})
+n = int(calls.read_text())
+calls.write_text(str(n + 1))
+states = {states!r}
+print(" ".join(states[min(n, len(states) - 1)]), end="")
+""")
+    kubectl.chmod(0o755)
+    (bin_dir / "sleep").symlink_to(shutil.which("true"))
+    environment = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    ran = subprocess.run(["bash", "-c", command], env=environment, capture_output=True, text=True, check=False, timeout=30)
+    return ran, int(calls.read_text())
+
+
+def waits_for(job: str, text: str) -> str:
+    (command,) = [line.strip() for line in text.splitlines() if f"get job {job} " in line and line.strip().startswith("until ")]
+    return command
+
+
+@pytest.mark.parametrize(("outcome", "state"), [("complete", COMPLETE), ("failed", FAILED)])
+def test_the_walkthrough_sets_the_bucket_before_applying_then_runs_a_first_backup_and_waits_for_its_outcome(
+    outcome: str, state: list[str], tmp_path: Path
+) -> None:
+    steps = walkthrough_steps()
+    bucket_step = next(i for i, step in enumerate(steps) if "`BACKUP_BUCKET`" in step)
+    apply_step = next(i for i, step in enumerate(steps) if "kustomize build k8s/overlays/prod-tls | kubectl apply -f -" in step)
+    backup_step = next(i for i, step in enumerate(steps) if "create job --from=cronjob/mongo-backup backup-now" in step)
+    assert bucket_step < apply_step < backup_step
+    command = waits_for("backup-now", steps[backup_step])
+    ran, calls = run_wait(command, "backup-now", [RUNNING, RUNNING, state], tmp_path)
+    assert ran.returncode == 0 and calls == 3, ran.stderr
+    assert ran.stdout.split()[-1] == state[-1], "the loop says how the Job ended"
