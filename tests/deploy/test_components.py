@@ -74,6 +74,35 @@ def test_behind_the_gateway_kong_counts_clients_by_their_forwarded_address() -> 
     assert "10.0.0.0/8" in kube.env_value(kong["env"], "KONG_TRUSTED_IPS")
 
 
+# The longest upstream idle timeout of a common Gateway's proxy by default, in seconds: Envoy's
+# (Envoy Gateway, Istio, Cilium) 1 h; Google's load balancers keep 600 s, NGINX 60 s.
+GATEWAY_UPSTREAM_IDLE = 3600
+NGINX_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def nginx_seconds(value: str) -> float:
+    """An nginx time ("3700s", "1h2m", "75") in seconds."""
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)?", value)
+    assert "".join(number + unit for number, unit in parts) == value, value
+    return sum(int(number) * NGINX_TIME_UNITS[unit or "s"] for number, unit in parts)
+
+
+def test_behind_the_gateway_kong_keeps_idle_client_connections_longer_than_the_gateway() -> None:
+    """The Gateway's proxy is Kong's client: Kong must give up an idle connection after the proxy
+    does, or the proxy reuses one Kong is closing (a 502). Only behind the Gateway: without it
+    Kong keeps its default."""
+    def keepalive(overlay: str) -> str | None:
+        kong = next(c for c in kube.containers(kube.pod_template(kube.one(kube.build(overlay), "Deployment", "gateway")))
+                    if c["name"] == "kong")
+        return kube.env_value(kong["env"], "KONG_NGINX_HTTP_KEEPALIVE_TIMEOUT")
+
+    value = keepalive(OVERLAY)
+    assert value is not None and nginx_seconds(value) > GATEWAY_UPSTREAM_IDLE
+    assert keepalive("prod") is None
+    readme = " ".join((ROOT / "k8s" / "README.md").read_text().split())
+    assert f"to {nginx_seconds(value):.0f} s (`KONG_NGINX_HTTP_KEEPALIVE_TIMEOUT`)" in readme
+
+
 def listener(name: str) -> dict[str, Any]:
     (gateway,) = custom("Gateway")
     return next(item for item in gateway["spec"]["listeners"] if item["name"] == name)
