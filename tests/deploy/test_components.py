@@ -66,6 +66,24 @@ def test_the_acme_solver_is_reachable_through_the_default_deny_policy() -> None:
     assert not kube.admits(kube.build("prod"), kube.Pod("cert-manager", {}, {}), solver, 8089)  # prod alone denies it
 
 
+def test_gateway_proxy_pods_in_the_namespace_are_reachable_on_the_listener_ports_only() -> None:
+    """Istio and NGINX Gateway Fabric run the Gateway's proxy in its namespace, labelled with the
+    Gateway's name (GEP-1762) and listening on the listener ports: clients from anywhere must pass
+    the namespace's default-deny ingress there, and nowhere else."""
+    (gateway,) = custom("Gateway")
+    ports = {item["port"] for item in gateway["spec"]["listeners"]}
+    proxy = kube.Pod("taskflow", {"gateway.networking.k8s.io/gateway-name": gateway["metadata"]["name"]}, {})
+    clients = (kube.Pod("istio-system", {}, {}), kube.Pod("taskflow", {}, {}))
+    for port in ports:
+        assert all(kube.admits(resources(), client, proxy, port) for client in clients), port
+        assert not kube.admits(kube.build("prod"), clients[0], proxy, port), "prod alone denies it"
+    assert not kube.admits(resources(), clients[0], proxy, 15000), "only the listener ports"
+    another = kube.Pod("taskflow", {"gateway.networking.k8s.io/gateway-name": "someone-elses"}, {})
+    assert not kube.admits(resources(), clients[0], another, 443)
+    readme = " ".join((ROOT / "k8s" / "README.md").read_text().split())
+    assert "restricted Pod Security Standard, so those pods must pass it" in readme
+
+
 def test_behind_the_gateway_kong_counts_clients_by_their_forwarded_address() -> None:
     kong = next(c for c in kube.containers(kube.pod_template(kube.one(resources(), "Deployment", "gateway")))
                 if c["name"] == "kong")
