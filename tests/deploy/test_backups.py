@@ -389,3 +389,17 @@ def test_the_walkthrough_sets_the_bucket_before_applying_then_runs_a_first_backu
     ran, calls = run_wait(command, "backup-now", [RUNNING, RUNNING, state], tmp_path)
     assert ran.returncode == 0 and calls == 3, ran.stderr
     assert ran.stdout.split()[-1] == state[-1], "the loop says how the Job ended"
+
+
+@pytest.mark.parametrize(("outcome", "state"), [("complete", COMPLETE), ("failed", FAILED)])
+def test_the_restore_runbook_waits_for_the_restore_to_complete_or_fail(outcome: str, state: list[str], tmp_path: Path) -> None:
+    """mongo-restore never retries (backoffLimit 0): a wait for completion alone would hang until
+    its timeout when it fails. The runbook's wait returns on either outcome, and says which."""
+    assert restore_job()["spec"]["backoffLimit"] == 0
+    runbook = re.search(r"^### Restore a backup.*?(?=^##)", K8S_README.read_text(), re.MULTILINE | re.DOTALL).group(0)
+    assert "wait --for=condition=complete job/mongo-restore" not in runbook
+    command = waits_for("mongo-restore", runbook)
+    assert runbook.index("kustomize build k8s/restore | kubectl create -f -") < runbook.index(command)
+    ran, calls = run_wait(command, "mongo-restore", [RUNNING, RUNNING, state], tmp_path)
+    assert ran.returncode == 0 and calls == 3, ran.stderr
+    assert ran.stdout.split()[-1] == state[-1]
