@@ -206,3 +206,27 @@ def test_services_are_labelled_as_the_rules_group_them() -> None:
         "service": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
         "component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
     }
+
+
+def target_labels(endpoint: dict[str, Any]) -> dict[str, str]:
+    """The labels an endpoint's relabelings add to each of its targets, beyond the ones Prometheus
+    Operator gives every endpoint of a monitor alike (namespace, pod, container, endpoint, job,
+    instance): a meta label's value stands for itself, but `__metrics_path__` is the path."""
+    meta = {"__metrics_path__": endpoint["path"]}
+    labels = {}
+    for relabeling in endpoint.get("relabelings", []):
+        assert relabeling.get("action", "replace") == "replace" and "regex" not in relabeling
+        sources = ";".join(meta.get(name, name) for name in relabeling.get("sourceLabels", []))
+        labels[relabeling["targetLabel"]] = relabeling.get("replacement", "$1").replace("$1", sources)
+    return labels
+
+
+def test_endpoints_scraping_the_same_port_give_their_targets_different_labels() -> None:
+    """Two scrapes of one pod's port with the same target labels write the same `up` and `scrape_*`
+    series (and any metric both expose): Prometheus keeps one, alternating between them."""
+    for monitor in custom("PodMonitor"):
+        seen: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            key = (endpoint["port"], tuple(sorted(target_labels(endpoint).items())))
+            assert key not in seen, (monitor["metadata"]["name"], seen.get(key), endpoint["path"])
+            seen[key] = endpoint["path"]
