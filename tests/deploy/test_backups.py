@@ -192,6 +192,15 @@ def test_the_missed_backup_alert_watches_the_backup_cronjob_and_allows_one_perio
     assert len(thresholds) == 1 and DAY < thresholds.pop() <= DAY + 4 * 3600
 
 
+def test_an_alert_pages_when_the_backup_cronjobs_series_are_gone_and_the_missed_backup_alert_could_not_fire() -> None:
+    rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+    job = cronjob()
+    watched = f'absent(kube_cronjob_created{{namespace="taskflow", cronjob="{job["metadata"]["name"]}"}})'
+    (alert,) = [rule for rule in rules if rule["expr"].strip() == watched]
+    assert alert["labels"]["severity"] == backup_alert()["labels"]["severity"]
+    assert "kube_cronjob_created" in backup_alert()["expr"], "the series whose absence silences it"
+
+
 # The rclone steps of the manifests, run for real: Debian's rclone, a directory as the bucket.
 
 SECRETS = {
