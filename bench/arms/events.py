@@ -31,6 +31,8 @@ from . import entry
 CREATORS = 2
 CREATOR_RATE = 5  # POST/s per creator: 10/s in all, a fraction of what one POST at a time sustains
 QUEUE = "notify.reminders"
+SOURCE = "taskflow/tasks"
+"""The source of the task.created events measured (record keys name it)."""
 
 
 class EventObserver:
@@ -73,10 +75,10 @@ def handled_at(mongodb_uri: str, event_ids: list[str], *, timeout: float = 30) -
     client = MongoClient(mongodb_uri)
     try:
         processed = client["taskflow_notify"]["processed_events"]
-        keys = [f"{QUEUE}:{event_id}" for event_id in event_ids]
+        keys = [f"{QUEUE}:{SOURCE}:{event_id}" for event_id in event_ids]  # consumer.record_key
         deadline = time.monotonic() + timeout
         while True:
-            found = {record["_id"].split(":", 1)[1]: record["processed_at"].replace(tzinfo=UTC).timestamp()
+            found = {record["_id"].rsplit(":", 1)[1]: record["processed_at"].replace(tzinfo=UTC).timestamp()
                      for record in processed.find({"_id": {"$in": keys}})}
             if len(found) == len(keys) or time.monotonic() > deadline:
                 return found

@@ -155,21 +155,22 @@ def test_the_broker_has_one_user_per_service_without_tags_an_operator_and_no_gue
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_a_service_may_declare_consume_and_retry_its_own_queues_and_use_the_events_exchange(service: str) -> None:
+def test_a_service_may_consume_and_retry_its_own_queues_and_use_the_events_exchange(service: str) -> None:
     configure, write, read = access.broker_permissions(service).values()
     for queue in [*queue_names(service), f"{service}.queues"]:
-        # declare (with a dead-letter exchange: read on the queue), bind (write), consume and fetch
-        # parked messages (read); its own queues exchange: declare, bind to it (read), republish
-        # through it to a retry or parking queue (write)
-        assert access.broker_grants(configure, queue), queue
+        # consume and fetch parked messages (read); republish through its own queues exchange to a
+        # retry or parking queue (write); declare or delete: none of them (the definitions declare
+        # them; a service that deleted one would keep every worker waiting for it at start-up)
+        assert not access.broker_grants(configure, queue), queue
         assert access.broker_grants(write, queue), queue
         assert access.broker_grants(read, queue), queue
-    # bind queues to it (read); publish to it: the services that own events; declare, delete or
-    # retype it: none (the definitions declare it; a service would otherwise delete and re-declare
-    # it as another type, which topic permissions do not hold)
-    assert access.broker_grants(read, EXCHANGE)
+    # publish to it: the services that own events; declare, delete or retype it: none (the
+    # definitions declare it; a service would otherwise delete and re-declare it as another type,
+    # which topic permissions do not hold)
     assert access.broker_grants(write, EXCHANGE) == (service in PUBLISHED)
     assert not access.broker_grants(configure, EXCHANGE)
+    for name in (f"{service}.new-queue", "amq.gen-x"):  # nothing new: a queue of its own, a server-named one
+        assert not access.broker_grants(configure, name), name
 
 
 # The family of event types each service publishes (DESIGN §5); admin publishes none.
@@ -180,17 +181,27 @@ PUBLISHED = {"auth": "user", "tasks": "task", "notify": "notification"}
 def test_a_service_may_publish_to_the_events_exchange_only_its_own_types(service: str) -> None:
     """Topic permissions: the broker refuses a routing key of another family, so no account can
     pass its event off as another service's (the consumer checks the routing key is the type)."""
-    grants = [p for p in access.broker_definitions()["topic_permissions"] if p["user"] == service]
-    if service not in PUBLISHED:
-        assert grants == []  # nothing to publish: the exchange is not writable at all
-        return
-    (grant,) = grants
+    (grant,) = [p for p in access.broker_definitions()["topic_permissions"] if p["user"] == service]
     assert (grant["vhost"], grant["exchange"]) == ("/", EXCHANGE)
     write = re.compile(grant["write"])
     for family in PUBLISHED.values():
         for key in (f"{family}.created", f"{family}.deactivated"):
-            assert access.broker_grants(write, key) == (family == PUBLISHED[service]), key
-    assert not access.broker_grants(write, f"x{PUBLISHED[service]}.created")
+            assert access.broker_grants(write, key) == (family == PUBLISHED.get(service)), key
+    if service in PUBLISHED:
+        assert not access.broker_grants(write, f"x{PUBLISHED[service]}.created")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_may_bind_nothing_to_the_events_exchange(service: str) -> None:
+    """Topic permissions' read is checked on bindings: a service that could bind a queue of its
+    own (a parking queue nobody consumes) to another family's events would read them all and could
+    fill it; one bound with ``x-overflow: reject-publish`` made every publish of that family fail.
+    The definitions bind every queue; no account needs to."""
+    (grant,) = [p for p in access.broker_definitions()["topic_permissions"] if p["user"] == service]
+    read = re.compile(grant["read"])
+    keys = {key for subscription in subscribers.CATALOG for key in subscription.bindings}
+    for key in [*keys, "#", "user.#", "task.*"]:
+        assert not access.broker_grants(read, key), key
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -53,8 +53,16 @@ def _summary(properties: pika.BasicProperties, body: bytes) -> dict[str, Any]:
         event = Event.decode(body)
         described = {"id": event.id, "type": event.type, "subject": event.subject, "time": event.time.isoformat()}
     except MalformedEvent:
-        described = {"id": properties.message_id, "type": None, "subject": None, "time": None}
+        described = {"id": _text(properties.message_id), "type": None, "subject": None, "time": None}
     return {**described, "attempts": headers.get(ATTEMPT_HEADER), "error": headers.get(ERROR_HEADER) or _broker_reason(headers)}
+
+
+def _text(value: Any) -> Any:
+    """``value`` as JSON can carry it: bytes (pika's reading of a property or header that is not
+    UTF-8, which any publisher may send) as text with escapes, anything else not JSON as its str."""
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return value
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 def _readable(body: bytes) -> Any:
@@ -99,9 +107,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 continue
             found += 1
             if args.command == "list":
-                print(json.dumps(summary), file=out)
+                print(json.dumps(summary, default=_text), file=out)
             elif args.command == "show":
-                print(json.dumps({**summary, "body": _readable(body)}, indent=2), file=out)
+                print(json.dumps({**summary, "body": _readable(body)}, indent=2, default=_text), file=out)
             elif args.command == "requeue":
                 republished = pika.BasicProperties(
                     content_type=properties.content_type,

@@ -80,10 +80,10 @@ tracer = trace.get_tracer(__name__)
 PROCESSED = "processed_events"
 PARKED = "dead_letters"
 RETRIED = "retried_events"
-"""Each message a consumer sent to one of its retry queues: ``<queue>:<event id>`` → the SHA-256 of
-its body. Only such a message (or one it parked, whose ``dead_letters`` record keeps the same) may
-come back through the consumer's own queues exchange or the default exchange: the service's own
-broker account can write there too, so the way alone vouches for nothing."""
+"""Each message a consumer sent to one of its retry queues: its :func:`record_key` → the SHA-256 of
+its body. Only such a message (or one it parked trusted, whose ``dead_letters`` record is keyed by
+that digest) may come back through the consumer's own queues exchange or the default exchange: the
+service's own broker account can write there too, so the way alone vouches for nothing."""
 RETRY_RECORD_WINDOW = timedelta(days=7)
 INDEXES = (Indexes(PARKED, (IndexModel([("queue", ASCENDING), ("parked_at", ASCENDING)]),)),)
 DEDUPLICATION_WINDOW = timedelta(days=7)
@@ -125,6 +125,14 @@ class _Delivery:
 DEAD_LETTER_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 """Header names (or prefixes) the broker adds to a message it dead-letters (RabbitMQ, "Dead Letter
 Exchanges"): no publisher can take them off."""
+
+
+def record_key(queue: str, event: Event) -> str:
+    """``<queue>:<source>:<id>``: what ``processed_events`` and ``retried_events`` know an event of
+    ``queue`` by. The id alone is not enough: CloudEvents 1.0 makes ``source`` + ``id`` unique
+    ("Producers MUST ensure that source + id is unique for each distinct event"), so an event of
+    another source may carry the same id, and must not make this one look applied already."""
+    return f"{queue}:{event.source}:{event.id}"
 
 
 def _returning(delivery: _Delivery, subscription: Subscription) -> bool:
@@ -322,10 +330,23 @@ class Consumer:
                 raise  # the broker's: reconnect, and what was not acked comes back
             except Exception as error:  # this message's own: park it alone, never the ones behind it
                 log.exception("consumer %s: a message could not be processed", self.subscription.queue)
-                self._park(republish, delivery, 1, f"unprocessable: {type(error).__name__}: {error}"[:500], event=None)
-                channel.basic_ack(delivery.tag)
+                self._park_unprocessable(channel, republish, delivery, f"unprocessable: {type(error).__name__}: {error}")
                 CONSUMED.labels(self.subscription.queue, "unknown", "unprocessable").inc()
                 return
+
+    def _park_unprocessable(self, channel: Any, republish: Any, delivery: _Delivery, error: str) -> None:
+        """Park a message our own code failed on; should parking fail the same way, reject it, and
+        the broker dead-letters it to the parking queue unrecorded: either way it leaves the queue
+        without a reconnect, which would return every prefetched message behind it."""
+        try:
+            self._park(republish, delivery, 1, error[:500], event=None)
+        except (*broker.CONNECTION_ERRORS, NackError, UnroutableError, PyMongoError):
+            raise
+        except Exception:
+            log.exception("consumer %s: could not park a message; the broker parks it", self.subscription.queue)
+            channel.basic_nack(delivery.tag, requeue=False)
+            return
+        channel.basic_ack(delivery.tag)
 
     def _database_back(
         self, connection: pika.BlockingConnection, stop: threading.Event, error: PyMongoError, failures: int
@@ -483,37 +504,45 @@ class Consumer:
         """Whether this consumer itself sent this very message (same event id, same body) to a
         retry queue, or parked it after trusting it (its handler failed every attempt, or it came
         back too often): only then is its way back through the consumer's own queues its own."""
-        same = {"_id": self._key(event), "body_sha256": _digest(delivery.body)}
+        digest = _digest(delivery.body)
         db = self.db()
-        return (db[RETRIED].find_one(same, {"_id": 1}) is not None
-                or db[PARKED].find_one({**same, "trusted": True}, {"_id": 1}) is not None)
+        retried = {"_id": record_key(self.subscription.queue, event), "body_sha256": digest}
+        return (db[RETRIED].find_one(retried, {"_id": 1}) is not None
+                or db[PARKED].find_one({"_id": f"{self.subscription.queue}:{digest}", "trusted": True}, {"_id": 1}) is not None)
 
     def _park(
         self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None, trusted: bool = False
     ) -> None:
-        """Record why the message is parked (with its body's digest, and ``trusted``: whether it
-        had passed the checks of its way in, for :meth:`_vouched`; never for a forgery, a message
-        that is not an event, or one our code could not process), then move it to the parking
-        queue: whoever finds it there also finds the record (a failure in between leaves the
-        delivery unacked, so the same parking is done again, and the upsert keeps one record)."""
+        """Record why the message is parked, then move it to the parking queue: whoever finds it
+        there also finds the record (a failure in between leaves the delivery unacked, so the same
+        parking is done again, and the upsert keeps one record).
+
+        The record is keyed by the queue and the body's SHA-256, and says whether the message had
+        passed the checks of its way in (``trusted``, for :meth:`_vouched`; never for a forgery, a
+        message that is not an event, or one our code could not process). Once trusted, a record
+        stays so: a copy of the same body arriving some other way (a ``CC`` copy) is parked as
+        forged, but must not make the operator's requeue of the genuine message look forged too.
+        """
         error = _storable(error)
         log.error("consumer %s: parking a message after %d attempt(s): %s", self.subscription.queue, attempt, error)
-        key = _storable(event.id if event is not None else (delivery.properties.message_id or str(delivery.tag)))
+        digest = _digest(delivery.body)
         record = {
             "queue": self.subscription.queue,
+            "event_id": _storable(event.id) if event is not None else None,
+            "source": _storable(event.source) if event is not None else None,
             "type": _storable(event.type) if event is not None else None,
             "error": error,
             "parked_at": datetime.now(UTC),
-            "body_sha256": _digest(delivery.body),
-            "trusted": trusted,
+            "body_sha256": digest,
         }
-        self.db()[PARKED].update_one({"_id": f"{self.subscription.queue}:{key}"}, {"$set": record}, upsert=True)
+        update = {"$set": {**record, "trusted": True}} if trusted else {"$set": record, "$setOnInsert": {"trusted": False}}
+        self.db()[PARKED].update_one({"_id": f"{self.subscription.queue}:{digest}"}, update, upsert=True)
         self._republish(channel, self.subscription.dead_letter_queue, delivery, attempt, error)
 
     # -- de-duplication ----------------------------------------------------------------------
 
     def _key(self, event: Event) -> str:
-        return f"{self.subscription.queue}:{event.id}"
+        return record_key(self.subscription.queue, event)
 
     def _already_processed(self, event: Event) -> bool:
         return self.db()[PROCESSED].find_one({"_id": self._key(event)}, {"_id": 1}) is not None

@@ -16,7 +16,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 from taskflow_common.events import broker
-from taskflow_common.events.consumer import PARKED, PROCESSED, Consumer
+from taskflow_common.events.consumer import PARKED, PROCESSED, Consumer, record_key
 from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.publisher import Publisher, Unroutable
 from taskflow_common.events.topology import Subscription, declare
@@ -39,7 +39,7 @@ def test_each_event_is_applied_and_recorded_once(db: Database, consume, publishe
     wait_for(lambda: db[PROCESSED].count_documents({}) >= 20, timeout=10, what="20 processed records")
     assert sorted(effects(db)) == sorted(event.id for event in events)
     assert db[PROCESSED].count_documents({}) == 20
-    assert db[PROCESSED].find_one({"_id": f"{consumer.subscription.queue}:{events[0].id}"})["type"] == "note.created"
+    assert db[PROCESSED].find_one({"_id": record_key(consumer.subscription.queue, events[0])})["type"] == "note.created"
 
 
 def test_the_same_event_delivered_twice_is_applied_once(db: Database, consume, publisher: Publisher) -> None:
@@ -76,7 +76,7 @@ def test_a_poison_event_is_retried_then_parked_while_the_others_flow_and_requeue
     wait_for(lambda: queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 1, timeout=30, what="parked")
     assert sorted(effects(db)) == sorted(event.id for event in healthy)
     assert attempts == [poison.id] * 3
-    parked = db[PARKED].find_one({"_id": f"{consumer.subscription.queue}:{poison.id}"})
+    parked = db[PARKED].find_one({"queue": consumer.subscription.queue, "event_id": poison.id})
     assert "cannot handle this one yet" in parked["error"]
 
     broken.clear()
@@ -423,7 +423,7 @@ def test_a_handler_that_hangs_spends_one_attempt_and_holds_back_nothing(
         wait_for(lambda: queue_depth(infra.rabbitmq_url, consumer.subscription.dead_letter_queue) == 1, timeout=30,
                  what="the hanging event parked after its attempts")
         assert sorted(effects(db)) == sorted(event.id for event in healthy)
-        parked = db[PARKED].find_one({"_id": f"{consumer.subscription.queue}:{hang.id}"})
+        parked = db[PARKED].find_one({"queue": consumer.subscription.queue, "event_id": hang.id})
         assert parked["error"] == "TimeoutError: the handler ran over 1 s"
     finally:
         released.set()

@@ -2,11 +2,13 @@
 
 On a vhost imported from deploy/rabbitmq/definitions.json (the accounts of Compose and
 Kubernetes), tasks' account tries each way the broker leaves open to a publisher: another family's
-routing key, the default exchange or another service's queues exchange straight into a queue, its
-own event wrapped under a routing key it may write, an exchange of its own bound into the events
-exchange, and a queue of its own that dead-letters into the events exchange. The broker refuses
-the first three; the consumer parks the others as forged. Retries, parking and requeues still work
-under a service's own account, which may no longer write to the default exchange.
+routing key, the default exchange or another service's queues exchange straight into a queue, and
+its own event wrapped under a routing key it may write. The broker refuses the first three; the
+consumer parks the last as forged. So it does what comes through an exchange bound into the events
+exchange, or from a queue that dead-letters into it: no service account may declare or bind
+either (test_compromised_account), but ``make run``'s one account may, so here the operator's
+account sets them up and tasks' publishes. Retries, parking and requeues still work under a
+service's own account, which may not write to the default exchange.
 """
 
 from __future__ import annotations
@@ -77,10 +79,12 @@ def refused(url: str, exchange: str, routing_key: str, body: bytes = b"{}") -> b
         return error.reply_code == 403
 
 
-def detour(channel: BlockingChannel) -> str:
-    """An exchange of tasks' own bound into the events exchange; its name."""
-    channel.exchange_declare("tasks.detour", exchange_type="fanout", durable=False, auto_delete=True)
-    channel.exchange_bind(destination=EXCHANGE, source="tasks.detour", routing_key="")
+def detour(operator: str) -> str:
+    """An exchange named as tasks' own (so tasks may write to it) bound into the events exchange,
+    set up by the account of ``operator``; its name."""
+    with publishing_as(operator) as channel:
+        channel.exchange_declare("tasks.detour", exchange_type="fanout", durable=False)
+        channel.exchange_bind(destination=EXCHANGE, source="tasks.detour", routing_key="")
     return "tasks.detour"
 
 
@@ -138,13 +142,14 @@ def test_an_event_wrapped_under_another_routing_key_is_parked_not_applied(
 def test_an_event_sent_through_an_exchange_bound_into_the_events_exchange_is_parked(
     accounts, db: Database, background,
 ) -> None:
-    """tasks may declare exchanges named ``tasks.*`` and write to the events exchange, so it may
-    bind one of its own into it; what it publishes there is not checked against its topic
-    permissions, and arrives routed as ``user.deactivated`` but delivered from its exchange."""
+    """What is published to an exchange bound into the events exchange is not checked against the
+    publisher's topic permissions, and arrives routed as ``user.deactivated`` but delivered from
+    that exchange."""
     consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
     forged = deactivation()
+    exchange = detour(accounts("operator"))
     with publishing_as(accounts("tasks")) as channel:
-        channel.basic_publish(detour(channel), "user.deactivated", forged.encode(), pika.BasicProperties(message_id=forged.id))
+        channel.basic_publish(exchange, "user.deactivated", forged.encode(), pika.BasicProperties(message_id=forged.id))
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the detoured event parked")
     assert effects(db) == []
     assert parked_reasons(db) == ["forged: user.deactivated from taskflow/auth, came through exchange tasks.detour"]
@@ -153,15 +158,16 @@ def test_an_event_sent_through_an_exchange_bound_into_the_events_exchange_is_par
 def test_an_event_dead_lettered_into_the_events_exchange_is_parked(
     accounts, db: Database, background,
 ) -> None:
-    """A queue of tasks' own whose dead-letter exchange is the events exchange re-routes what
-    expires in it under any routing key it names; the broker marks it with ``x-death``."""
+    """A queue whose dead-letter exchange is the events exchange re-routes what expires in it under
+    any routing key it names; the broker marks it with ``x-death``."""
     consuming(background, accounts("tasks"), TASKS_STATUS, {"user.deactivated": record_effect(db)}, db)
     forged = deactivation()
-    with publishing_as(accounts("tasks")) as channel:
+    with publishing_as(accounts("operator")) as channel:
         channel.queue_declare("tasks.trap", arguments={
             "x-message-ttl": 0, "x-dead-letter-exchange": EXCHANGE, "x-dead-letter-routing-key": "user.deactivated",
         })
         channel.queue_bind("tasks.trap", "tasks.queues", routing_key="tasks.trap")
+    with publishing_as(accounts("tasks")) as channel:
         channel.basic_publish("tasks.queues", "tasks.trap", forged.encode(), pika.BasicProperties(message_id=forged.id),
                               mandatory=True)
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the dead-lettered event parked")
@@ -234,12 +240,13 @@ def test_a_requeued_forgery_is_parked_again_and_a_changed_body_under_a_retried_i
     tasks = accounts("tasks")
     consuming(background, tasks, TASKS_STATUS, {"user.deactivated": handler}, db)
     wrapped = deactivation("wrapped")
+    exchange = detour(accounts("operator"))
     with publishing_as(tasks) as channel:
-        channel.basic_publish(detour(channel), "user.deactivated", wrapped.encode(), pika.BasicProperties(message_id=wrapped.id))
+        channel.basic_publish(exchange, "user.deactivated", wrapped.encode(), pika.BasicProperties(message_id=wrapped.id))
     wait_for(lambda: db[PARKED].count_documents({}) == 1, timeout=20, what="the detoured event parked")
     out = io.StringIO()
     assert cli.run(cli.parser().parse_args(["--url", tasks, "--queue", TASKS_STATUS.queue, "requeue", "--all"]), out) == 0
-    parked_again = {"_id": f"{TASKS_STATUS.queue}:{wrapped.id}", "error": {"$regex": "came back through tasks.queues"}}
+    parked_again = {"queue": TASKS_STATUS.queue, "event_id": wrapped.id, "error": {"$regex": "came back through tasks.queues"}}
     wait_for(lambda: db[PARKED].find_one(parked_again) is not None, timeout=20, what="the requeued forgery parked again")
 
     auth = Publisher(accounts("auth"))

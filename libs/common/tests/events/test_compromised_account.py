@@ -1,0 +1,166 @@
+"""attack18, fourth round: what a compromised service's broker account (tasks') could still do to
+the other services without getting an event applied: stop their workers at start-up, make every
+publish of another family fail, have an honest event skipped or its requeue refused, stall a
+consumer, break the parking CLI. Each test failed before its fix.
+
+Every test imports deploy/rabbitmq/definitions.json into a vhost of its own (the ``accounts``
+fixture of test_forgery) and uses that vhost's queues only.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pika
+import pytest
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
+from pymongo.database import Database
+from taskflow_common.events import broker, cli, subscribers
+from taskflow_common.events.consumer import PARKED, PROCESSED, RETRIED, record_key
+from taskflow_common.events.envelope import EXCHANGE, Event, new_event
+from taskflow_common.events.publisher import Publisher
+from taskflow_common.events.topology import declare_all
+
+from tests.support.processes import wait_for
+
+from .helpers import effects, record_effect
+from .test_forgery import accounts, consuming, deactivation, publishing_as  # noqa: F401 (a fixture)
+
+ADMIN_STATUS = next(s for s in subscribers.CATALOG if s.queue == "admin.user-status")
+ACCESS_REFUSED = 403
+
+CHANGES: dict[str, Callable[[BlockingChannel, str], object]] = {
+    # what would keep every other worker waiting at start-up for a queue the definitions declare
+    "delete its own parking queue": lambda channel, service: channel.queue_delete(f"{service}.user-status.dlq"),
+    "delete its own queues exchange": lambda channel, service: channel.exchange_delete(f"{service}.queues"),
+    # what made every publish of a family fail (a full queue that rejects) or read all its events
+    "declare a queue": lambda channel, service: channel.queue_declare(
+        f"{service}.jam", durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}),
+    "bind its own queue to another family": lambda channel, service: channel.queue_bind(
+        f"{service}.user-status.dlq", EXCHANGE, routing_key="user.#"),
+    "declare an exchange": lambda channel, service: channel.exchange_declare(f"{service}.detour", exchange_type="fanout"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+@pytest.mark.parametrize("service", ["tasks", "admin", "notify"])
+def test_no_service_may_change_the_topology(accounts, service: str, change: str) -> None:
+    with publishing_as(accounts(service)) as channel, pytest.raises(ChannelClosedByBroker) as refusal:
+        CHANGES[change](channel, service)
+    assert refusal.value.reply_code == ACCESS_REFUSED
+    for other in ("auth", "tasks", "admin", "notify"):  # what every worker does first still works
+        connection = broker.connect(accounts(other))
+        try:
+            declare_all(connection, subscribers.CATALOG)
+        finally:
+            connection.close()
+
+
+def test_a_task_event_reusing_the_id_of_a_retried_user_event_does_not_make_admin_skip_it(
+    accounts, db: Database, background,
+) -> None:
+    """Admin's read-models queue takes ``user.*`` and ``task.*``. tasks, knowing the id of auth's
+    ``user.deactivated`` (``make run``'s one account reads every event), publishes a genuine
+    ``task.created`` under that id while auth's event waits in a retry queue: applied first, it
+    must not make auth's event look applied already (CloudEvents: source + id is unique)."""
+    failed = {"left": 1}
+
+    def deactivate(event: Event) -> None:
+        if failed["left"]:
+            failed["left"] -= 1
+            raise RuntimeError("a transient failure")
+        record_effect(db)(event)
+
+    consuming(background, accounts("admin"), subscribers.ADMIN_READ_MODELS,
+              {"user.deactivated": deactivate, "task.created": record_effect(db)}, db)
+    honest = deactivation("victim")
+    auth = Publisher(accounts("auth"))
+    auth.publish(honest)
+    auth.close()
+    wait_for(lambda: db[RETRIED].count_documents({}) == 1, timeout=20, what="auth's event sent to a retry queue")
+    shadow = new_event("task.created", service="tasks", subject="t-1", data={"id": "t-1", "title": "x"})
+    shadow = Event(honest.id, shadow.type, shadow.source, shadow.subject, shadow.time, shadow.data)
+    tasks = Publisher(accounts("tasks"))
+    tasks.publish(shadow)
+    tasks.close()
+    wait_for(lambda: effects(db).count(honest.id) == 2, timeout=20, what="both events applied, each once")
+    keys = {record["_id"] for record in db[PROCESSED].find()}
+    assert keys == {record_key(subscribers.ADMIN_READ_MODELS.queue, honest), record_key(subscribers.ADMIN_READ_MODELS.queue, shadow)}
+
+
+@pytest.mark.parametrize("copy", ["another body", "the same body"])
+def test_a_copy_parked_as_forged_under_a_parked_event_s_id_leaves_its_requeue_trusted(
+    accounts, db: Database, background, copy: str,
+) -> None:
+    """A genuine ``user.deactivated`` that admin's consumer crashed on ten times is parked, trusted,
+    on its last delivery. tasks then sends a message with its id (another body, or the very same
+    bytes) as a ``CC`` copy of a ``task.created``, which is parked as forged. The operator's
+    requeue of the genuine event must still apply it: the forged copy's parking must not have
+    made the genuine one's record untrusted."""
+    honest = deactivation("victim")
+    auth = Publisher(accounts("auth"))
+    auth.publish(honest)
+    auth.close()
+    with publishing_as(accounts("admin")) as channel:  # admin's consumer crashing on it, ten times
+        for _ in range(ADMIN_STATUS.delivery_limit):
+            method, _properties, _body = channel.basic_get(ADMIN_STATUS.queue, auto_ack=False)
+            channel.basic_nack(method.delivery_tag, requeue=True)
+    consuming(background, accounts("admin"), ADMIN_STATUS, {"user.deactivated": record_effect(db)}, db)
+    wait_for(lambda: db[PARKED].find_one({"event_id": honest.id, "trusted": True}) is not None, timeout=20,
+             what="the genuine event parked, trusted, on its last delivery")
+
+    body = honest.encode() if copy == "the same body" else Event(
+        honest.id, honest.type, honest.source, honest.subject, honest.time, {**honest.data, "version": 1}).encode()
+    with publishing_as(accounts("tasks")) as channel:  # RabbitMQ 3.x checks no topic permission for CC
+        channel.basic_publish(EXCHANGE, "task.created", body,
+                              pika.BasicProperties(message_id=honest.id, headers={"CC": ["user.deactivated"]}))
+    wait_for(lambda: db[PARKED].count_documents({"error": {"$regex": "^forged"}}) == 1, timeout=20,
+             what="the copy parked as forged")
+
+    out = io.StringIO()  # the operator requeues the genuine event (and the copy with it: same id)
+    arguments = cli.parser().parse_args(["--url", accounts("operator"), "--queue", ADMIN_STATUS.queue, "requeue", honest.id])
+    assert cli.run(arguments, out) == 0, out.getvalue()
+    wait_for(lambda: honest.id in effects(db), timeout=20, what="the requeued genuine deactivation applied")
+    assert effects(db) == [honest.id]
+    forged_copies = 1 if copy == "another body" else 0  # the same bytes are the genuine event: skipped as applied
+    wait_for(lambda: db[PARKED].count_documents({"trusted": False}) == forged_copies, timeout=20,
+             what="the other body parked again, untrusted")
+
+
+def publish_malformed_with_a_binary_message_id(tasks: str) -> None:
+    """pika reads a ``message_id`` that is not UTF-8 as ``bytes``; any publisher may send one."""
+    with publishing_as(tasks) as channel:
+        channel.basic_publish(EXCHANGE, "task.created", b"not a cloudevent",
+                              pika.BasicProperties(message_id=b"\xff\xfe", delivery_mode=2), mandatory=True)
+
+
+def test_a_malformed_message_with_a_binary_message_id_is_parked_alone_without_a_reconnect(
+    accounts, db: Database, background,
+) -> None:
+    """Parking it used to raise, so the consumer reconnected on each redelivery, with back-off,
+    until the broker parked it: ~110 s of stall per such message for the good events behind it."""
+    publish_malformed_with_a_binary_message_id(accounts("tasks"))
+    good = new_event("task.created", service="tasks", subject="t-1", data={"id": "t-1"})
+    tasks = Publisher(accounts("tasks"))
+    tasks.publish(good)
+    tasks.close()
+    consuming(background, accounts("admin"), subscribers.ADMIN_READ_MODELS, {"task.created": record_effect(db)}, db)
+    wait_for(lambda: good.id in effects(db), timeout=10, what="the good event behind it applied")
+    assert [record["error"][:10] for record in db[PARKED].find()] == ["malformed:"]
+
+
+def test_the_dlq_cli_lists_and_shows_a_parked_message_whose_message_id_is_not_utf8(accounts) -> None:
+    publish_malformed_with_a_binary_message_id(accounts("tasks"))
+    queue = subscribers.ADMIN_READ_MODELS.queue
+    with publishing_as(accounts("admin")) as channel:  # a consumer failing on it until the broker parks it
+        while (method := channel.basic_get(queue, auto_ack=False)[0]) is not None:
+            channel.basic_nack(method.delivery_tag, requeue=True)
+    out = io.StringIO()
+    assert cli.run(cli.parser().parse_args(["--url", accounts("operator"), "--queue", queue, "list"]), out) == 0
+    (line,) = out.getvalue().splitlines()
+    assert '"id": "\\\\xff\\\\xfe"' in line
+    out = io.StringIO()
+    assert cli.run(cli.parser().parse_args(["--url", accounts("operator"), "--queue", queue, "show", "\\xff\\xfe"]), out) == 0
+    assert "not a cloudevent" in out.getvalue()
