@@ -2,7 +2,11 @@
 with the admin's bearer token forwarded.
 
 Timeouts bound every call; only connection failures are retried, on the next instance and in up
-to three rounds (a read that timed out may have been applied, so it is not repeated); the W3C
+to three rounds (a read that timed out may have been applied, so it is not repeated). Each call
+has a connection of its own (``Connection: close``): one kept alive between admin's rare calls
+would sit idle past gunicorn's 5 s keep-alive, and a call sent on it just as gunicorn closes it is
+cut off after it was sent, which only a 503 may answer (the keep-alive rule of k8s/README.md: the
+client must give up an idle connection first; with no pool it never holds one). The W3C
 trace context rides along (the requests instrumentation adds it), so the called service's spans
 join the admin request's trace. A 4xx problem the called service answers (auth's 404, 409,
 422…) comes back to the client as the very problem details it sent.
@@ -56,6 +60,7 @@ class ServiceClient:
         self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
         self.timeout = timeout_seconds
         self.session = requests.Session()
+        self.session.headers["Connection"] = "close"
         self.session.mount("http://", HTTPAdapter(max_retries=Retry(total=0, read=False)))
         self.session.mount("https://", HTTPAdapter(max_retries=Retry(total=0, read=False)))
         self._turn = itertools.count()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
 from flask import Flask
@@ -182,6 +182,47 @@ def test_a_call_that_reached_an_instance_is_not_sent_again_elsewhere(free_port_u
         dying.server_close()
         other.server_close()
     assert (first, second) == (["/internal/users/u1"], [])
+
+
+def test_no_call_goes_out_on_a_kept_alive_connection_the_service_may_be_closing() -> None:
+    """gunicorn closes a kept-alive connection after 5 s idle; a call sent on it as it closes is
+    cut off after it was sent, so it is a 503, never repeated. This server plays that race on
+    every connection's second request: each call must come on a connection of its own."""
+    connections: list[int] = []
+
+    class ClosingOnReuse(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(0)
+            self.index = len(connections) - 1
+
+        def do_PATCH(self) -> None:  # noqa: N802 (http.server's name)
+            connections[self.index] += 1
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if connections[self.index] > 1:
+                self.close_connection = True
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ClosingOnReuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        auth = ServiceClient("auth", f"http://127.0.0.1:{server.server_port}", timeout_seconds=5)
+        for _ in range(3):
+            Upstreams(auth, auth).change_user("u1", {"role": "user"}, "Bearer x")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert connections == [1, 1, 1]
 
 
 @pytest.fixture
