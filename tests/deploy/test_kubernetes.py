@@ -202,6 +202,26 @@ def test_kong_loads_exactly_gateway_kong_yml_which_deck_accepts(overlay: str, tm
     assert env["KONG_TRACING_INSTRUMENTATIONS"] == "all" and 0 < float(env["KONG_TRACING_SAMPLING_RATE"]) <= 1
 
 
+@pytest.mark.parametrize("overlay", kube.OVERLAYS)
+def test_each_kong_upstream_target_resolves_to_every_ready_pod_so_its_health_checks_see_each(overlay: str) -> None:
+    """An upstream's one target is a Service's name. A ClusterIP Service would give Kong one
+    virtual address, its active check landing on whichever pod the proxy picks: one unready pod of
+    three could take the whole service out, a broken one stay in. A headless Service's name
+    resolves to each ready pod, which Kong balances and checks one by one (on the pod's own port:
+    a headless Service maps no port)."""
+    resources = kube.build(overlay)
+    kong = yaml.safe_load((ROOT / "gateway" / "kong.yml").read_text())
+    for upstream in kong["upstreams"]:
+        (target,) = upstream["targets"]
+        host, port = target["target"].split(":")
+        service = kube.one(resources, "Service", host)
+        assert service["spec"].get("clusterIP") == "None", host
+        (deployment,) = [workload for workload in kube.find(resources, "Deployment")
+                         if kube.pod_template(workload)["metadata"]["labels"].items() >= service["spec"]["selector"].items()]
+        ports = {p["containerPort"] for c in kube.containers(kube.pod_template(deployment)) for p in c.get("ports", [])}
+        assert int(port) in ports, (host, ports)
+
+
 def test_dashboard_and_alert_configmaps_are_the_observability_files() -> None:
     resources = kube.build("prod")
     observability = ROOT / "deploy" / "observability"
