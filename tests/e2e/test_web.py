@@ -161,10 +161,51 @@ def test_an_admin_deactivating_a_user_signs_their_open_page_out(open_page: Calla
     go(admin, "Admin")
     admin.get_by_label("Search users").fill(user.email)
     admin.get_by_role("button", name=f"Deactivate {user.email}").click()
-    expect(admin.get_by_role("button", name=f"Activate {user.email}")).to_be_visible()
+    expect(admin.get_by_role("status").filter(has_text=f"Deactivate {user.email}? They are signed out everywhere.")).to_be_visible()
+    confirm = admin.get_by_role("button", name=f"Deactivate {user.email} now")
+    expect(confirm).to_be_focused()  # the button pressed gave way to the confirmation
+    admin.keyboard.press("Enter")
+    expect(admin.get_by_role("button", name=f"Activate {user.email}")).to_be_focused()  # back where it started
 
     expect(theirs.get_by_role("heading", name="Sign in to TaskFlow")).to_be_visible(timeout=15_000)
     expect(theirs.get_by_role("status")).to_contain_text("deactivated")
+
+
+def test_an_admin_changes_a_role_or_deactivates_only_once_confirmed(open_page: Callable[..., Page], gateway: Client) -> None:
+    """An arrow key on a role select, or a press of Deactivate, only asks; Cancel sends nothing."""
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    go(page, "Admin")
+    changes: list[str] = []
+    page.on("request", lambda request: changes.append(request.url) if request.method == "PATCH" else None)
+    page.get_by_label("Search users").fill(user.email)
+    role = page.get_by_label(f"Role of {user.email}")
+    role.focus()
+
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_role("status").filter(has_text=f"Make {user.email} an admin?")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name=f"Make {user.email} an admin")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name=f"Cancel, keep {user.email} a regular user")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(role).to_be_focused()
+    expect(role).to_have_value("user")
+    page.get_by_role("button", name=f"Deactivate {user.email}").click()
+    page.get_by_role("button", name=f"Cancel, keep {user.email} active").click()
+    expect(page.get_by_role("button", name=f"Deactivate {user.email}")).to_be_focused()
+    assert changes == []
+    assert gateway.get("/api/v1/auth/me", headers=user.headers).json()["role"] == "user"
+
+    role.focus()
+    page.keyboard.press("ArrowDown")
+    page.get_by_role("button", name=f"Make {user.email} an admin").click()
+    expect(role).to_be_focused()
+    expect(role).to_have_value("admin")
+    expect(page.get_by_role("status").filter(has_text="Make")).to_have_count(0)
+    assert len(changes) == 1
+    assert sign_in_account(gateway, user.email, user.password).user["role"] == "admin"
 
 
 def test_a_task_changed_in_two_pages_is_a_conflict_with_a_reload_and_changes_show_live(

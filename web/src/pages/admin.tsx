@@ -1,6 +1,7 @@
 /** The admin console: users (search, role, activate/deactivate), system stats, and the audit log. */
 
-import { useEffect, useState } from "preact/hooks";
+import type { RefObject } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { call } from "../api";
 import { Empty, ErrorMessage, Loading, Pager, type Page } from "../components";
 import { fromLocalInput, showDate } from "../format";
@@ -32,11 +33,31 @@ interface AuditEntry {
   summary: string;
 }
 
+/** A change of a user waiting for the admin's confirmation, and the control that asked for it. */
+type Pending = { role: AdminUser["role"] } | { active: false };
+
+/**
+ * One user. A change of role or a deactivation is sent only once confirmed in the row (an arrow
+ * key on the select would otherwise promote someone, and either is mailed to the user); the
+ * confirmation stands in for the Deactivate button, so the keyboard goes on to it from the select
+ * and is put on it after Deactivate. Confirming or cancelling hands the keyboard back to the
+ * control that asked. Activating is harmless and goes at once.
+ */
 function UserRow({ listed, changed, self }: { listed: AdminUser; changed: () => void; self: boolean }) {
   const [error, setError] = useState<unknown>(null);
   // The answer of a change is the account as auth applied it; the list (admin's read model) follows by events.
   const [user, setUser] = useState(listed);
   useEffect(() => setUser(listed), [listed]);
+  const [pending, setPending] = useState<Pending | null>(null);
+  const select = useRef<HTMLSelectElement>(null);
+  const action = useRef<HTMLButtonElement>(null);
+  const confirm = useRef<HTMLButtonElement>(null);
+  const focus = useRef<RefObject<HTMLElement | null> | null>(null);
+  useEffect(() => {
+    focus.current?.current?.focus();
+    focus.current = null;
+  }, [pending]);
+
   async function change(fields: Partial<Pick<AdminUser, "role" | "active">>) {
     setError(null);
     try {
@@ -46,23 +67,55 @@ function UserRow({ listed, changed, self }: { listed: AdminUser; changed: () => 
       setError(problem);
     }
   }
+  /** Ask for `next` (none: the question goes away), the keyboard then on `then`. */
+  function ask(next: Pending | null, then: RefObject<HTMLElement | null> | null) {
+    focus.current = then;
+    setPending(next);
+  }
+  function cancel() {
+    ask(null, pending && "role" in pending ? select : action);
+  }
+  function confirmed() {
+    if (!pending) return;
+    cancel();
+    void change(pending);
+  }
+
+  const role = pending && "role" in pending ? pending.role : user.role;
+  const question = !pending ? ""
+    : "active" in pending ? `Deactivate ${user.email}? They are signed out everywhere.`
+    : pending.role === "admin" ? `Make ${user.email} an admin? They can then manage every user.`
+    : `Make ${user.email} a regular user? They lose the admin console.`;
+  const verb = !pending ? ""
+    : "active" in pending ? `Deactivate ${user.email} now`
+    : pending.role === "admin" ? `Make ${user.email} an admin` : `Make ${user.email} a regular user`;
   return (
     <tr>
-      <td>{user.name}<br /><span class="muted">{user.email}</span></td>
-      <td>
+      <td data-label="User">{user.name}<br /><span class="muted">{user.email}</span></td>
+      <td data-label="Role">
         <label class="visually-hidden" for={`role-${user.id}`}>Role of {user.email}</label>
-        <select id={`role-${user.id}`} value={user.role} disabled={self}
-                onChange={(event) => void change({ role: event.currentTarget.value as AdminUser["role"] })}>
+        <select id={`role-${user.id}`} ref={select} value={role} disabled={self}
+                onChange={(event) => {
+                  const chosen = event.currentTarget.value as AdminUser["role"];
+                  ask(chosen === user.role ? null : { role: chosen }, null);
+                }}>
           <option value="user">user</option>
           <option value="admin">admin</option>
         </select>
       </td>
-      <td>{user.active ? "Active" : "Deactivated"}</td>
-      <td>{user.task_count}</td>
-      <td>{showDate(user.last_login_at) || "never"}</td>
-      <td>
-        {!self && (
-          <button type="button" class={user.active ? "danger" : ""} onClick={() => void change({ active: !user.active })}
+      <td data-label="Status">{user.active ? "Active" : "Deactivated"}</td>
+      <td data-label="Tasks">{user.task_count}</td>
+      <td data-label="Last sign-in">{showDate(user.last_login_at) || "never"}</td>
+      <td data-label="Actions">
+        <p class="confirm" role="status">{question}</p>
+        {pending ? (
+          <div class="inline">
+            <button type="button" ref={confirm} class={"active" in pending ? "danger" : "primary"} onClick={confirmed}>{verb}</button>
+            <button type="button" onClick={cancel} aria-label={`Cancel, keep ${user.email} ${"active" in pending ? "active" : user.role === "admin" ? "an admin" : "a regular user"}`}>Cancel</button>
+          </div>
+        ) : !self && (
+          <button type="button" ref={action} class={user.active ? "danger" : ""}
+                  onClick={() => (user.active ? ask({ active: false }, confirm) : void change({ active: true }))}
                   aria-label={`${user.active ? "Deactivate" : "Activate"} ${user.email}`}>
             {user.active ? "Deactivate" : "Activate"}
           </button>
