@@ -527,6 +527,31 @@ def test_an_open_edit_form_and_what_was_typed_survive_changes_arriving_live(
     assert "Task 0, edited while others change" in titles
 
 
+def test_a_filter_typed_but_not_yet_applied_survives_changes_arriving_live(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    tag = page.get_by_label("Filter by tag")
+    tag.press_sequentially("hom")  # no Enter yet
+    gateway.post("/api/v1/tasks", json={"title": "Arrived live"}, headers=user.headers)
+    expect(page.get_by_role("heading", name="Arrived live")).to_be_visible(timeout=LIVE)
+    expect(tag).to_have_value("hom")
+    expect(tag).to_be_focused()
+
+    admin = open_page()
+    sign_in(admin, ADMIN_EMAIL, ADMIN_PASSWORD)
+    go(admin, "Admin")
+    fields = [admin.get_by_label(name) for name in ("Event type", "Actor id", "Subject id")]
+    for field in fields:
+        field.press_sequentially("user.")
+    with admin.expect_response(re.compile("/api/v1/admin/audit")):
+        admin.get_by_role("button", name="Refresh").dispatch_event("click")  # a reload; the field keeps the keyboard
+    for field in fields:
+        expect(field).to_have_value("user.")
+
+
 def test_deleting_a_task_puts_the_keyboard_on_the_row_that_took_its_place(
     open_page: Callable[..., Page], gateway: Client,
 ) -> None:

@@ -230,17 +230,25 @@ function Audit({ revision }: { revision: number }) {
     );
     return () => { current = false; };
   }, [filters, number, revision]);
+  // What is typed in the text filters, applied on Enter or leaving the field (as `set`) and kept
+  // meanwhile: a re-render would otherwise put the applied value back into the field.
+  const [typed, setTyped] = useState({ type: "", actor_id: "", subject_id: "" });
   const set = (name: keyof typeof filters) => (event: Event) => {
     setFilters({ ...filters, [name]: (event.currentTarget as HTMLInputElement).value });
     setNumber(1);
   };
+  const text = (name: keyof typeof typed) => ({
+    value: typed[name],
+    onInput: (event: Event) => setTyped({ ...typed, [name]: (event.currentTarget as HTMLInputElement).value }),
+    onChange: set(name),
+  });
   return (
     <section aria-labelledby="audit">
       <h2 id="audit">Audit log</h2>
       <form class="filters" role="search" onSubmit={(event) => event.preventDefault()}>
-        <label>Event type<input value={filters.type} onChange={set("type")} placeholder="user.deactivated" /></label>
-        <label>Actor id<input value={filters.actor_id} onChange={set("actor_id")} /></label>
-        <label>Subject id<input value={filters.subject_id} onChange={set("subject_id")} /></label>
+        <label>Event type<input {...text("type")} placeholder="user.deactivated" /></label>
+        <label>Actor id<input {...text("actor_id")} /></label>
+        <label>Subject id<input {...text("subject_id")} /></label>
         <label>Since<input type="datetime-local" value={filters.since} onChange={set("since")} /></label>
       </form>
       <ErrorMessage error={error} />

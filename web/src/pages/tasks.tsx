@@ -319,6 +319,8 @@ function TaskItem({ task, changed, deleted, editing: onEditing }: ItemProps) {
  */
 export function Board({ revision, changed }: { revision: number; changed: () => void }) {
   const [filters, setFilters] = useState<Filters>({ q: "", status: "", priority: "", tag: "", overdue: false, sort: "-created_at", page: 1 });
+  // The tag as typed: applied on Enter or leaving the field, and kept meanwhile through re-renders.
+  const [tag, setTag] = useState("");
   const [page, setPage] = useState<Page<Task> | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [local, setLocal] = useState(0);
@@ -410,7 +412,10 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
               {Object.entries(PRIORITIES).map(([value, label]) => <option value={value}>{label}</option>)}
             </select>
           </label>
-          <label>Filter by tag<input value={filters.tag} onChange={(event) => set({ tag: event.currentTarget.value.trim().toLowerCase() })} /></label>
+          <label>Filter by tag
+            <input value={tag} onInput={(event) => setTag(event.currentTarget.value)}
+                   onChange={(event) => set({ tag: event.currentTarget.value.trim().toLowerCase() })} />
+          </label>
           <label>Sort by
             <select value={filters.sort} onChange={(event) => set({ sort: event.currentTarget.value })}>
               {Object.entries(SORTS).map(([value, label]) => <option value={value}>{label}</option>)}
