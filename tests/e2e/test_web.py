@@ -490,6 +490,23 @@ def test_deleting_the_last_task_of_the_last_page_shows_the_page_before(open_page
     expect(page.get_by_role("list", name="Tasks").get_by_role("listitem")).to_have_count(10)
 
 
+def test_paging_to_the_last_or_first_page_keeps_the_keyboard_on_the_pager(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    for number in range(11):  # ten a page: two pages
+        gateway.post("/api/v1/tasks", json={"title": f"Task {number}"}, headers=user.headers)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    page.get_by_role("button", name="Next page").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Page 2 of 2")).to_be_visible()
+    expect(page.get_by_role("button", name="Previous page")).to_be_focused()  # Next page is disabled now
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Page 1 of 2")).to_be_visible()
+    expect(page.get_by_role("button", name="Next page")).to_be_focused()
+
+
 def test_an_audit_filter_in_the_hour_the_clocks_skip_says_so_and_lists_nothing_unfiltered(
     open_page: Callable[..., Page],
 ) -> None:

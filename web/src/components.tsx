@@ -1,6 +1,7 @@
 /** Small pieces every page uses: the loading, empty and error states, and the problem's detail. */
 
 import type { ComponentChildren } from "preact";
+import { useEffect, useRef } from "preact/hooks";
 import { Problem } from "./api";
 
 /** The text of any error: a problem's `detail` (and field messages), else the error's message. */
@@ -28,14 +29,34 @@ export function Empty({ children }: { children: ComponentChildren }) {
   return <p class="empty">{children}</p>;
 }
 
-/** Pagination controls for a list answer `{total, page, limit}`. */
+/**
+ * Pagination controls for a list answer `{total, page, limit}`. The button that reached the first
+ * or last page is disabled, which would drop the keyboard to the page's body: it goes to the other
+ * button instead (or, with a single page left, to the "Page … of …" text).
+ */
 export function Pager({ page, limit, total, go }: { page: number; limit: number; total: number; go: (page: number) => void }) {
   const pages = Math.max(1, Math.ceil(total / limit));
+  const previous = useRef<HTMLButtonElement>(null);
+  const next = useRef<HTMLButtonElement>(null);
+  const where = useRef<HTMLSpanElement>(null);
+  const pressed = useRef<HTMLButtonElement | null>(null);
+  useEffect(() => {
+    const button = pressed.current;
+    pressed.current = null;
+    const lost = document.activeElement === button || document.activeElement === document.body;
+    if (!button?.disabled || !lost) return;
+    const other = button === next.current ? previous.current : next.current;
+    (other && !other.disabled ? other : where.current)?.focus();
+  }, [page, pages]);
+  const press = (to: number) => (event: Event) => {
+    pressed.current = event.currentTarget as HTMLButtonElement;
+    go(to);
+  };
   return (
     <nav class="pager" aria-label="Pages">
-      <button type="button" disabled={page <= 1} onClick={() => go(page - 1)}>Previous page</button>
-      <span>Page {page} of {pages} ({total} in all)</span>
-      <button type="button" disabled={page >= pages} onClick={() => go(page + 1)}>Next page</button>
+      <button type="button" ref={previous} disabled={page <= 1} onClick={press(page - 1)}>Previous page</button>
+      <span ref={where} tabIndex={-1}>Page {page} of {pages} ({total} in all)</span>
+      <button type="button" ref={next} disabled={page >= pages} onClick={press(page + 1)}>Next page</button>
     </nav>
   );
 }
