@@ -250,6 +250,16 @@ def test_every_page_of_an_admin_opens_without_a_console_error_and_fits_a_phone(o
     expect(page.get_by_role("heading", name="Sign in to TaskFlow")).to_be_visible()
 
 
+def test_the_admin_chart_is_drawn_at_the_size_of_the_statistics_charts(open_page: Callable[..., Page]) -> None:
+    page = open_page()
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    go(page, "Statistics")
+    mine = page.get_by_role("img", name=re.compile("^Tasks by status")).bounding_box()
+    go(page, "Admin")
+    everyone = page.get_by_role("img", name=re.compile("^All tasks by status")).bounding_box()
+    assert everyone["width"] <= mine["width"] * 1.1, (everyone, mine)  # not the whole section's width
+
+
 def test_errors_show_the_problems_detail(open_page: Callable[..., Page]) -> None:
     page = open_page(expected=(401,))
     page.get_by_label("Email").fill("nobody@example.com")

@@ -199,7 +199,9 @@ function System({ revision }: { revision: number }) {
             <div><dt>Events processed</dt><dd>{stats.events.processed}</dd></div>
             <div><dt>Events dead-lettered</dt><dd>{stats.events.dead_lettered}</dd></div>
           </dl>
-          <BarChart title="All tasks by status" bars={[["To do", stats.tasks.by_status.todo], ["In progress", stats.tasks.by_status.in_progress], ["Done", stats.tasks.by_status.done]]} />
+          <div class="charts">
+            <BarChart title="All tasks by status" bars={[["To do", stats.tasks.by_status.todo], ["In progress", stats.tasks.by_status.in_progress], ["Done", stats.tasks.by_status.done]]} />
+          </div>
         </>
       )}
     </section>
