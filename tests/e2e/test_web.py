@@ -225,7 +225,7 @@ def test_a_task_changed_in_two_pages_is_a_conflict_with_a_reload_and_changes_sho
     second.get_by_role("list", name="Tasks").get_by_label("Title", exact=True).fill("Edited in the second page")
     second.get_by_role("button", name="Save task").click()
     alert = second.get_by_role("alert")
-    expect(alert).to_contain_text("Someone else changed this task")
+    expect(alert).to_have_text("Someone else changed this task since you opened it. Reload task")  # not the server's words too
     second.get_by_role("button", name="Reload task").click()
     expect(second.get_by_role("heading", name="Edited in the first page")).to_be_visible()
 
@@ -333,8 +333,23 @@ def test_a_due_time_the_clocks_skip_is_refused_rather_than_moved(open_page: Call
     page.get_by_label(re.compile("^Due date")).fill("2027-03-28T02:30")
     page.get_by_role("button", name="Add task").click()
 
-    expect(page.get_by_role("alert")).to_contain_text("2027-03-28 02:30 does not exist in Europe/Paris")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Due date: 2027-03-28 02:30 does not exist in Europe/Paris (the clocks skip it): choose another time.")
     assert gateway.get("/api/v1/tasks", headers=user.headers).json()["total"] == 0
+
+
+def test_a_refused_field_is_named_as_the_form_names_it(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    page = open_page(expected=(422,))
+    sign_in(page, user.email, user.password)
+    page.get_by_label("Title", exact=True).fill("Too many tags")
+    tags = page.get_by_label(re.compile("^Tags"))
+    tags.fill("x" * 40)
+    page.get_by_role("button", name="Add task").click()
+    expect(page.get_by_role("alert")).to_have_text("Tag 1: String should have at most 32 characters.")
+    tags.fill(", ".join(f"tag{number}" for number in range(21)))
+    page.get_by_role("button", name="Add task").click()
+    expect(page.get_by_role("alert")).to_have_text("Tags: List should have at most 20 items after validation, not 21.")
 
 
 def test_a_reload_stays_signed_in_by_rotating_the_refresh_token_and_keeps_no_access_token(
@@ -524,7 +539,8 @@ def test_an_audit_filter_in_the_hour_the_clocks_skip_says_so_and_lists_nothing_u
     sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
     go(page, "Admin")
     page.get_by_label("Since").fill("2027-03-28T02:30")
-    expect(page.get_by_role("alert")).to_contain_text("2027-03-28 02:30 does not exist in Europe/Paris")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Since: 2027-03-28 02:30 does not exist in Europe/Paris (the clocks skip it): choose another time.")
     expect(page.get_by_role("table")).to_have_count(1)  # the users' table only: no audit entries shown
 
 

@@ -56,6 +56,21 @@ interface TokenPair {
   expires_in: number;
 }
 
+/**
+ * How a form names the fields of a problem's `errors`: by path (`due_date`), and the items of a
+ * list by the list's path and `.*` (`"tags.*": "Tag"` names `tags.0` "Tag 1").
+ */
+export type FieldLabels = Record<string, string>;
+
+/** The name of the field at `path`: the form's label, else the path in words (`due_date` → "Due date"). */
+function fieldName(path: string, labels: FieldLabels): string {
+  const item = /^(.+)\.(\d+)$/.exec(path);
+  const label = labels[path] ?? (item && labels[`${item[1]}.*`] ? `${labels[`${item[1]}.*`]} ${Number(item[2]) + 1}` : null);
+  if (label) return label;
+  const words = path.split(/[._]/).map((part) => (/^\d+$/.test(part) ? String(Number(part) + 1) : part)).join(" ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
 /** An RFC 9457 problem: every error the API (or the network) gives, with its `detail` to show. */
 export class Problem extends Error {
   constructor(
@@ -68,12 +83,16 @@ export class Problem extends Error {
     super(detail || title);
   }
 
-  /** The text a person reads: the detail, then each field's message, and for a server error the
-   * request's id (`X-Request-ID`), which finds its log lines and trace. */
-  get text(): string {
-    const fields = this.errors.map((error) => `${error.field}: ${error.message}`);
+  /**
+   * The text a person reads: each field's message, named as `labels` (the form) names it, else
+   * the detail; and for a server error the request's id (`X-Request-ID`), which finds its log
+   * lines and trace. With field messages the detail is left out: it only says that the request
+   * was invalid ("The request body is invalid."), which the messages say better.
+   */
+  text(labels: FieldLabels = {}): string {
+    const fields = this.errors.map(({ field, message }) => `${fieldName(field, labels)}: ${message}${/[.!?]$/.test(message) ? "" : "."}`);
     const reference = this.status >= 500 && this.requestId ? [`(Request ${this.requestId})`] : [];
-    return [this.detail || this.title, ...fields, ...reference].join(" ");
+    return [...(fields.length ? fields : [this.detail || this.title]), ...reference].join(" ");
   }
 }
 

@@ -2,21 +2,20 @@
 
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef } from "preact/hooks";
-import { Problem } from "./api";
+import { Problem, type FieldLabels } from "./api";
 
-/** The text of any error: a problem's `detail` (and field messages), else the error's message. */
-export function errorText(error: unknown): string {
-  if (error instanceof Problem) return error.text;
+/** The text of any error: a problem's `detail` or field messages (named by `labels`), else the error's message. */
+export function errorText(error: unknown, labels?: FieldLabels): string {
+  if (error instanceof Problem) return error.text(labels);
   return error instanceof Error ? error.message : String(error);
 }
 
-/** An error announced to assistive technology at once (role="alert"). */
-export function ErrorMessage({ error, children }: { error: unknown; children?: ComponentChildren }) {
+/** An error announced to assistive technology at once (role="alert"); `labels` names a form's fields. */
+export function ErrorMessage({ error, labels }: { error: unknown; labels?: FieldLabels }) {
   if (!error) return null;
   return (
     <div class="error" role="alert">
-      <p>{errorText(error)}</p>
-      {children}
+      <p>{errorText(error, labels)}</p>
     </div>
   );
 }

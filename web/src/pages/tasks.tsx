@@ -30,6 +30,8 @@ const SORTS = {
   "-updated_at": "Recently changed",
 } as const;
 const LIMIT = 10;
+/** The task form's labels, for the fields of a refused task (`tags.0` is "Tag 1"). */
+const FIELDS = { title: "Title", description: "Description", status: "Status", priority: "Priority", due_date: "Due date", tags: "Tags", "tags.*": "Tag" };
 
 interface Filters {
   q: string;
@@ -163,7 +165,7 @@ function NewTask({ created }: { created: () => void }) {
       <h2 id="new-task">New task</h2>
       <form key={form} onSubmit={submit}>
         <TaskFields focus={form > 0} />
-        <ErrorMessage error={error} />
+        <ErrorMessage error={error} labels={FIELDS} />
         <button type="submit" class="primary">Add task</button>
         <span role="status">{added}</span>
       </form>
@@ -296,14 +298,14 @@ function TaskItem({ task, changed, deleted, editing: onEditing }: ItemProps) {
           </div>
         </>
       )}
-      <ErrorMessage error={error}>
-        {conflict && (
+      {conflict ? (  // said in the page's words, rather than the server's "fetch it again"
+        <div class="error" role="alert">
           <p>
             Someone else changed this task since you opened it.{" "}
             <button type="button" onClick={() => void reload()}>Reload task</button>
           </p>
-        )}
-      </ErrorMessage>
+        </div>
+      ) : <ErrorMessage error={error} labels={FIELDS} />}
     </li>
   );
 }
