@@ -669,6 +669,16 @@ def test_the_profile_shows_an_address_verified_in_another_tab_without_a_reload(
     expect(page.get_by_role("button", name="Send a new verification link")).to_have_count(0)
 
 
+def test_asking_for_a_new_verification_link_says_it_is_on_its_way(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    go(page, "Profile")
+    page.get_by_role("button", name="Send a new verification link").click()  # answered 202, without a body
+    expect(page.get_by_text("A new verification link is on its way to your inbox.")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
 def test_a_reload_that_cuts_off_a_refresh_says_why_the_session_ended(
     open_page: Callable[..., Page], gateway: Client,
 ) -> None:

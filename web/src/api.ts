@@ -257,15 +257,15 @@ export async function request(path: string, init: RequestInit = {}): Promise<Res
   throw problem;
 }
 
-/** JSON of a bearer call; `body` is sent as JSON. */
+/** JSON of a bearer call (undefined for an empty answer); `body` is sent as JSON. */
 export async function call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
   const init: RequestInit = { method, headers: { ...headers } };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     (init.headers as Record<string, string>)["Content-Type"] = "application/json";
   }
-  const response = await request(path, init);
-  return response.status === 204 ? (undefined as T) : ((await response.json()) as T);
+  const text = await (await request(path, init)).text();  // empty for a 204, or a 202 of a resend
+  return (text ? JSON.parse(text) : undefined) as T;
 }
 
 /** The current access token, for the notification stream (memory only). */
