@@ -352,6 +352,28 @@ def test_a_refused_field_is_named_as_the_form_names_it(open_page: Callable[..., 
     expect(page.get_by_role("alert")).to_have_text("Tags: List should have at most 20 items after validation, not 21.")
 
 
+def test_an_old_message_goes_when_the_next_action_is_taken(open_page: Callable[..., Page], gateway: Client) -> None:
+    user = sign_up(gateway)
+    page = open_page(expected=(422,))
+    sign_in(page, user.email, user.password)
+    page.get_by_label("Title", exact=True).fill("First")
+    page.get_by_role("button", name="Add task").click()
+    expect(page.get_by_text("Added “First”.")).to_be_visible()
+    page.get_by_label("Title", exact=True).fill("In the gap")
+    page.get_by_label(re.compile("^Due date")).fill("2027-03-28T02:30")
+    page.get_by_role("button", name="Add task").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_text("Added “First”.")).to_have_count(0)  # not beside the error of the next try
+
+    go(page, "Profile")
+    page.get_by_label("Name").fill("   ")
+    page.get_by_role("button", name="Save name").click()
+    expect(page.get_by_role("alert")).to_contain_text("Name: ")
+    page.get_by_role("button", name="Send a new verification link").click()
+    expect(page.get_by_text("A new verification link is on its way")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
 def test_a_reload_stays_signed_in_by_rotating_the_refresh_token_and_keeps_no_access_token(
     open_page: Callable[..., Page], gateway: Client,
 ) -> None:

@@ -10,12 +10,19 @@ export function Profile({ user, changed }: { user: User; changed: (user: User) =
   const [signOutError, setSignOutError] = useState<unknown>(null);
   const [saved, setSaved] = useState("");
   const [resent, setResent] = useState<unknown>(null);
+  /** Each action's outcome replaces every earlier one: an old error beside a later success misleads. */
+  function clear() {
+    setNameError(null);
+    setPasswordError(null);
+    setSignOutError(null);
+    setSaved("");
+    setResent(null);
+  }
 
   async function rename(event: Event) {
     event.preventDefault();
     const name = String(new FormData(event.currentTarget as HTMLFormElement).get("name"));
-    setNameError(null);
-    setSaved("");
+    clear();
     try {
       changed(await call<User>("PATCH", "/auth/me", { name }));
       setSaved("Name saved.");
@@ -27,7 +34,7 @@ export function Profile({ user, changed }: { user: User; changed: (user: User) =
   async function changePassword(event: Event) {
     event.preventDefault();
     const form = new FormData(event.currentTarget as HTMLFormElement);
-    setPasswordError(null);
+    clear();
     try {
       await call("POST", "/auth/password", {
         current_password: String(form.get("current")),
@@ -40,6 +47,7 @@ export function Profile({ user, changed }: { user: User; changed: (user: User) =
   }
 
   async function resend() {
+    clear();
     try {
       await call("POST", "/auth/verify-email/resend");
       setResent("A new verification link is on its way to your inbox.");
@@ -82,7 +90,7 @@ export function Profile({ user, changed }: { user: User; changed: (user: User) =
       </section>
       <section>
         <h2>Sessions</h2>
-        <button type="button" class="danger" onClick={() => signOut(true).catch(setSignOutError)}>Sign out everywhere</button>
+        <button type="button" class="danger" onClick={() => { clear(); signOut(true).catch(setSignOutError); }}>Sign out everywhere</button>
         <ErrorMessage error={signOutError} />
       </section>
     </main>

@@ -147,6 +147,7 @@ function NewTask({ created }: { created: () => void }) {
     event.preventDefault();
     const target = event.currentTarget as HTMLFormElement;
     setError(null);
+    setAdded("");  // the last "Added …" is no news next to this try's outcome
     try {
       const fields = fieldsOf(target);  // throws the problem of a field it refuses (a time the clocks skip)
       const body = JSON.stringify(fields);
