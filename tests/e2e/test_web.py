@@ -617,6 +617,31 @@ def test_a_filter_typed_but_not_yet_applied_survives_changes_arriving_live(
         expect(field).to_have_value("user.")
 
 
+def test_the_search_asks_once_typing_pauses_and_a_tag_filter_may_start_with_its_hash(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    user = sign_up(gateway)
+    gateway.post("/api/v1/tasks", json={"title": "Buy groceries", "tags": ["home"]}, headers=user.headers)
+    gateway.post("/api/v1/tasks", json={"title": "File the report", "tags": ["work"]}, headers=user.headers)
+    page = open_page()
+    sign_in(page, user.email, user.password)
+    tasks = page.get_by_role("list", name="Tasks")
+    expect(tasks.get_by_role("listitem")).to_have_count(2)
+    searches: list[str] = []
+    page.on("request", lambda request: searches.append(request.url) if "/api/v1/tasks?" in request.url and "q=" in request.url else None)
+    page.get_by_label("Search").press_sequentially("groceries")  # nine keystrokes, well within the pause
+    expect(tasks.get_by_role("listitem")).to_have_count(1)
+    expect(tasks).to_contain_text("Buy groceries")
+    assert 1 <= len(searches) <= 3, searches  # not one a keystroke (a slow machine may pause once or twice)
+
+    page.get_by_label("Search").fill("")
+    expect(tasks.get_by_role("listitem")).to_have_count(2)
+    page.get_by_label("Filter by tag").fill("#work")  # as the board shows tags
+    page.get_by_label("Filter by tag").press("Enter")
+    expect(tasks.get_by_role("listitem")).to_have_count(1)
+    expect(tasks).to_contain_text("File the report")
+
+
 def test_deleting_a_task_puts_the_keyboard_on_the_row_that_took_its_place(
     open_page: Callable[..., Page], gateway: Client,
 ) -> None:

@@ -1,7 +1,7 @@
 /** Small pieces every page uses: the loading, empty and error states, and the problem's detail. */
 
 import type { ComponentChildren } from "preact";
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { Problem, type FieldLabels } from "./api";
 
 /** The text of any error: a problem's `detail` or field messages (named by `labels`), else the error's message. */
@@ -58,6 +58,16 @@ export function Pager({ page, limit, total, go }: { page: number; limit: number;
       <button type="button" ref={next} disabled={page >= pages} onClick={press(page + 1)}>Next page</button>
     </nav>
   );
+}
+
+/** `value` once it has stayed the same for `ms`: a search box asks as the user pauses, not at each keystroke. */
+export function useSettled<T>(value: T, ms = 250): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = window.setTimeout(() => setSettled(value), ms);
+    return () => window.clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
 }
 
 /** A list answer of the API (DESIGN §3). */

@@ -3,7 +3,7 @@
 import type { RefObject } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { call } from "../api";
-import { Empty, ErrorMessage, Loading, Pager, type Page } from "../components";
+import { Empty, ErrorMessage, Loading, Pager, useSettled, type Page } from "../components";
 import { fromLocalInput, showDate } from "../format";
 import { BarChart } from "./stats";
 
@@ -133,9 +133,10 @@ function Users({ selfId, revision, changed }: { selfId: string; revision: number
   const [number, setNumber] = useState(1);
   const [page, setPage] = useState<Page<AdminUser> | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const searched = useSettled(q);
   useEffect(() => {
     const params = new URLSearchParams({ page: String(number), limit: "20" });
-    if (q.trim()) params.set("q", q.trim());
+    if (searched.trim()) params.set("q", searched.trim());
     if (role) params.set("role", role);
     if (active) params.set("active", active);
     let current = true;
@@ -144,7 +145,7 @@ function Users({ selfId, revision, changed }: { selfId: string; revision: number
       (problem) => { if (current) setError(problem); },
     );
     return () => { current = false; };
-  }, [q, role, active, number, revision]);
+  }, [searched, role, active, number, revision]);
   return (
     <section aria-labelledby="users">
       <h2 id="users">Users</h2>

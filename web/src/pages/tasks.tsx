@@ -2,7 +2,7 @@
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { call, Problem, request } from "../api";
-import { Empty, ErrorMessage, Loading, Pager, type Page } from "../components";
+import { Empty, ErrorMessage, Loading, Pager, useSettled, type Page } from "../components";
 import { fromLocalInput, showDate, timeZone, toLocalInput } from "../format";
 
 /** A task (DESIGN §4 tasks). */
@@ -324,6 +324,9 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
   const [filters, setFilters] = useState<Filters>({ q: "", status: "", priority: "", tag: "", overdue: false, sort: "-created_at", page: 1 });
   // The tag as typed: applied on Enter or leaving the field, and kept meanwhile through re-renders.
   const [tag, setTag] = useState("");
+  // The search as typed, applied once the typing pauses.
+  const [search, setSearch] = useState("");
+  const searched = useSettled(search);
   const [page, setPage] = useState<Page<Task> | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [local, setLocal] = useState(0);
@@ -375,6 +378,7 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
   }, [page]);
 
   const set = (patch: Partial<Filters>) => setFilters({ ...filters, page: 1, ...patch });
+  useEffect(() => { if (searched !== filters.q) set({ q: searched }); }, [searched]);
   const refresh = () => { setLocal((number) => number + 1); changed(); };
   const formOpen = (id: string, isOpen: boolean) => setEditing((ids) => {
     const next = new Set(ids);
@@ -402,7 +406,7 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
       <section aria-labelledby="your-tasks">
         <h2 id="your-tasks" ref={heading} tabIndex={-1}>Your tasks</h2>
         <form class="filters" role="search" onSubmit={(event) => event.preventDefault()}>
-          <label>Search<input type="search" value={filters.q} onInput={(event) => set({ q: event.currentTarget.value })} /></label>
+          <label>Search<input type="search" value={search} onInput={(event) => setSearch(event.currentTarget.value)} /></label>
           <label>Filter by status
             <select value={filters.status} onChange={(event) => set({ status: event.currentTarget.value })}>
               <option value="">Any status</option>
@@ -417,7 +421,7 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
           </label>
           <label>Filter by tag
             <input value={tag} onInput={(event) => setTag(event.currentTarget.value)}
-                   onChange={(event) => set({ tag: event.currentTarget.value.trim().toLowerCase() })} />
+                   onChange={(event) => set({ tag: event.currentTarget.value.trim().replace(/^#/, "").toLowerCase() })} />
           </label>
           <label>Sort by
             <select value={filters.sort} onChange={(event) => set({ sort: event.currentTarget.value })}>
