@@ -260,6 +260,33 @@ def test_the_admin_chart_is_drawn_at_the_size_of_the_statistics_charts(open_page
     assert everyone["width"] <= mine["width"] * 1.1, (everyone, mine)  # not the whole section's width
 
 
+def test_on_a_phone_the_filters_fold_away_and_the_users_table_needs_no_sideways_scrolling(
+    open_page: Callable[..., Page], gateway: Client,
+) -> None:
+    phone = {"width": 390, "height": 844}
+    user = sign_up(gateway)
+    gateway.post("/api/v1/tasks", json={"title": "Seen on a phone"}, headers=user.headers)
+    page = open_page(viewport=phone)
+    sign_in(page, user.email, user.password)
+    task = page.get_by_role("heading", name="Seen on a phone")
+    expect(task).to_be_visible()
+    assert task.bounding_box()["y"] < 1100  # not below six filters
+    status = page.get_by_label("Filter by status")
+    expect(status).to_be_hidden()
+    page.get_by_text("Filters and sort").click()
+    expect(status).to_be_visible()
+
+    admin = open_page(viewport=phone)
+    sign_in(admin, ADMIN_EMAIL, ADMIN_PASSWORD)
+    go(admin, "Admin")
+    admin.get_by_label("Search users").fill(user.email)
+    admin.get_by_role("button", name=f"Deactivate {user.email}").click()  # the row's longest content
+    expect(admin.get_by_role("button", name=f"Deactivate {user.email} now")).to_be_visible()
+    users = admin.get_by_role("table").first
+    expect(users.get_by_role("row")).to_have_count(2)  # the header row and the user's
+    assert users.evaluate("table => table.parentElement.scrollWidth <= table.parentElement.clientWidth")
+
+
 def test_errors_show_the_problems_detail(open_page: Callable[..., Page]) -> None:
     page = open_page(expected=(401,))
     page.get_by_label("Email").fill("nobody@example.com")

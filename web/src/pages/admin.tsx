@@ -168,7 +168,7 @@ function Users({ selfId, revision, changed }: { selfId: string; revision: number
       {page && page.total > 0 && (
         <>
           <div class="table">
-            <table>
+            <table class="stacked">
               <thead><tr><th scope="col">User</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col">Tasks</th><th scope="col">Last sign-in</th><th scope="col">Actions</th></tr></thead>
               <tbody>{page.items.map((user) => <UserRow key={user.id} listed={user} self={user.id === selfId} changed={changed} />)}</tbody>
             </table>

@@ -327,6 +327,8 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
   // The search as typed, applied once the typing pauses.
   const [search, setSearch] = useState("");
   const searched = useSettled(search);
+  // Open on a wide screen; on a phone closed, so the tasks are not a screenful below the form.
+  const [showFilters, setShowFilters] = useState(() => matchMedia("(min-width: 40rem)").matches);
   const [page, setPage] = useState<Page<Task> | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [local, setLocal] = useState(0);
@@ -377,6 +379,7 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
     focusAfter.current = null;
   }, [page]);
 
+  const applied = [filters.status, filters.priority, filters.tag, filters.overdue].filter(Boolean).length;
   const set = (patch: Partial<Filters>) => setFilters({ ...filters, page: 1, ...patch });
   useEffect(() => { if (searched !== filters.q) set({ q: searched }); }, [searched]);
   const refresh = () => { setLocal((number) => number + 1); changed(); };
@@ -405,30 +408,35 @@ export function Board({ revision, changed }: { revision: number; changed: () => 
       <NewTask created={refresh} />
       <section aria-labelledby="your-tasks">
         <h2 id="your-tasks" ref={heading} tabIndex={-1}>Your tasks</h2>
-        <form class="filters" role="search" onSubmit={(event) => event.preventDefault()}>
+        <form class="board-search" role="search" onSubmit={(event) => event.preventDefault()}>
           <label>Search<input type="search" value={search} onInput={(event) => setSearch(event.currentTarget.value)} /></label>
-          <label>Filter by status
-            <select value={filters.status} onChange={(event) => set({ status: event.currentTarget.value })}>
-              <option value="">Any status</option>
-              {Object.entries(STATUSES).map(([value, label]) => <option value={value}>{label}</option>)}
-            </select>
-          </label>
-          <label>Filter by priority
-            <select value={filters.priority} onChange={(event) => set({ priority: event.currentTarget.value })}>
-              <option value="">Any priority</option>
-              {Object.entries(PRIORITIES).map(([value, label]) => <option value={value}>{label}</option>)}
-            </select>
-          </label>
-          <label>Filter by tag
-            <input value={tag} onInput={(event) => setTag(event.currentTarget.value)}
-                   onChange={(event) => set({ tag: event.currentTarget.value.trim().replace(/^#/, "").toLowerCase() })} />
-          </label>
-          <label>Sort by
-            <select value={filters.sort} onChange={(event) => set({ sort: event.currentTarget.value })}>
-              {Object.entries(SORTS).map(([value, label]) => <option value={value}>{label}</option>)}
-            </select>
-          </label>
-          <label class="check"><input type="checkbox" checked={filters.overdue} onChange={(event) => set({ overdue: event.currentTarget.checked })} />Overdue only</label>
+          <details open={showFilters} onToggle={(event) => setShowFilters(event.currentTarget.open)}>
+            <summary>Filters and sort{applied ? ` (${applied} applied)` : ""}</summary>
+            <div class="filters">
+              <label>Filter by status
+                <select value={filters.status} onChange={(event) => set({ status: event.currentTarget.value })}>
+                  <option value="">Any status</option>
+                  {Object.entries(STATUSES).map(([value, label]) => <option value={value}>{label}</option>)}
+                </select>
+              </label>
+              <label>Filter by priority
+                <select value={filters.priority} onChange={(event) => set({ priority: event.currentTarget.value })}>
+                  <option value="">Any priority</option>
+                  {Object.entries(PRIORITIES).map(([value, label]) => <option value={value}>{label}</option>)}
+                </select>
+              </label>
+              <label>Filter by tag
+                <input value={tag} onInput={(event) => setTag(event.currentTarget.value)}
+                       onChange={(event) => set({ tag: event.currentTarget.value.trim().replace(/^#/, "").toLowerCase() })} />
+              </label>
+              <label>Sort by
+                <select value={filters.sort} onChange={(event) => set({ sort: event.currentTarget.value })}>
+                  {Object.entries(SORTS).map(([value, label]) => <option value={value}>{label}</option>)}
+                </select>
+              </label>
+              <label class="check"><input type="checkbox" checked={filters.overdue} onChange={(event) => set({ overdue: event.currentTarget.checked })} />Overdue only</label>
+            </div>
+          </details>
         </form>
         <ErrorMessage error={error} />
         <p role="status" class="muted">{held ? "Tasks changed while you edit: the list updates when you close the form." : ""}</p>
