@@ -33,7 +33,7 @@ interface AuditEntry {
   summary: string;
 }
 
-/** A change of a user waiting for the admin's confirmation, and the control that asked for it. */
+/** A change of a user waiting for the admin's confirmation (a deactivation, or the role chosen). */
 type Pending = { role: AdminUser["role"] } | { active: false };
 
 /**
