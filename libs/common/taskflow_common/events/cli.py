@@ -70,7 +70,7 @@ def _readable(body: bytes) -> Any:
     one an operator most needs to read)."""
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's recursion limit
         return body.decode("utf-8", "replace")
 
 

@@ -96,6 +96,14 @@ CARRIED_HEADERS = ("traceparent", "tracestate", "baggage")
 """The publisher's headers a retried, parked or requeued message keeps (the W3C trace context), as
 text only: anything else a publisher set is dropped, since a value pika reads but cannot write back
 (a double of 1e19, a timestamp past 2**63) would make every republish of the message fail."""
+CARRIED_HEADER_LIMIT = 8192
+"""Characters of a carried header beyond which it is dropped: W3C Baggage's limit for the whole
+header (tracestate and traceparent are far shorter). A message's headers travel in one frame
+(131,072 bytes by default), so a republish that added its attempt and error to headers near that
+size would be refused with the connection, again at every redelivery."""
+TEXT_LIMIT = 500
+"""Characters of text a consumer writes into a header or a record from a message: an error, which
+may quote the message (a forgery's 140 kB ``source``), its id, source and type."""
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 """Set by a quorum queue on a redelivery: how many times the message returned without an outcome."""
 
@@ -133,6 +141,14 @@ def record_key(queue: str, event: Event) -> str:
     ("Producers MUST ensure that source + id is unique for each distinct event"), so an event of
     another source may carry the same id, and must not make this one look applied already."""
     return f"{queue}:{event.source}:{event.id}"
+
+
+def _legacy_key(queue: str, event: Event) -> str:
+    """``<queue>:<id>``: what releases before 2026-12-03 keyed ``processed_events``,
+    ``retried_events`` and ``dead_letters`` by. Still read beside today's keys (with the body's
+    digest to match where one is kept), so that an event applied, retried or parked before an
+    upgrade is neither applied again nor parked as forged after it."""
+    return f"{queue}:{event.id}"
 
 
 def _returning(delivery: _Delivery, subscription: Subscription) -> bool:
@@ -198,8 +214,9 @@ def _database_unavailable(error: BaseException) -> bool:
 
 
 def carried_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    """The :data:`CARRIED_HEADERS` of ``headers`` whose values are text."""
-    return {name: value for name, value in (headers or {}).items() if name in CARRIED_HEADERS and isinstance(value, str)}
+    """The :data:`CARRIED_HEADERS` of ``headers`` whose values are text of at most :data:`CARRIED_HEADER_LIMIT`."""
+    return {name: value for name, value in (headers or {}).items()
+            if name in CARRIED_HEADERS and isinstance(value, str) and len(value) <= CARRIED_HEADER_LIMIT}
 
 
 def _digest(body: bytes) -> str:
@@ -208,9 +225,9 @@ def _digest(body: bytes) -> str:
 
 
 def _storable(text: str) -> str:
-    """``text`` as UTF-8 can carry it (BSON, AMQP headers): a lone surrogate, which JSON's
-    ``\\ud800`` escape decodes to, is written as its escape instead."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """``text`` as UTF-8 can carry it (BSON, AMQP headers), cut to :data:`TEXT_LIMIT` characters: a
+    lone surrogate, which JSON's ``\\ud800`` escape decodes to, is written as its escape instead."""
+    return text[:TEXT_LIMIT].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Consumer:
@@ -339,7 +356,7 @@ class Consumer:
         the broker dead-letters it to the parking queue unrecorded: either way it leaves the queue
         without a reconnect, which would return every prefetched message behind it."""
         try:
-            self._park(republish, delivery, 1, error[:500], event=None)
+            self._park(republish, delivery, 1, error, event=None)
         except (*broker.CONNECTION_ERRORS, NackError, UnroutableError, PyMongoError):
             raise
         except Exception:
@@ -481,7 +498,7 @@ class Consumer:
         return f"{type(error).__name__}: {error}"[:500]
 
     def _republish(self, channel: Any, queue: str, delivery: _Delivery, attempt: int, error: str) -> None:
-        headers = {**carried_headers(delivery.properties.headers), ATTEMPT_HEADER: attempt, ERROR_HEADER: error}
+        headers = {**carried_headers(delivery.properties.headers), ATTEMPT_HEADER: attempt, ERROR_HEADER: _storable(error)}
         properties = pika.BasicProperties(
             content_type=delivery.properties.content_type,
             delivery_mode=pika.DeliveryMode.Persistent,
@@ -504,11 +521,12 @@ class Consumer:
         """Whether this consumer itself sent this very message (same event id, same body) to a
         retry queue, or parked it after trusting it (its handler failed every attempt, or it came
         back too often): only then is its way back through the consumer's own queues its own."""
-        digest = _digest(delivery.body)
+        queue, digest = self.subscription.queue, _digest(delivery.body)
+        legacy = _legacy_key(queue, event)
         db = self.db()
-        retried = {"_id": record_key(self.subscription.queue, event), "body_sha256": digest}
-        return (db[RETRIED].find_one(retried, {"_id": 1}) is not None
-                or db[PARKED].find_one({"_id": f"{self.subscription.queue}:{digest}", "trusted": True}, {"_id": 1}) is not None)
+        retried = {"_id": {"$in": [record_key(queue, event), legacy]}, "body_sha256": digest}
+        parked = {"_id": {"$in": [f"{queue}:{digest}", legacy]}, "body_sha256": digest, "trusted": True}
+        return db[RETRIED].find_one(retried, {"_id": 1}) is not None or db[PARKED].find_one(parked, {"_id": 1}) is not None
 
     def _park(
         self, channel: Any, delivery: _Delivery, attempt: int, error: str, *, event: Event | None, trusted: bool = False
@@ -545,7 +563,8 @@ class Consumer:
         return record_key(self.subscription.queue, event)
 
     def _already_processed(self, event: Event) -> bool:
-        return self.db()[PROCESSED].find_one({"_id": self._key(event)}, {"_id": 1}) is not None
+        keys = [self._key(event), _legacy_key(self.subscription.queue, event)]
+        return self.db()[PROCESSED].find_one({"_id": {"$in": keys}}, {"_id": 1}) is not None
 
     def _record_processed(self, event: Event) -> None:
         try:

@@ -85,8 +85,9 @@ class Event:
         message = rabbitmq.RabbitMQMessage(headers={}, content_type=CONTENT_TYPE, body=body)
         try:
             parsed = rabbitmq.from_structured(message, _FORMAT, CloudEvent)
-        except (BaseCloudEventException, ValueError, TypeError, AttributeError, KeyError) as error:
-            raise MalformedEvent(str(error)) from error
+        except (BaseCloudEventException, ValueError, TypeError, AttributeError, KeyError, RecursionError) as error:
+            # RecursionError: JSON nested deeper than Python's recursion limit, which any publisher may send
+            raise MalformedEvent(str(error)[:200]) from error
         data = parsed.get_data()
         time = parsed.get_time()
         if parsed.get_specversion() != "1.0" or not isinstance(data, dict) or time is None or not parsed.get_subject():

@@ -1,7 +1,8 @@
 """attack18, fourth round: what a compromised service's broker account (tasks') could still do to
 the other services without getting an event applied: stop their workers at start-up, make every
 publish of another family fail, have an honest event skipped or its requeue refused, stall a
-consumer, break the parking CLI. Each test failed before its fix.
+consumer (with a forgery too big to park, or a body too deep to parse), break the parking CLI.
+Each test failed before its fix.
 
 Every test imports deploy/rabbitmq/definitions.json into a vhost of its own (the ``accounts``
 fixture of test_forgery) and uses that vhost's queues only.
@@ -27,9 +28,12 @@ from tests.support.processes import wait_for
 
 from .helpers import effects, record_effect
 from .test_forgery import accounts, consuming, deactivation, publishing_as  # noqa: F401 (a fixture)
+from .test_topology import messages
 
 ADMIN_STATUS = next(s for s in subscribers.CATALOG if s.queue == "admin.user-status")
 ACCESS_REFUSED = 403
+FRAME_MAX = 131072
+"""RabbitMQ's and pika's default ``frame_max``: a message's properties (its headers) travel in one frame."""
 
 CHANGES: dict[str, Callable[[BlockingChannel, str], object]] = {
     # what would keep every other worker waiting at start-up for a queue the definitions declare
@@ -164,3 +168,104 @@ def test_the_dlq_cli_lists_and_shows_a_parked_message_whose_message_id_is_not_ut
     out = io.StringIO()
     assert cli.run(cli.parser().parse_args(["--url", accounts("operator"), "--queue", queue, "show", "\\xff\\xfe"]), out) == 0
     assert "not a cloudevent" in out.getvalue()
+
+
+def with_source(event: Event, source: str) -> bytes:
+    return Event(event.id, event.type, source, event.subject, event.time, event.data).encode()
+
+
+def test_a_forgery_whose_parking_reason_overflows_a_frame_stalls_no_honest_event(
+    accounts, db: Database, background,
+) -> None:
+    """A forgery is parked with its reason in the ``x-taskflow-error`` header, and that reason
+    quotes the forgery's ``source`` whole. tasks sends, as a ``CC`` copy into ``user.deactivated``'s
+    queues, a ``user.deactivated`` whose source is 140 kB: the header frame of the park's republish
+    exceeds ``frame_max``, the broker closes the consumer's connection, the message comes back,
+    ten times with back-off, until the broker parks it itself. Meanwhile auth's honest events to
+    the same queue wait (about 80 s per such message, any number of them)."""
+    consuming(background, accounts("admin"), ADMIN_STATUS, {"user.deactivated": record_effect(db)}, db)
+    poison = deactivation("poison")
+    body = with_source(poison, "taskflow/auth/" + "x" * (FRAME_MAX + 10_000))
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish(EXCHANGE, "task.created", body,
+                              pika.BasicProperties(message_id=poison.id, headers={"CC": ["user.deactivated"]}))
+    wait_for(lambda: db[PARKED].find_one({"event_id": poison.id}, {"_id": 1}) is not None, timeout=20,
+             what="the forgery's parking started (its record written, its republish next)")
+    honest = deactivation("victim")
+    auth = Publisher(accounts("auth"))
+    auth.publish(honest)
+    auth.close()
+    wait_for(lambda: honest.id in effects(db), timeout=20, what="auth's honest event applied behind the forgery")
+    assert effects(db) == [honest.id]
+    assert db[PARKED].count_documents({"event_id": poison.id, "trusted": False}) == 1
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+"""JSON nested deeper than Python's recursion limit: ``json.loads`` raises ``RecursionError``, a
+``RuntimeError`` rather than the ``ValueError`` a malformed body raises."""
+
+
+def test_a_body_nested_too_deep_for_json_leaves_the_dlq_cli_working(accounts, db: Database, background) -> None:
+    """tasks sends a body nested 100 000 deep as a ``CC`` copy into every ``user.deactivated``
+    queue. The consumer parked it as unprocessable (its own catch-all), and the parking CLI, reading
+    every message with ``Event.decode`` and ``json.loads`` and catching only ``MalformedEvent`` and
+    ``ValueError``, crashed on ``list`` and ``show``, and a ``requeue`` of a genuine event parked
+    behind it never reached it. Both now take it for malformed. (Every parking queue of the system
+    is reachable this way.)"""
+    consuming(background, accounts("admin"), ADMIN_STATUS, {"user.deactivated": record_effect(db)}, db)
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish(EXCHANGE, "task.created", DEEP,
+                              pika.BasicProperties(message_id="deep", headers={"CC": ["user.deactivated"]}))
+    wait_for(lambda: db[PARKED].count_documents({"error": {"$regex": "^malformed: "}}) == 1,
+             timeout=20, what="the deep body parked as malformed")
+
+    honest = deactivation("victim")  # then a genuine event the consumer crashed on, parked trusted
+    with publishing_as(accounts("operator")) as channel:
+        channel.queue_purge(ADMIN_STATUS.queue)
+    background.stop_all()
+    auth = Publisher(accounts("auth"))
+    auth.publish(honest)
+    auth.close()
+    with publishing_as(accounts("admin")) as channel:
+        for _ in range(ADMIN_STATUS.delivery_limit + 1):  # the broker parks it on its 11th return
+            method, _properties, _body = channel.basic_get(ADMIN_STATUS.queue, auto_ack=False)
+            channel.basic_nack(method.delivery_tag, requeue=True)
+    wait_for(lambda: messages(accounts("operator"), ADMIN_STATUS.dead_letter_queue) == 2, timeout=20,
+             what="the genuine event parked behind the deep body")
+
+    def dlq(*command: str) -> tuple[int | str, str]:
+        out = io.StringIO()
+        arguments = cli.parser().parse_args(["--url", accounts("operator"), "--queue", ADMIN_STATUS.queue, *command])
+        try:
+            return cli.run(arguments, out), out.getvalue()
+        except RecursionError as error:
+            return f"crashed: {type(error).__name__}", out.getvalue()
+
+    assert dlq("list")[0] == 0
+    status, out = dlq("requeue", honest.id)
+    assert status == 0 and f"requeued {honest.id}" in out
+
+
+def test_an_event_with_trace_headers_too_big_to_republish_holds_back_no_other(accounts, db: Database, background) -> None:
+    """tasks' own ``task.created`` with a ``baggage`` header near the frame's size, which its handler
+    fails on: published, it fits; republished to a retry queue with its attempt and error added, it
+    would not, and the broker would close the consumer's connection at every redelivery, holding
+    back the events behind it (about 80 s for each such message). An over-long trace header is
+    dropped instead (W3C Baggage allows 8,192 bytes), and the message goes on to its retries."""
+
+    def create(event: Event) -> None:
+        if event.subject == "heavy":
+            raise RuntimeError("this one always fails, " + "described at length " * 40)
+        record_effect(db)(event)
+
+    consuming(background, accounts("admin"), subscribers.ADMIN_READ_MODELS, {"task.created": create}, db)
+    heavy = new_event("task.created", service="tasks", subject="heavy", data={"id": "heavy"})
+    with publishing_as(accounts("tasks")) as channel:
+        channel.basic_publish(EXCHANGE, "task.created", heavy.encode(), pika.BasicProperties(
+            message_id=heavy.id, delivery_mode=2, headers={"baggage": "k=" + "v" * (FRAME_MAX - 300)}), mandatory=True)
+    wait_for(lambda: db[RETRIED].count_documents({}) == 1, timeout=20, what="the heavy event failed once")
+    behind = new_event("task.created", service="tasks", subject="behind", data={"id": "behind"})
+    tasks = Publisher(accounts("tasks"))
+    tasks.publish(behind)
+    tasks.close()
+    wait_for(lambda: behind.id in effects(db), timeout=10, what="the event behind it applied")
