@@ -151,6 +151,12 @@ def _legacy_key(queue: str, event: Event) -> str:
     return f"{queue}:{event.id}"
 
 
+def _record_keys(queue: str, event: Event) -> list[str]:
+    """Every key a ``processed_events`` or ``retried_events`` record of ``event`` may have: today's
+    (:func:`record_key`) and the previous release's (:func:`_legacy_key`)."""
+    return [record_key(queue, event), _legacy_key(queue, event)]
+
+
 def _returning(delivery: _Delivery, subscription: Subscription) -> bool:
     """Whether ``delivery`` came back through the subscription's own queues: its queues exchange
     (a retry or parking by the consumer, a requeue) or the default exchange (a retry queue's
@@ -427,7 +433,7 @@ class Consumer:
             return
         if attempt < self.subscription.max_attempts:
             self.db()[RETRIED].update_one(
-                {"_id": self._key(event)},
+                {"_id": record_key(self.subscription.queue, event)},
                 {"$set": {"body_sha256": _digest(delivery.body), "retried_at": datetime.now(UTC)}}, upsert=True,
             )
             self._republish(republish, self.subscription.retry_queue(attempt), delivery, attempt + 1, error)
@@ -522,10 +528,9 @@ class Consumer:
         retry queue, or parked it after trusting it (its handler failed every attempt, or it came
         back too often): only then is its way back through the consumer's own queues its own."""
         queue, digest = self.subscription.queue, _digest(delivery.body)
-        legacy = _legacy_key(queue, event)
         db = self.db()
-        retried = {"_id": {"$in": [record_key(queue, event), legacy]}, "body_sha256": digest}
-        parked = {"_id": {"$in": [f"{queue}:{digest}", legacy]}, "body_sha256": digest, "trusted": True}
+        retried = {"_id": {"$in": _record_keys(queue, event)}, "body_sha256": digest}
+        parked = {"_id": {"$in": [f"{queue}:{digest}", _legacy_key(queue, event)]}, "body_sha256": digest, "trusted": True}
         return db[RETRIED].find_one(retried, {"_id": 1}) is not None or db[PARKED].find_one(parked, {"_id": 1}) is not None
 
     def _park(
@@ -559,17 +564,13 @@ class Consumer:
 
     # -- de-duplication ----------------------------------------------------------------------
 
-    def _key(self, event: Event) -> str:
-        return record_key(self.subscription.queue, event)
-
     def _already_processed(self, event: Event) -> bool:
-        keys = [self._key(event), _legacy_key(self.subscription.queue, event)]
-        return self.db()[PROCESSED].find_one({"_id": {"$in": keys}}, {"_id": 1}) is not None
+        return self.db()[PROCESSED].find_one({"_id": {"$in": _record_keys(self.subscription.queue, event)}}, {"_id": 1}) is not None
 
     def _record_processed(self, event: Event) -> None:
         try:
             self.db()[PROCESSED].insert_one(
-                {"_id": self._key(event), "type": event.type, "processed_at": datetime.now(UTC)}
+                {"_id": record_key(self.subscription.queue, event), "type": event.type, "processed_at": datetime.now(UTC)}
             )
         except DuplicateKeyError:
             pass  # a concurrent replica applied it too; the handler is idempotent
