@@ -27,10 +27,9 @@ from taskflow_common.events.topology import declare_all
 from tests.support.processes import wait_for
 
 from .helpers import effects, record_effect
-from .test_forgery import accounts, consuming, deactivation, publishing_as  # noqa: F401 (a fixture)
+from .test_forgery import ADMIN_STATUS, accounts, consuming, deactivation, publishing_as  # noqa: F401 (a fixture)
 from .test_topology import messages
 
-ADMIN_STATUS = next(s for s in subscribers.CATALOG if s.queue == "admin.user-status")
 ACCESS_REFUSED = 403
 FRAME_MAX = 131072
 """RabbitMQ's and pika's default ``frame_max``: a message's properties (its headers) travel in one frame."""

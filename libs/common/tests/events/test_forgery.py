@@ -39,6 +39,7 @@ from .test_topology import as_user, imported
 
 FAMILIES = {"auth": "user", "tasks": "task", "notify": "notification"}
 TASKS_STATUS = next(s for s in subscribers.CATALOG if s.queue == "tasks.user-status")
+ADMIN_STATUS = next(s for s in subscribers.CATALOG if s.queue == "admin.user-status")
 
 
 @pytest.fixture

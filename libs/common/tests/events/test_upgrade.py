@@ -13,16 +13,14 @@ from datetime import UTC, datetime
 import pika
 import pytest
 from pymongo.database import Database
-from taskflow_common.events import cli, subscribers
+from taskflow_common.events import cli
 from taskflow_common.events.consumer import ATTEMPT_HEADER, ERROR_HEADER, PARKED, PROCESSED, RETRIED
 from taskflow_common.events.publisher import Publisher
 
 from tests.support.processes import wait_for
 
 from .helpers import effects, queue_depth, record_effect
-from .test_forgery import accounts, consuming, deactivation, publishing_as  # noqa: F401 (a fixture)
-
-ADMIN_STATUS = next(s for s in subscribers.CATALOG if s.queue == "admin.user-status")
+from .test_forgery import ADMIN_STATUS, accounts, consuming, deactivation, publishing_as  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("where", ["parked", "retrying"])
