@@ -3,13 +3,14 @@ with the admin's bearer token forwarded.
 
 Timeouts bound every call; only connection failures are retried, on the next instance and in up
 to three rounds (a read that timed out may have been applied, so it is not repeated). Each call
-has a connection of its own (``Connection: close``): one kept alive between admin's rare calls
-would sit idle past gunicorn's 5 s keep-alive, and a call sent on it just as gunicorn closes it is
-cut off after it was sent, which only a 503 may answer (the keep-alive rule of k8s/README.md: the
-client must give up an idle connection first; with no pool it never holds one). The W3C
-trace context rides along (the requests instrumentation adds it), so the called service's spans
-join the admin request's trace. A 4xx problem the called service answers (auth's 404, 409,
-422…) comes back to the client as the very problem details it sent.
+has a connection of its own, closed once it is answered (``requests.request`` keeps no pool, and
+``Connection: close`` tells the service not to keep it either): one kept alive between admin's
+rare calls would sit idle past gunicorn's 5 s keep-alive, and a call sent on it just as gunicorn
+closes it is cut off after it was sent, which only a 503 may answer (the keep-alive rule of
+k8s/README.md: the client must give up an idle connection first; with no pool it never holds
+one). The W3C trace context rides along (the requests instrumentation adds it), so the called
+service's spans join the admin request's trace. A 4xx problem the called service answers (auth's
+404, 409, 422…) comes back to the client as the very problem details it sent.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ from urllib.parse import quote
 
 import requests
 from flask import Response
-from requests.adapters import HTTPAdapter
 from taskflow_common.problems import PROBLEM_MEDIA_TYPE, Problem, ServiceUnavailable
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
-from urllib3.util.retry import Retry
 
 PASSED_THROUGH = (400, 401, 403, 404, 409, 422)
 CONNECT_ROUNDS = 3
@@ -59,10 +58,6 @@ class ServiceClient:
         self.name = name
         self.base_urls = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
         self.timeout = timeout_seconds
-        self.session = requests.Session()
-        self.session.headers["Connection"] = "close"
-        self.session.mount("http://", HTTPAdapter(max_retries=Retry(total=0, read=False)))
-        self.session.mount("https://", HTTPAdapter(max_retries=Retry(total=0, read=False)))
         self._turn = itertools.count()
 
     def call(self, method: str, path: str, authorization: str, **kwargs: Any) -> dict[str, Any]:
@@ -79,9 +74,9 @@ class ServiceClient:
                 time.sleep(0.1 * 2 ** (round_ - 1))  # every instance refused: a moment, then again
             for base_url in self.base_urls[first:] + self.base_urls[:first]:
                 try:
-                    response = self.session.request(
-                        method, f"{base_url}{path}", headers={"Authorization": authorization}, timeout=self.timeout,
-                        **kwargs,
+                    response = requests.request(
+                        method, f"{base_url}{path}", timeout=self.timeout,
+                        headers={"Authorization": authorization, "Connection": "close"}, **kwargs,
                     )
                     break
                 except requests.RequestException as error:

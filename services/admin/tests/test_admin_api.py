@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
@@ -137,7 +138,7 @@ def _recording_server(seen: list[str], *, answer: bool = True) -> HTTPServer:
     False it closes the connection without answering (an instance dying mid-request)."""
 
     class Record(BaseHTTPRequestHandler):
-        def do_PATCH(self) -> None:  # noqa: N802 (http.server's name)
+        def do_PATCH(self) -> None:
             seen.append(self.path)
             if not answer:
                 self.close_connection = True
@@ -198,7 +199,7 @@ def test_no_call_goes_out_on_a_kept_alive_connection_the_service_may_be_closing(
             connections.append(0)
             self.index = len(connections) - 1
 
-        def do_PATCH(self) -> None:  # noqa: N802 (http.server's name)
+        def do_PATCH(self) -> None:
             connections[self.index] += 1
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if connections[self.index] > 1:
@@ -209,6 +210,8 @@ def test_no_call_goes_out_on_a_kept_alive_connection_the_service_may_be_closing(
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
+            self.wfile.flush()
+            time.sleep(0.3)  # answered, not yet closed: a pooled connection is reused meanwhile
 
         def log_message(self, *_: object) -> None:
             pass
