@@ -6,7 +6,8 @@ set equal to a string, ObjectID, boolean, date or integer, or bounded by a range
 order and stops at its limit, in MongoDB's order of types and values;
 SQLite evaluates regexes on top-level fields, so only the rows that match reach FerretDB's
 handler (scripts/patches/ferretdb-v1.24.2-sqlite-typed-*.patch; tests/test_ferretdb_differential.py
-compares it with the unpatched build).
+compares it with the unpatched build); each SQL statement is compiled once and kept, across schema
+changes and past the number kept (ferretdb-v1.24.2-sqlite-statement-cache.patch).
 
 FerretDB is started with debug logs, which carry every SQL statement it sends to SQLite; SQLite
 itself then says how it runs each of them.
@@ -477,3 +478,30 @@ def test_a_count_with_a_limit_reads_no_further_than_its_limit(ferretdb: DebugFer
     limited.insert_one({"gram": ["rare", "common"]})
     assert limited.count_documents({"gram": "rare"}, limit=1001) == 301
     assert limited.count_documents({"gram": "rare"}, limit=100) == 100
+
+
+def test_kept_statements_follow_a_collection_dropped_and_made_again(ferretdb: DebugFerretDB) -> None:
+    """Each SQL statement is compiled once and kept (sqlite-statement-cache patch); a collection
+    dropped and made again under its name, with other indexes, is read and written as it now is."""
+    things = ferretdb.notes.database["kept"]
+    for round_ in range(4):
+        things.drop()
+        if round_ % 2:
+            things.create_index("k")
+        for n in range(30):  # the same statements again and again: kept after their first use
+            things.insert_one({"_id": n, "k": n % 3, "round": round_})
+            things.update_one({"_id": n}, {"$inc": {"k": 10}})
+            assert things.find_one({"_id": n}) == {"_id": n, "k": n % 3 + 10, "round": round_}
+        assert things.count_documents({"k": 10}) == 10
+        assert [thing["_id"] for thing in things.find({"k": 11}).sort("_id", -1)] == list(range(28, 0, -3))
+
+
+def test_more_statements_than_are_kept_still_answer(ferretdb: DebugFerretDB) -> None:
+    """Past the 256 statements kept, one is dropped for each new one; every query still answers."""
+    things = ferretdb.notes.database["many"]
+    things.drop()
+    things.create_index("k")
+    things.insert_many([{"_id": n, "k": n} for n in range(400)])
+    for _ in range(2):
+        for size in range(1, 301):  # a statement of its own for each length of the $in list
+            assert things.count_documents({"k": {"$in": list(range(size))}}) == size
