@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +32,8 @@ from typing import Any
 import pytest
 from bson import Int64, ObjectId, Regex
 from pymongo import MongoClient
-from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from tests.support.infra import mongodb_answers
 from tests.support.processes import Child, free_port, wait_for
@@ -505,3 +506,79 @@ def test_more_statements_than_are_kept_still_answer(ferretdb: DebugFerretDB) -> 
     for _ in range(2):
         for size in range(1, 301):  # a statement of its own for each length of the $in list
             assert things.count_documents({"k": {"$in": list(range(size))}}) == size
+
+
+@pytest.fixture(scope="module")
+def quiet_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A FerretDB of its own without debug logs, for crowds of clients."""
+    base = tmp_path_factory.mktemp("ferretdb-quiet")
+    port = free_port()
+    env = {**os.environ, "TASKFLOW_VAR": str(base / "var"), "MONGODB_PORT": str(port), "FERRETDB_HANDLER": "sqlite"}
+    child = Child(["scripts/ferretdb"], env=env, log_path=base / "ferretdb.log")
+    uri = f"mongodb://127.0.0.1:{port}/"
+    try:
+        wait_for(lambda: mongodb_answers(uri), timeout=60, what="FerretDB answering")
+        yield uri
+    finally:
+        child.stop()
+
+
+COLLECTIONS = 600
+"""More collections than statements kept, so that their reads' statements keep leaving the cache."""
+
+
+def _one_document_each(client: MongoClient, database: str) -> Any:
+    db = client[database]
+    for i in range(COLLECTIONS):
+        db[f"c{i}"].insert_one({"_id": 0, "v": i})
+    return db
+
+
+def test_reads_never_meet_a_statement_that_left_the_cache(quiet_uri: str) -> None:
+    """A statement leaving the cache is closed only once no read still holds it; closing it at once
+    failed reads with "sql: statement is closed" (found by an attack on the patch)."""
+    with MongoClient(quiet_uri, maxPoolSize=40) as client:
+        db = _one_document_each(client, "leaving")
+        errors: list[Exception] = []
+
+        def read(seed: int) -> None:
+            choose = random.Random(seed)
+            for _ in range(300):
+                i = choose.randrange(COLLECTIONS)
+                try:
+                    assert db[f"c{i}"].find_one({"v": i}) == {"_id": 0, "v": i}
+                except Exception as error:  # noqa: BLE001 (every failure is the finding)
+                    errors.append(error)
+
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(read, range(32)))
+    assert errors == []
+
+
+def test_more_commands_than_connections_all_finish_while_statements_leave_the_cache(quiet_uri: str) -> None:
+    """150 writers, each on a collection of its own (so the write lock does not line them up), and
+    60 readers: more commands at once than FerretDB's 100 SQLite connections, with statements
+    leaving the cache. Closing them under the cache's mutex deadlocked the database for good."""
+    writers, readers, rounds = 150, 60, 15
+    with MongoClient(quiet_uri, maxPoolSize=writers + readers + 10, socketTimeoutMS=60_000) as client:
+        db = _one_document_each(client, "crowd")
+
+        def write(w: int) -> None:
+            choose = random.Random(w)
+            for n in range(rounds):  # batches of many sizes: INSERT texts of their own too
+                db[f"c{w}"].insert_many([{"_id": f"{n}-{j}", "v": w} for j in range(choose.randrange(1, 40))])
+                db[f"c{w}"].update_one({"_id": 0}, {"$inc": {"n": 1}})
+
+        def read(seed: int) -> None:
+            choose = random.Random(1000 + seed)
+            for _ in range(60):
+                i = choose.randrange(COLLECTIONS)
+                assert db[f"c{i}"].find_one({"v": i})["v"] == i
+
+        pool = ThreadPoolExecutor(writers + readers)
+        futures = [pool.submit(write, w) for w in range(writers)] + [pool.submit(read, s) for s in range(readers)]
+        done, pending = wait(futures, timeout=180)
+        pool.shutdown(wait=False, cancel_futures=True)
+        assert not pending, f"{len(pending)} of {len(futures)} clients still waiting after 180 s"
+        assert [future.exception() for future in done if future.exception()] == []
+        assert [db[f"c{w}"].find_one({"_id": 0})["n"] for w in range(writers)] == [rounds] * writers
