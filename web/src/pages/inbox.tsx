@@ -29,7 +29,9 @@ function bodyOf(item: Notification): string {
 /**
  * The inbox page; `revision` changes when a notification arrives or another tab marks some read.
  * Marking one read hands the keyboard to the next unread item's "Mark read" (or, none left, the
- * page's heading), since the button pressed goes away with its mark.
+ * page's heading), since the button pressed goes away with its mark. Only the answer to the latest
+ * request is shown: one asked for before the mark (a live notification's) may arrive after it and
+ * would show the marked item unread again, and the keyboard on its button about to go.
  */
 export function Inbox({ revision, changed }: { revision: number; changed: () => void }) {
   const [page, setPage] = useState<Page<Notification> | null>(null);
@@ -39,14 +41,17 @@ export function Inbox({ revision, changed }: { revision: number; changed: () => 
   const [local, setLocal] = useState(0);
   /** After a "Mark read": the position of the item marked, where the next unread one is looked for. */
   const focusFrom = useRef<number | null>(null);
+  /** The number of the latest page request: an answer to an earlier one is stale and dropped. */
+  const latest = useRef(0);
   const list = useRef<HTMLUListElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
 
   useEffect(() => {
     const unread = unreadOnly ? "&unread=true" : "";
+    const request = ++latest.current;
     call<Page<Notification>>("GET", `/notifications?page=${number}&limit=20${unread}`).then(
-      (answer) => { setPage(answer); setError(null); },
-      setError,
+      (answer) => { if (request === latest.current) { setPage(answer); setError(null); } },
+      (problem) => { if (request === latest.current) setError(problem); },
     );
   }, [number, unreadOnly, revision, local]);
 
