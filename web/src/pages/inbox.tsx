@@ -41,18 +41,17 @@ export function Inbox({ revision, changed }: { revision: number; changed: () => 
   const [local, setLocal] = useState(0);
   /** After a "Mark read": the position of the item marked, where the next unread one is looked for. */
   const focusFrom = useRef<number | null>(null);
-  /** The number of the latest page request: an answer to an earlier one is stale and dropped. */
-  const latest = useRef(0);
   const list = useRef<HTMLUListElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
 
   useEffect(() => {
     const unread = unreadOnly ? "&unread=true" : "";
-    const request = ++latest.current;
+    let current = true;
     call<Page<Notification>>("GET", `/notifications?page=${number}&limit=20${unread}`).then(
-      (answer) => { if (request === latest.current) { setPage(answer); setError(null); } },
-      (problem) => { if (request === latest.current) setError(problem); },
+      (answer) => { if (current) { setPage(answer); setError(null); } },
+      (problem) => { if (current) setError(problem); },
     );
+    return () => { current = false; };
   }, [number, unreadOnly, revision, local]);
 
   useEffect(() => {
