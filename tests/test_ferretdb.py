@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,22 +64,28 @@ class DebugFerretDB:
             database.close()
 
 
-@pytest.fixture(scope="module")
-def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebugFerretDB]:
-    base = tmp_path_factory.mktemp("ferretdb")
+@contextmanager
+def _serving(base: Path, log_level: str) -> Iterator[str]:
+    """scripts/ferretdb on SQLite with its state under ``base`` and its log in ``base/ferretdb.log``; its URI."""
     port = free_port()
     env = {**os.environ, "TASKFLOW_VAR": str(base / "var"), "MONGODB_PORT": str(port),
-           "FERRETDB_HANDLER": "sqlite", "FERRETDB_LOG_LEVEL": "debug"}
+           "FERRETDB_HANDLER": "sqlite", "FERRETDB_LOG_LEVEL": log_level}
     child = Child(["scripts/ferretdb"], env=env, log_path=base / "ferretdb.log")
     uri = f"mongodb://127.0.0.1:{port}/"
     try:
         wait_for(lambda: mongodb_answers(uri), timeout=60, what="FerretDB answering")
-        with MongoClient(uri) as client:
-            notes = client["probe"]["notes"]
-            notes.insert_many([{"_id": ObjectId(), "n": n} for n in range(100)])
-            yield DebugFerretDB(notes, base / "ferretdb.log", base / "var" / "ferretdb" / "data")
+        yield uri
     finally:
         child.stop()
+
+
+@pytest.fixture(scope="module")
+def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebugFerretDB]:
+    base = tmp_path_factory.mktemp("ferretdb")
+    with _serving(base, "debug") as uri, MongoClient(uri) as client:
+        notes = client["probe"]["notes"]
+        notes.insert_many([{"_id": ObjectId(), "n": n} for n in range(100)])
+        yield DebugFerretDB(notes, base / "ferretdb.log", base / "var" / "ferretdb" / "data")
 
 
 @pytest.mark.parametrize("extra", [{}, {"n": {"$gte": 0}}], ids=["_id alone", "_id and another condition"])
@@ -511,16 +518,8 @@ def test_more_statements_than_are_kept_still_answer(ferretdb: DebugFerretDB) -> 
 @pytest.fixture(scope="module")
 def quiet_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A FerretDB of its own without debug logs, for crowds of clients."""
-    base = tmp_path_factory.mktemp("ferretdb-quiet")
-    port = free_port()
-    env = {**os.environ, "TASKFLOW_VAR": str(base / "var"), "MONGODB_PORT": str(port), "FERRETDB_HANDLER": "sqlite"}
-    child = Child(["scripts/ferretdb"], env=env, log_path=base / "ferretdb.log")
-    uri = f"mongodb://127.0.0.1:{port}/"
-    try:
-        wait_for(lambda: mongodb_answers(uri), timeout=60, what="FerretDB answering")
+    with _serving(tmp_path_factory.mktemp("ferretdb-quiet"), "warn") as uri:
         yield uri
-    finally:
-        child.stop()
 
 
 COLLECTIONS = 600
