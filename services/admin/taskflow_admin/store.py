@@ -35,7 +35,10 @@ CANDIDATES = 1000
 """The most users a search reads by the trigram index (one ``_id`` ``$in``); a ``q`` whose probed
 trigrams each belong to more users is searched by the regex over every user."""
 PROBES = 16
-"""How many of ``q``'s trigrams a search counts the postings of, spread over ``q``."""
+"""How many of ``q``'s trigrams a search counts the postings of, at most, spread over ``q``."""
+FEW = 32
+"""Candidates few enough that reading them costs less than counting another trigram's postings:
+a search stops probing at a trigram held by at most this many users."""
 SEARCH_MARK = "search-index"
 
 INDEXES = (
@@ -146,16 +149,23 @@ class ReadModels:
         :data:`CANDIDATES`), read by the trigram index; None when the index cannot narrow the
         search that far.
 
-        Up to :data:`PROBES` of ``q``'s trigrams, spread over it, are counted (each count stops
-        at :data:`CANDIDATES` + 1 postings); the users of the rarest one are the candidates.
+        Up to :data:`PROBES` of ``q``'s trigrams, spread over it, are counted in ``q``'s order, each
+        count stopping at the rarest one's so far (counting further tells nothing), until one held by
+        at most :data:`FEW` users; the users of the rarest one are the candidates.
         """
         grams = search.query_trigrams(q)
         if not grams or not self.searchable():
             return None
         probed = grams if len(grams) <= PROBES else [grams[i * (len(grams) - 1) // (PROBES - 1)] for i in range(PROBES)]
         postings = self._db()[SEARCH]
-        held, rarest = min((postings.count_documents({"trigram": trigram}, limit=CANDIDATES + 1), trigram) for trigram in probed)
-        if held > CANDIDATES:
+        rarest, held = None, CANDIDATES + 1
+        for trigram in probed:
+            count = postings.count_documents({"trigram": trigram}, limit=held)
+            if count < held:
+                rarest, held = trigram, count
+                if held <= FEW:
+                    break
+        if rarest is None:
             return None
         return sorted({posting["user_id"] for posting in postings.find({"trigram": rarest}, {"user_id": 1, "_id": 0})})
 
