@@ -23,7 +23,9 @@ the counters goes:
 1. **claim**: one conditional update of the counters, only while ``pending`` is null, sets
    ``pending: {id, task_id, kind, delta, …, lease_until}`` (the intent) and, for a new task,
    takes the next ``seq``; it returns the counters as they were. A write that finds another
-   change pending waits for it (``pending`` is the owner's only mutual exclusion);
+   change pending waits for it (``pending`` is the owner's only mutual exclusion; the writes of
+   one owner in one process first take turns, :meth:`CountStore.turn`, so that only one of them
+   polls);
 2. **write** the task (with its events), conditional on the version it was computed from;
 3. **finish**: apply the delta to the counters and clear ``pending``, conditional on ``pending.id``.
 
@@ -58,8 +60,10 @@ counts on ``(owner_id, status, due_date)`` and ``(owner_id, completed_at)``.
 from __future__ import annotations
 
 import re
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -329,6 +333,35 @@ class OwnerBusy(ServiceUnavailable):
         super().__init__("Another change of your tasks is in progress; retry shortly.", headers={"Retry-After": "1"})
 
 
+class _Turns:
+    """Process-local locks by key (threads, or greenlets under gevent's patching), each kept only
+    while some caller holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[bool]:
+        """Hold ``key``'s lock for the block; after ``timeout`` seconds of waiting, run the block
+        without it. Yields whether the lock is held."""
+        with self._guard:
+            lock, callers = self._locks.get(key) or (threading.Lock(), 0)
+            self._locks[key] = (lock, callers + 1)
+        held = lock.acquire(timeout=timeout)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
+            with self._guard:
+                lock, callers = self._locks[key]
+                if callers == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, callers - 1)
+
+
 class CountStore:
     """Each owner's task counters (``task_counts``) and the claim that serializes their changes.
 
@@ -347,6 +380,20 @@ class CountStore:
         self._db = db
         self.lease = timedelta(seconds=lease_seconds)
         self.wait_seconds = wait_seconds
+        self._turns = _Turns()
+
+    @contextmanager
+    def turn(self, owner_id: str) -> Iterator[None]:
+        """Wait, for at most the lease, until no other counted change of the owner is in flight in
+        this process; hold that turn for the block (a claim, its write and its finish).
+
+        Concurrent requests of one owner then claim one after another instead of each polling the
+        database (a refused claim costs two round trips and delays the holder's). A turn waited
+        out for the lease is not held: the claim is tried anyway, so a change stalled in this
+        process is settled as one of a dead process would be.
+        """
+        with self._turns.hold(owner_id, self.lease.total_seconds()):
+            yield
 
     @property
     def _counts(self):  # noqa: ANN202

@@ -105,22 +105,23 @@ class Tasks:
         given = task_id
         for _ in range(MAX_WRITE_ATTEMPTS):
             task_id = given or ObjectId()
-            moment = self.clock()
             intent = {"id": uuid.uuid4().hex, "task_id": task_id, "kind": "create", "delta": None}
-            counters = self.counts.claim(owner_id, intent, moment, self._settle, new_task_at=moment)
-            # Creation order (seq) and created_at agree even if clocks of two processes differ.
-            created_at = max(moment, counters.get("last_created_at") or moment)
-            task = new_task(task_id, owner_id, body, created_at, counters.get("next_seq", 0))
-            events = [self.events.created(task, owner_id)]
-            if body.status == "done":
-                events.append(self.events.completed(task, owner_id))
-            try:
-                self._write(owner_id, counters, intent, counts.delta(None, task),
-                            lambda: self.tasks.insert(task, events, intent["id"]))
-            except VersionConflict:
-                if given is not None:
-                    raise TaskIdTaken() from None
-                continue  # its id was fenced off: this request outlived its claim's lease
+            with self.counts.turn(owner_id):
+                moment = self.clock()
+                counters = self.counts.claim(owner_id, intent, moment, self._settle, new_task_at=moment)
+                # Creation order (seq) and created_at agree even if clocks of two processes differ.
+                created_at = max(moment, counters.get("last_created_at") or moment)
+                task = new_task(task_id, owner_id, body, created_at, counters.get("next_seq", 0))
+                events = [self.events.created(task, owner_id)]
+                if body.status == "done":
+                    events.append(self.events.completed(task, owner_id))
+                try:
+                    self._write(owner_id, counters, intent, counts.delta(None, task),
+                                lambda: self.tasks.insert(task, events, intent["id"]))
+                except VersionConflict:
+                    if given is not None:
+                        raise TaskIdTaken() from None
+                    continue  # its id was fenced off: this request outlived its claim's lease
             return task
         raise VersionConflict()
 
@@ -213,8 +214,9 @@ class Tasks:
             "version": before["version"],  # what the write is conditional on, for fencing it off
             "intent": before.get(INTENT_FIELD),
         }
-        counters = self.counts.claim(owner_id, intent, self.clock(), self._settle)
-        self._write(owner_id, counters, intent, change, lambda: write(intent["id"]))
+        with self.counts.turn(owner_id):
+            counters = self.counts.claim(owner_id, intent, self.clock(), self._settle)
+            self._write(owner_id, counters, intent, change, lambda: write(intent["id"]))
 
     def _write(
         self, owner_id: str, counters: Mapping[str, Any], intent: Mapping[str, Any], change: counts.Delta,

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,3 +84,28 @@ def test_each_write_makes_a_fixed_number_of_round_trips(counted: tuple[Tasks, Co
     assert trips(lambda: tasks.delete("owner", task_id, None)) == [
         ("find", "tasks"), ("findAndModify", "task_counts"), ("update", "tasks"), ("update", "task_counts"),
     ]
+
+
+def test_concurrent_writes_of_one_owner_in_one_process_claim_one_after_another(counted: tuple[Tasks, Commands]) -> None:
+    """8 threads of one process create 5 tasks each for one owner at once: they take turns in the
+    process, so each create claims the counters once (no refused claim and its read, polled with
+    back-off), and the counters stay exact."""
+    tasks, commands = counted
+    tasks.create("owner", TaskCreate(title="first"))
+    commands.sent.clear()
+    barrier = threading.Barrier(8)
+
+    def create(writer: int) -> None:
+        barrier.wait()
+        for number in range(5):
+            tasks.create("owner", TaskCreate(title=f"{writer}-{number}"))
+
+    threads = [threading.Thread(target=create, args=(writer,)) for writer in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert Counter(commands.sent) == Counter({("findAndModify", "task_counts"): 40, ("insert", "tasks"): 40,
+                                              ("update", "task_counts"): 40})
+    counters = tasks.counts.get("owner")
+    assert counters["pending"] is None and counters["total"] == 41 and counters["next_seq"] == 41
