@@ -333,33 +333,52 @@ class OwnerBusy(ServiceUnavailable):
         super().__init__("Another change of your tasks is in progress; retry shortly.", headers={"Retry-After": "1"})
 
 
+class _Turn:
+    """One key's lock, how many callers hold or await it, and when its holder took it."""
+
+    __slots__ = ("lock", "callers", "taken_at")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.callers = 0
+        self.taken_at = 0.0
+
+
 class _Turns:
     """Process-local locks by key (threads, or greenlets under gevent's patching), each kept only
     while some caller holds or awaits it."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._turns: dict[str, _Turn] = {}
 
     @contextmanager
-    def hold(self, key: str, timeout: float) -> Iterator[bool]:
-        """Hold ``key``'s lock for the block; after ``timeout`` seconds of waiting, run the block
-        without it. Yields whether the lock is held."""
+    def hold(self, key: str, lease: float) -> Iterator[bool]:
+        """Hold ``key``'s lock for the block, waiting for it only while its holder has held it for
+        less than ``lease`` seconds; past that, run the block without it. Yields whether it is held."""
+        held = False
         with self._guard:
-            lock, callers = self._locks.get(key) or (threading.Lock(), 0)
-            self._locks[key] = (lock, callers + 1)
-        held = lock.acquire(timeout=timeout)
+            turn = self._turns.setdefault(key, _Turn())
+            turn.callers += 1
         try:
+            while True:
+                with self._guard:
+                    remaining = turn.taken_at + lease - time.monotonic() if turn.lock.locked() else lease
+                if remaining <= 0:
+                    break  # the holder outlived its lease: go on without the turn
+                if turn.lock.acquire(timeout=remaining):
+                    held = True
+                    with self._guard:
+                        turn.taken_at = time.monotonic()
+                    break
             yield held
         finally:
             if held:
-                lock.release()
+                turn.lock.release()
             with self._guard:
-                lock, callers = self._locks[key]
-                if callers == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, callers - 1)
+                turn.callers -= 1
+                if not turn.callers:
+                    del self._turns[key]
 
 
 class CountStore:
@@ -384,13 +403,14 @@ class CountStore:
 
     @contextmanager
     def turn(self, owner_id: str) -> Iterator[None]:
-        """Wait, for at most the lease, until no other counted change of the owner is in flight in
-        this process; hold that turn for the block (a claim, its write and its finish).
+        """Wait until no other counted change of the owner is in flight in this process; hold that
+        turn for the block (a claim, its write and its finish).
 
         Concurrent requests of one owner then claim one after another instead of each polling the
-        database (a refused claim costs two round trips and delays the holder's). A turn waited
-        out for the lease is not held: the claim is tried anyway, so a change stalled in this
-        process is settled as one of a dead process would be.
+        database (a refused claim costs two round trips and delays the holder's). A turn is waited
+        for only while its holder is within the lease: past it, the block runs without the turn
+        and the claim is tried at once, so a change stalled in this process is settled as one of a
+        dead process would be, and delays no later change.
         """
         with self._turns.hold(owner_id, self.lease.total_seconds()):
             yield

@@ -1,12 +1,18 @@
 """Each write of a task costs a fixed, small number of database round trips, its events included
-(issue 19: ``POST /tasks`` in at most three)."""
+(issue 19: ``POST /tasks`` in at most three), also when writes of one owner run at once in one
+process: they take turns there (``CountStore.turn``) instead of polling the database."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -109,3 +115,65 @@ def test_concurrent_writes_of_one_owner_in_one_process_claim_one_after_another(c
                                               ("update", "task_counts"): 40})
     counters = tasks.counts.get("owner")
     assert counters["pending"] is None and counters["total"] == 41 and counters["next_seq"] == 41
+
+
+def test_a_change_stalled_past_its_lease_holds_up_no_later_change_of_the_owner(counted: tuple[Tasks, Commands]) -> None:
+    """A create stalls in its task write (a hung connection) for 3 s, six leases. Once its lease
+    has passed, the owner's next create settles its claim, and none of the 8 creates after it
+    waits for the turn the stalled one still holds: all are done while it is still stalled."""
+    tasks, _ = counted
+    tasks.counts.lease = timedelta(seconds=0.5)
+    tasks.create("owner", TaskCreate(title="first"))
+    insert, stalled, woke = tasks.tasks.insert, threading.Event(), threading.Event()
+
+    def stalling_insert(*args: Any, **kwargs: Any) -> None:
+        if threading.current_thread().name == "stalled" and not stalled.is_set():
+            stalled.set()
+            time.sleep(3.0)
+            woke.set()
+        insert(*args, **kwargs)
+
+    tasks.tasks.insert = stalling_insert  # type: ignore[method-assign]
+    holder = threading.Thread(name="stalled", target=lambda: tasks.create("owner", TaskCreate(title="stalled")))
+    holder.start()
+    stalled.wait(5)
+    time.sleep(0.6)  # the stalled create's lease has passed
+    for number in range(8):
+        tasks.create("owner", TaskCreate(title=f"later {number}"))
+    assert not woke.is_set()
+    holder.join(10)
+    counters = tasks.counts.get("owner")
+    # the stalled insert was fenced off, and its request made the task again: 1 + 8 + 1
+    assert counters["pending"] is None and counters["total"] == tasks.tasks.count({"owner_id": "owner"}) == 10
+
+
+ENDED_WHILE_WAITING = """
+import json
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from taskflow_tasks.store import _Turns
+
+turns = _Turns()
+
+def holder():
+    with turns.hold("owner", 5.0):
+        gevent.sleep(0.3)
+
+def impatient():
+    with gevent.Timeout(0.1), turns.hold("owner", 5.0):
+        pass
+
+greenlets = [gevent.spawn(holder)]
+gevent.sleep(0.01)
+greenlets.append(gevent.spawn(impatient))
+gevent.joinall(greenlets)
+print(json.dumps({"ended_by": type(greenlets[1].exception).__name__, "turns_left": len(turns._turns)}))
+"""
+
+
+def test_a_request_ended_while_waiting_for_its_turn_leaves_no_turn_behind() -> None:
+    """Under gevent (as gunicorn's workers run), a request greenlet ended by a timeout while it
+    waits for the owner's turn: once the holder is done, the process keeps no turn for the owner."""
+    done = subprocess.run([sys.executable, "-c", ENDED_WHILE_WAITING], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"ended_by": "Timeout", "turns_left": 0}
