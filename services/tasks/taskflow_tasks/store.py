@@ -334,7 +334,8 @@ class OwnerBusy(ServiceUnavailable):
 
 
 class _Turn:
-    """One key's lock, how many callers hold or await it, and when its holder took it."""
+    """One key's lock, how many callers hold or await it, and when its holder took it (between
+    holders: when the last one let go, so a holder that has just taken it is never seen as old)."""
 
     __slots__ = ("lock", "callers", "taken_at")
 
@@ -374,6 +375,8 @@ class _Turns:
             yield held
         finally:
             if held:
+                with self._guard:
+                    turn.taken_at = time.monotonic()
                 turn.lock.release()
             with self._guard:
                 turn.callers -= 1
