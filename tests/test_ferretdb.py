@@ -379,8 +379,9 @@ def test_a_regex_tests_the_whole_stored_string_and_counts_stay_exact(ferretdb: D
 
 def test_a_regex_holding_a_nul_character_is_counted_by_its_whole_pattern(ferretdb: DebugFerretDB) -> None:
     """Found by an attack on admin's user search (q=%00; a BSON regex value cannot hold NUL, a
-    $regex string can): SQLite handed the pattern to the regex function cut at its NUL, so a count (which SQLite answers alone) counted what the pattern before
-    the NUL matches; a find was right only because the handler tests each row again."""
+    $regex string can): SQLite handed the pattern to the regex function cut at its NUL, so a count
+    (which SQLite answers alone) counted what the pattern before the NUL matches; a find was right
+    only because the handler tests each row again."""
     texts = ferretdb.notes.database["notesnul"]
     texts.insert_many([{"_id": 1, "a": "ab"}, {"_id": 2, "a": "a\x00b"}, {"_id": 3, "a": "b"}])
     for pattern, expected in {"\x00": [2], "a\x00": [2], "\x00b": [2], "a\x00c": []}.items():

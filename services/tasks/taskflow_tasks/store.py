@@ -337,7 +337,7 @@ class _Turn:
     """One key's lock, how many callers hold or await it, and when its holder took it (between
     holders: when the last one let go, so a holder that has just taken it is never seen as old)."""
 
-    __slots__ = ("lock", "callers", "taken_at")
+    __slots__ = ("callers", "lock", "taken_at")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -354,9 +354,9 @@ class _Turns:
         self._turns: dict[str, _Turn] = {}
 
     @contextmanager
-    def hold(self, key: str, lease: float) -> Iterator[bool]:
+    def hold(self, key: str, lease: float) -> Iterator[None]:
         """Hold ``key``'s lock for the block, waiting for it only while its holder has held it for
-        less than ``lease`` seconds; past that, run the block without it. Yields whether it is held."""
+        less than ``lease`` seconds; past that, run the block without it."""
         held = False
         with self._guard:
             turn = self._turns.setdefault(key, _Turn())
@@ -372,7 +372,7 @@ class _Turns:
                     with self._guard:
                         turn.taken_at = time.monotonic()
                     break
-            yield held
+            yield
         finally:
             if held:
                 with self._guard:
