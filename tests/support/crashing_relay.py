@@ -24,10 +24,10 @@ class CrashingPublisher(Publisher):
         super().__init__(*args, **kwargs)
         self.crash = crash
 
-    def publish(self, event: Event, body: bytes | None = None) -> None:
+    def publish(self, event: Event, body: bytes | None = None, *, first: bool = False) -> None:
         if self.crash == "before-publish":
             os.kill(os.getpid(), signal.SIGKILL)
-        super().publish(event, body)
+        super().publish(event, body, first=first)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

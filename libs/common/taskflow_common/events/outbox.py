@@ -23,7 +23,8 @@ After the write, :class:`Dispatcher` publishes the events from memory on a backg
 of the same process (the request never waits for the broker) and pulls each confirmed event out
 of ``_outbox``. Whatever it misses (broker down, process killed) the
 :class:`~taskflow_common.events.relay.Relay` finds by the marks and publishes.
-Delivery is therefore at least once: consumers skip event ids they have already applied.
+Delivery is therefore at least once: consumers skip event ids they have already applied, looking
+them up for every message but the hand-off's first delivery (DESIGN §5).
 """
 
 from __future__ import annotations
@@ -223,6 +224,7 @@ def publish_stored(
     items: Sequence[dict[str, str]],
     *,
     tombstone: bool = False,
+    handoff: bool = False,
 ) -> int:
     """Publish ``items`` (events exactly as stored in the document's ``_outbox``, in write order),
     each confirmed, then pull the published ones out of the document.
@@ -234,6 +236,8 @@ def publish_stored(
 
     Args:
         tombstone: with no ``items``: the document is known to be a tombstone (it is deleted).
+        handoff: the dispatcher's publication right after the write, marked as the events' first
+            (:data:`~.publisher.FIRST_PUBLICATION_HEADER`); the relay's never is.
 
     Returns:
         how many events were published.
@@ -260,7 +264,7 @@ def publish_stored(
                 dropped.append(item)
                 continue
             try:
-                publisher.publish(event, body)
+                publisher.publish(event, body, first=handoff)
             except Unroutable as error:
                 unroutable = error
                 continue
@@ -338,7 +342,8 @@ class Dispatcher:
             if time.monotonic() < broker_down_until:
                 continue
             try:
-                publish_stored(self.store, publisher, handoff.collection, handoff.document_id, handoff.items)
+                publish_stored(self.store, publisher, handoff.collection, handoff.document_id, handoff.items,
+                               handoff=True)
             except PublishFailed as error:
                 broker_down_until = time.monotonic() + 1.0
                 log.info("hand-off of %s/%s left to the relay: %s", handoff.collection, handoff.document_id, error)

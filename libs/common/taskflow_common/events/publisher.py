@@ -22,6 +22,15 @@ from .topology import ensure_exchange
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
+FIRST_PUBLICATION_HEADER = "x-taskflow-first-publication"
+"""Set (to ``"1"``) on the dispatcher's hand-off of an event, right after its write, at the first
+try on the connection (DESIGN §5): nothing has published that event before, unless the relay took
+its document at the same moment (a hand-off running past the relay's wait). A consumer applies such
+a message on its first delivery without looking up its de-duplication record; any other message
+(the relay's, a second try on a new connection, a redelivery) may repeat one and is looked up. A
+hint only: a publisher that sets it on a repeat makes the consumer run its handler, idempotent per
+event id, once more."""
+
 PUBLISHED = Counter("events_published_total", "Events confirmed by the broker.", ["type"])
 PUBLISH_FAILURES = Counter(
     "events_publish_failures_total", "Events the broker did not take, by reason.", ["type", "reason"]
@@ -70,10 +79,12 @@ class Publisher:
             self._channel.confirm_delivery()
         return self._channel
 
-    def publish(self, event: Event, body: bytes | None = None) -> None:
+    def publish(self, event: Event, body: bytes | None = None, *, first: bool = False) -> None:
         """Publish ``event`` (its encoded ``body`` if already at hand) and wait for the confirm.
 
-        A connection found dead (e.g. closed by the broker while idle) is reopened once.
+        A connection found dead (e.g. closed by the broker while idle) is reopened once. ``first``:
+        this is the event's hand-off, marked :data:`FIRST_PUBLICATION_HEADER` unless it takes the
+        second try (the first may have reached the broker before the connection died).
 
         Raises:
             Unroutable: no queue is bound for ``event.type``.
@@ -96,20 +107,23 @@ class Publisher:
         ):
             headers: dict[str, str] = {}
             propagate.inject(headers)
-            self._publish(event, payload, headers or event.trace_headers)
+            self._publish(event, payload, headers or event.trace_headers, first=first)
 
-    def _publish(self, event: Event, payload: bytes, headers: dict[str, str]) -> None:
-        properties = pika.BasicProperties(
-            content_type=CONTENT_TYPE,
-            delivery_mode=pika.DeliveryMode.Persistent,
-            message_id=event.id,
-            type=event.type,
-            timestamp=int(event.time.timestamp()),
-            headers=headers,
-        )
+    def _publish(self, event: Event, payload: bytes, headers: dict[str, str], *, first: bool) -> None:
+        def properties(marked: bool) -> pika.BasicProperties:
+            return pika.BasicProperties(
+                content_type=CONTENT_TYPE,
+                delivery_mode=pika.DeliveryMode.Persistent,
+                message_id=event.id,
+                type=event.type,
+                timestamp=int(event.time.timestamp()),
+                headers={**headers, FIRST_PUBLICATION_HEADER: "1"} if marked else headers,
+            )
+
         for attempt in (1, 2):
             try:
-                self._open().basic_publish(self.exchange, event.type, payload, properties, mandatory=True)
+                self._open().basic_publish(self.exchange, event.type, payload, properties(first and attempt == 1),
+                                           mandatory=True)
                 PUBLISHED.labels(event.type).inc()
                 return
             except UnroutableError:

@@ -12,7 +12,7 @@ import time
 import pika
 import pytest
 from opentelemetry import trace
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 from taskflow_common.events import broker
@@ -51,6 +51,49 @@ def test_the_same_event_delivered_twice_is_applied_once(db: Database, consume, p
     publisher.publish(follower)
     wait_for(lambda: follower.id in effects(db), timeout=30, what="the follower applied")
     assert effects(db) == [event.id, follower.id]
+
+
+class ProcessedLookups(monitoring.CommandListener):
+    """Ids of the events looked up in ``processed_events`` (the consumer's de-duplication read)."""
+
+    def __init__(self) -> None:
+        self.filters: list[object] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command["find"] == PROCESSED:
+            self.filters.append(event.command["filter"])
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_hand_off_is_applied_without_a_look_up_and_a_repeat_of_it_is_skipped(
+    db: Database, infra: Infra, subscription, background, publisher: Publisher
+) -> None:
+    """Issue 19: a hand-off's first delivery cannot repeat an applied event, so it is applied
+    without reading ``processed_events``; the relay's copy of the same event (unmarked) is looked
+    up, found and skipped, and so is the hand-off's own copy when the broker redelivers it."""
+    lookups = ProcessedLookups()
+    client = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[lookups])
+    try:
+        consumer = Consumer(infra.rabbitmq_url, subscription("note.created"), {"note.created": record_effect(db)},
+                            lambda: client[db.name])
+        declared(infra.rabbitmq_url, consumer.subscription)
+        background.start(consumer.run)
+        handed_off, follower = note("handed off"), note("after")
+        publisher.publish(handed_off, first=True)
+        wait_for(lambda: db[PROCESSED].count_documents({}) == 1, timeout=30, what="the hand-off applied and recorded")
+        assert lookups.filters == []
+        publisher.publish(handed_off)  # the relay's copy
+        publisher.publish(follower, first=True)
+        wait_for(lambda: db[PROCESSED].count_documents({}) == 2, timeout=30, what="the follower applied and recorded")
+    finally:
+        client.close()
+    assert effects(db) == [handed_off.id, follower.id]
+    assert len(lookups.filters) == 1 and handed_off.id in str(lookups.filters[0])
 
 
 def test_a_poison_event_is_retried_then_parked_while_the_others_flow_and_requeued_after_a_fix(
@@ -365,7 +408,9 @@ def test_a_consumer_killed_mid_batch_does_not_apply_redelivered_events_twice(
     connection.close()
     events = [note(f"n{i}") for i in range(20)]
     for event in events:
-        publisher.publish(event)
+        # Hand-offs: the 5th, applied and recorded when the consumer dies before its ack, comes
+        # back marked first too, and only the broker's redelivered flag gets it looked up.
+        publisher.publish(event, first=True)
     crashing = _consumer_process(db, infra, exchange, queue, tmp_path, "--crash-after", "5")
     wait_for(lambda: not crashing.running(), timeout=60, what="the consumer killed itself")
     crashing.stop()

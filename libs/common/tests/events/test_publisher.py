@@ -8,7 +8,7 @@ from dataclasses import replace
 import pika
 import pytest
 from taskflow_common.events.envelope import Event, new_event
-from taskflow_common.events.publisher import PUBLISH_FAILURES, Publisher, Unroutable
+from taskflow_common.events.publisher import FIRST_PUBLICATION_HEADER, PUBLISH_FAILURES, Publisher, Unroutable
 
 from tests.support.infra import Infra
 
@@ -48,6 +48,21 @@ def test_a_connection_idle_past_the_heartbeat_still_publishes(infra: Infra, exch
     publisher.publish(new_event("note.created", service="test", subject="second", data={}))
     publisher.close()
     assert [Event.decode(body).subject for _, body in probe.messages()] == ["first", "second"]
+
+
+def test_a_hand_off_is_marked_first_unless_it_took_a_second_try(infra: Infra, exchange: str, probe: Probe) -> None:
+    """The mark lets consumers skip the de-duplication look-up, so it goes only where nothing can
+    have published the event before: a hand-off's first try. After a dead connection, the first
+    try may have reached the broker: the second is a possible repeat, and unmarked."""
+    publisher = Publisher(infra.rabbitmq_url, exchange=exchange, heartbeat_seconds=1)
+    publisher.publish(new_event("note.created", service="test", subject="handed off", data={}), first=True)
+    publisher.publish(new_event("note.created", service="test", subject="relayed", data={}))
+    time.sleep(4)  # no heartbeats answered for > 2 intervals: the broker drops the connection
+    publisher.publish(new_event("note.created", service="test", subject="second try", data={}), first=True)
+    publisher.close()
+    marks = {Event.decode(body).subject: (properties.headers or {}).get(FIRST_PUBLICATION_HEADER)
+             for properties, body in probe.messages()}
+    assert marks == {"handed off": "1", "relayed": None, "second try": None}
 
 
 def test_keepalive_keeps_an_idle_connection_open(infra: Infra, exchange: str, probe: Probe) -> None:
