@@ -80,12 +80,18 @@ class Reminders:
     # -- the consumer side: task.* events ----------------------------------------------------
 
     def apply(self, event: Event) -> None:
-        """Fold a ``task.*`` event's snapshot into the schedule (idempotent, order-independent)."""
+        """Fold a ``task.*`` event's snapshot into the schedule (idempotent, order-independent).
+
+        A ``task.created`` first tries the insert unread (a new task has no schedule yet): one
+        command instead of two; a schedule there already (a later event came first, or this one
+        again) makes it a duplicate key, and the snapshot is folded in as any other."""
         task = event.data
         task_id = str(task["id"])
         deleting = event.type == "task.deleted"
+        unread = event.type == "task.created"
         while True:
-            current = self.store.get(task_id)
+            current = None if unread else self.store.get(task_id)
+            unread = False
             if current is not None and current.get("deleted"):
                 return  # deletion is final: a late update must not bring the task back
             if current is not None and not deleting and current["version"] >= int(task["version"]):
