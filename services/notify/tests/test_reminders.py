@@ -12,11 +12,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from taskflow_notify import Notify
 from taskflow_notify.notifications import notification_id
 from taskflow_notify.reminders import SENDING_GRACE, Reminders
 from taskflow_notify.store import ReminderStore, now
+
+from tests.support.commands import Commands
 
 from .conftest import Bus, SmtpServer, Workers, eventually, new_id, task_event, user_event
 
@@ -179,28 +181,11 @@ def test_snapshots_arriving_out_of_order_keep_the_newest(make_notify: Callable[.
     assert len(reminders(notify, task_id)) == 1
 
 
-class ReminderCommands(monitoring.CommandListener):
-    """Names of the commands sent to the ``reminders`` collection, in order."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command.get(event.command_name) == "reminders":
-            self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 def test_a_created_task_is_scheduled_in_one_command_and_a_late_created_changes_nothing(notify: Notify) -> None:
     """Issue 19: ``task.created`` inserts the schedule unread (one command, not a read and an
     insert); arriving after a newer snapshot, or a second time, its insert is a duplicate key and
     the newer schedule stays."""
-    commands = ReminderCommands()
+    commands = Commands()
     client = MongoClient(notify.mongo.uri, tz_aware=True, event_listeners=[commands])
     try:
         store = ReminderStore(lambda: client[notify.mongo.database_name])
@@ -208,7 +193,7 @@ def test_a_created_task_is_scheduled_in_one_command_and_a_late_created_changes_n
         owner, fresh, redated = new_id(), new_id(), new_id()
         due, later = now() + timedelta(hours=2), now() + timedelta(hours=6)
         schedule.apply(task_event("task.created", fresh, owner, due=due))
-        assert commands.names == ["insert"]
+        assert commands.names("reminders") == ["insert"]
         schedule.apply(task_event("task.updated", redated, owner, due=later, version=2, changed=["due_date"]))
         schedule.apply(task_event("task.created", redated, owner, due=due, version=1))
         schedule.apply(task_event("task.created", fresh, owner, due=due))

@@ -12,7 +12,7 @@ import time
 import pika
 import pytest
 from opentelemetry import trace
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 from taskflow_common.events import broker
@@ -21,6 +21,7 @@ from taskflow_common.events.envelope import Event, new_event
 from taskflow_common.events.publisher import Publisher, Unroutable
 from taskflow_common.events.topology import Subscription, declare
 
+from tests.support.commands import Commands
 from tests.support.faults import failing_first
 from tests.support.infra import Infra
 from tests.support.processes import ROOT, Child, wait_for
@@ -53,31 +54,14 @@ def test_the_same_event_delivered_twice_is_applied_once(db: Database, consume, p
     assert effects(db) == [event.id, follower.id]
 
 
-class ProcessedLookups(monitoring.CommandListener):
-    """Ids of the events looked up in ``processed_events`` (the consumer's de-duplication read)."""
-
-    def __init__(self) -> None:
-        self.filters: list[object] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find" and event.command["find"] == PROCESSED:
-            self.filters.append(event.command["filter"])
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 def test_a_hand_off_is_applied_without_a_look_up_and_a_repeat_of_it_is_skipped(
     db: Database, infra: Infra, subscription, background, publisher: Publisher
 ) -> None:
     """Issue 19: a hand-off's first delivery cannot repeat an applied event, so it is applied
     without reading ``processed_events``; the relay's copy of the same event (unmarked) is looked
     up, found and skipped, and so is the hand-off's own copy when the broker redelivers it."""
-    lookups = ProcessedLookups()
-    client = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[lookups])
+    commands = Commands()
+    client = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[commands])
     try:
         consumer = Consumer(infra.rabbitmq_url, subscription("note.created"), {"note.created": record_effect(db)},
                             lambda: client[db.name])
@@ -86,14 +70,15 @@ def test_a_hand_off_is_applied_without_a_look_up_and_a_repeat_of_it_is_skipped(
         handed_off, follower = note("handed off"), note("after")
         publisher.publish(handed_off, first=True)
         wait_for(lambda: db[PROCESSED].count_documents({}) == 1, timeout=30, what="the hand-off applied and recorded")
-        assert lookups.filters == []
+        assert commands.to(PROCESSED, "find") == []
         publisher.publish(handed_off)  # the relay's copy
         publisher.publish(follower, first=True)
         wait_for(lambda: db[PROCESSED].count_documents({}) == 2, timeout=30, what="the follower applied and recorded")
     finally:
         client.close()
     assert effects(db) == [handed_off.id, follower.id]
-    assert len(lookups.filters) == 1 and handed_off.id in str(lookups.filters[0])
+    [lookup] = commands.to(PROCESSED, "find")
+    assert handed_off.id in str(lookup["filter"])
 
 
 def test_a_poison_event_is_retried_then_parked_while_the_others_flow_and_requeued_after_a_fix(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect
 from taskflow_common.events import broker
@@ -33,6 +33,7 @@ from taskflow_common.events.outbox import (
 from taskflow_common.events.publisher import Publisher
 from taskflow_common.events.relay import Relay
 
+from tests.support.commands import Commands
 from tests.support.infra import Infra
 from tests.support.processes import ROOT, wait_for
 
@@ -74,27 +75,10 @@ def test_events_are_stored_with_the_write_and_handed_off_right_after(
     assert db["notes"].find_one({"_id": event.subject}) == {"_id": event.subject, "text": "hi", "_outbox": []}
 
 
-class NotesCommands(monitoring.CommandListener):
-    """Names of the commands sent to the ``notes`` collection, in the order they were sent."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command.get(event.command_name) == "notes":
-            self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 def test_the_dispatcher_publishes_from_memory_without_reading_the_document_back(
     db: Database, infra: Infra, exchange: str, probe: Probe
 ) -> None:
-    commands = NotesCommands()
+    commands = Commands()
     client = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[commands])
     try:
         watched = client[db.name]
@@ -107,7 +91,7 @@ def test_the_dispatcher_publishes_from_memory_without_reading_the_document_back(
     assert [Event.decode(body).id for _, body in probe.messages()] == [event.id]
     # The write, then one conditional update emptying the published events and the marks: no
     # read of the note before its publish, and nothing else.
-    assert commands.names == ["insert", "update"]
+    assert commands.names("notes") == ["insert", "update"]
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # its death is the point

@@ -1,0 +1,33 @@
+"""A pymongo command listener for tests that count or inspect what a client sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import monitoring
+
+
+class Commands(monitoring.CommandListener):
+    """Every command a client started, in order, as ``{"name": ..., "database": ..., **body}``
+    (``body[name]`` is the collection for the CRUD commands). Pass it in ``event_listeners``."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append({"name": event.command_name, "database": event.database_name, **event.command})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def to(self, collection: str, name: str | None = None) -> list[dict[str, Any]]:
+        """The commands sent to ``collection`` (only those named ``name``, if given)."""
+        return [command for command in self.sent
+                if command.get(command["name"]) == collection and name in (None, command["name"])]
+
+    def names(self, collection: str) -> list[str]:
+        """The names of the commands sent to ``collection``, in order."""
+        return [command["name"] for command in self.to(collection)]
