@@ -11,8 +11,8 @@ For each message of its queue, in order of arrival (prefetch-limited):
    if it came back once more;
 2. skip it if its event id is in ``processed_events`` (the record has a unique ``_id`` and is
    kept for :data:`DEDUPLICATION_WINDOW`); the look-up is left out for the first delivery of an
-   event's hand-off (:data:`~.publisher.FIRST_PUBLICATION_HEADER`), which nothing published
-   before it: :func:`_may_repeat`;
+   event's hand-off (:data:`~.publisher.FIRST_PUBLICATION_HEADER`) within the relay's wait of the
+   event's time, which nothing published before it: :func:`_may_repeat`;
 3. run the handler for its type, with the producer's trace context current;
 4. on success record the id in ``processed_events``, then ack;
 5. on failure republish it (confirmed) to the next retry queue, or after the last attempt to the
@@ -35,7 +35,7 @@ the connection itself comes back alone. The attempt header is taken as 1 to ``ma
 The ack comes only after the handler's own write and the record, so a crash redelivers and
 the record skips what was applied. A crash *between* the handler's write and the record can
 still redeliver an applied event, and a hand-off that raced the relay's publication of the same
-event arrives marked as first, so handlers must be idempotent per event id (upsert by entity or
+event (clocks apart, or a document the relay had due already) may arrive marked as first, so handlers must be idempotent per event id (upsert by entity or
 event id, or guard the write with the event id); the record makes the repeats cheap.
 
 Each handler runs on a thread of its own while the connection thread keeps answering
@@ -74,6 +74,7 @@ from ..expiry import Expiry
 from ..mongo import Indexes
 from . import broker
 from .envelope import Event, MalformedEvent, forged
+from .outbox import HANDOFF_WINDOW
 from .publisher import FIRST_PUBLICATION_HEADER, backoff_seconds
 from .topology import Subscription, ensure
 
@@ -167,14 +168,18 @@ def _returning(delivery: _Delivery, subscription: Subscription) -> bool:
     return delivery.exchange in ("", subscription.queues_exchange)
 
 
-def _may_repeat(delivery: _Delivery, subscription: Subscription) -> bool:
+def _may_repeat(delivery: _Delivery, event: Event, subscription: Subscription) -> bool:
     """Whether ``delivery`` may be an event this consumer applied already, so that its
     ``processed_events`` record is worth a look-up: anything but the first delivery (the broker's
     ``redelivered`` flag) of a hand-off (:data:`~.publisher.FIRST_PUBLICATION_HEADER`) from the
-    events exchange. A retry, a parked message requeued, the relay's publication and a second
-    try of a publisher may each repeat one."""
+    events exchange while the event is younger than :data:`~.outbox.HANDOFF_WINDOW`, before
+    which the relay does not publish it. A retry, a parked message requeued, the relay's
+    publication, a second try of a publisher and anything older (a hand-off held up, or the same
+    message sent again later, when a handler's own guard may have expired, such as notify's feed
+    entries after a day) may each repeat one."""
     headers = delivery.properties.headers or {}
-    return delivery.redelivered or _returning(delivery, subscription) or headers.get(FIRST_PUBLICATION_HEADER) != "1"
+    return (delivery.redelivered or _returning(delivery, subscription) or headers.get(FIRST_PUBLICATION_HEADER) != "1"
+            or datetime.now(UTC) - event.time > HANDOFF_WINDOW)
 
 
 def _untrusted_path(delivery: _Delivery, event: Event, subscription: Subscription) -> str | None:
@@ -434,7 +439,7 @@ class Consumer:
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "dead_lettered").inc()
             return
-        if handler is None or (_may_repeat(delivery, self.subscription) and self._already_processed(event)):
+        if handler is None or (_may_repeat(delivery, event, self.subscription) and self._already_processed(event)):
             channel.basic_ack(delivery.tag)
             CONSUMED.labels(queue, event.type, "ignored" if handler is None else "duplicate").inc()
             return

@@ -61,6 +61,8 @@ MARKS = (PENDING_FIELD, DUE_FIELD, SINCE_FIELD, ATTEMPTS_FIELD)
 WITHOUT_EVENTS = dict.fromkeys((OUTBOX_FIELD, *MARKS), 0)
 """A projection leaving out a document's events and their marks."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HANDOFF_WINDOW = timedelta(seconds=5)
+"""How long the relay leaves a new write's events to the dispatcher (:class:`Outbox`'s default)."""
 LEGACY_POINTERS = "outbox"
 """Where earlier versions recorded a pointer before each write; the relay adopts them (see
 :meth:`OutboxStore.adopt_legacy_pointers`)."""
@@ -403,7 +405,7 @@ class Outbox:
         handoff_seconds: how long the relay leaves a new write to the dispatcher.
     """
 
-    def __init__(self, store: OutboxStore, dispatcher: Dispatcher | None = None, *, handoff_seconds: float = 5.0):
+    def __init__(self, store: OutboxStore, dispatcher: Dispatcher | None = None, *, handoff_seconds: float = HANDOFF_WINDOW.total_seconds()):
         self.store = store
         self.dispatcher = dispatcher
         self.handoff_seconds = handoff_seconds

@@ -25,11 +25,11 @@ tracer = trace.get_tracer(__name__)
 FIRST_PUBLICATION_HEADER = "x-taskflow-first-publication"
 """Set (to ``"1"``) on the dispatcher's hand-off of an event, right after its write, at the first
 try on the connection (DESIGN §5): nothing has published that event before, unless the relay took
-its document at the same moment (a hand-off running past the relay's wait). A consumer applies such
-a message on its first delivery without looking up its de-duplication record; any other message
-(the relay's, a second try on a new connection, a redelivery) may repeat one and is looked up. A
-hint only: a publisher that sets it on a repeat makes the consumer run its handler, idempotent per
-event id, once more."""
+its document meanwhile (a hand-off running past the relay's wait). A consumer applies such a
+message on its first delivery, within that wait of the event's time, without looking up its
+de-duplication record; any other message (the relay's, a second try on a new connection, a
+redelivery, an older event) may repeat one and is looked up. A hint only: a publisher that sets it
+on a repeat makes the consumer run its handler, idempotent per event id, once more."""
 
 PUBLISHED = Counter("events_published_total", "Events confirmed by the broker.", ["type"])
 PUBLISH_FAILURES = Counter(
