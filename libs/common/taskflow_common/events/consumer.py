@@ -35,8 +35,9 @@ the connection itself comes back alone. The attempt header is taken as 1 to ``ma
 The ack comes only after the handler's own write and the record, so a crash redelivers and
 the record skips what was applied. A crash *between* the handler's write and the record can
 still redeliver an applied event, and a hand-off that raced the relay's publication of the same
-event (clocks apart, or a document the relay had due already) may arrive marked as first, so handlers must be idempotent per event id (upsert by entity or
-event id, or guard the write with the event id); the record makes the repeats cheap.
+event (clocks apart, or a document the relay had due already) may arrive marked as first, so
+handlers must be idempotent per event id (upsert by entity or event id, or guard the write with
+the event id); the record makes the repeats cheap.
 
 Each handler runs on a thread of its own while the connection thread keeps answering
 heartbeats; one that runs over :data:`HANDLER_TIMEOUT` (a call that never returns) is left behind

@@ -24,7 +24,8 @@ of the same process (the request never waits for the broker) and pulls each conf
 of ``_outbox``. Whatever it misses (broker down, process killed) the
 :class:`~taskflow_common.events.relay.Relay` finds by the marks and publishes.
 Delivery is therefore at least once: consumers skip event ids they have already applied, looking
-them up for every message but the hand-off's first delivery (DESIGN §5).
+them up for every message but the hand-off's first delivery within :data:`HANDOFF_WINDOW` of
+the event's time (DESIGN §5).
 """
 
 from __future__ import annotations
@@ -405,7 +406,10 @@ class Outbox:
         handoff_seconds: how long the relay leaves a new write to the dispatcher.
     """
 
-    def __init__(self, store: OutboxStore, dispatcher: Dispatcher | None = None, *, handoff_seconds: float = HANDOFF_WINDOW.total_seconds()):
+    def __init__(
+        self, store: OutboxStore, dispatcher: Dispatcher | None = None, *,
+        handoff_seconds: float = HANDOFF_WINDOW.total_seconds(),
+    ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.handoff_seconds = handoff_seconds
