@@ -339,7 +339,7 @@ def messages_ready(url: str) -> dict[str, int]:
 
 
 def settled(system: System, client: MongoClient, previous: list[Any]) -> bool:
-    """No outbox holds an event, no queue a message, no email is pending, and admin's audit log and
+    """No outbox holds an event, no queue a message, no email or reminder is pending, and admin's audit log and
     notify's notifications stopped growing since the previous look (False while the broker or the
     database is still starting)."""
     try:
@@ -354,13 +354,17 @@ def _settled(system: System, client: MongoClient, previous: list[Any]) -> bool:
         for service, collection in (("auth", "users"), ("tasks", "tasks"), ("notify", "deliveries"))
     )
     mail = client["chaos_notify"]["deliveries"].count_documents({"status": "pending"})
+    # A reminder whose scheduler was killed after deciding it is finished by a later scan, once
+    # SENDING_GRACE has passed.
+    sending = client["chaos_notify"]["reminders"].count_documents({"reminder_outcome": "sending"})
     ready = sum(messages_ready(system.rabbitmq_url).values())
     now = [client["chaos_admin"]["audit"].count_documents({}), client["chaos_notify"]["notifications"].count_documents({}),
            client["chaos_admin"]["processed_events"].count_documents({})]
-    done = pending == 0 and mail == 0 and ready == 0 and now == previous[:]
+    done = pending == 0 and mail == 0 and sending == 0 and ready == 0 and now == previous[:]
     previous[:] = now
     if not done:
-        print(f"chaos: settling: outbox {pending}, mail {mail}, queued {ready}, audit/notifications/processed {now}")
+        print(f"chaos: settling: outbox {pending}, mail {mail}, reminders sending {sending}, queued {ready}, "
+              f"audit/notifications/processed {now}")
     return done
 
 
