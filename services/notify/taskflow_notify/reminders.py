@@ -88,10 +88,8 @@ class Reminders:
         task = event.data
         task_id = str(task["id"])
         deleting = event.type == "task.deleted"
-        unread = event.type == "task.created"
+        current = None if event.type == "task.created" else self.store.get(task_id)
         while True:
-            current = None if unread else self.store.get(task_id)
-            unread = False
             if current is not None and current.get("deleted"):
                 return  # deletion is final: a late update must not bring the task back
             if current is not None and not deleting and current["version"] >= int(task["version"]):
@@ -111,6 +109,7 @@ class Reminders:
             }
             if self.store.replace(current, task_id, fields):
                 return
+            current = self.store.get(task_id)
 
     # -- the scheduler -----------------------------------------------------------------------
 
