@@ -339,9 +339,9 @@ def messages_ready(url: str) -> dict[str, int]:
 
 
 def settled(system: System, client: MongoClient, previous: list[Any]) -> bool:
-    """No outbox holds an event, no queue a message, no email or reminder is pending, and admin's audit log and
-    notify's notifications stopped growing since the previous look (False while the broker or the
-    database is still starting)."""
+    """No outbox holds an event, no queue a message, no email or reminder is pending, and admin's
+    audit log and notify's notifications stopped growing since the previous look (False while the
+    broker or the database is still starting)."""
     try:
         return _settled(system, client, previous)
     except (*broker.CONNECTION_ERRORS, PyMongoError):

@@ -8,20 +8,27 @@ from pymongo import monitoring
 
 
 class Commands(monitoring.CommandListener):
-    """Every command a client started, in order, as ``{"name": ..., "database": ..., **body}``
-    (``body[name]`` is the collection for the CRUD commands). Pass it in ``event_listeners``."""
+    """Every command a client started, in order, as ``{"name": ..., **body}`` (``body[name]`` is
+    the collection for the CRUD commands); with ``database``, only those sent to it. Pass it in
+    ``event_listeners``."""
 
-    def __init__(self) -> None:
+    def __init__(self, database: str | None = None) -> None:
+        self.database = database
         self.sent: list[dict[str, Any]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.sent.append({"name": event.command_name, "database": event.database_name, **event.command})
+        if self.database in (None, event.database_name):
+            self.sent.append({"name": event.command_name, **event.command})
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+    def calls(self) -> list[tuple[str, Any]]:
+        """``(name, collection)`` of each command, in order."""
+        return [(command["name"], command.get(command["name"])) for command in self.sent]
 
     def to(self, collection: str, name: str | None = None) -> list[dict[str, Any]]:
         """The commands sent to ``collection`` (only those named ``name``, if given)."""

@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from taskflow_admin.store import CANDIDATES, FEW, SEARCH, USERS, ReadModels
 
+from tests.support.commands import Commands
 from tests.support.infra import Infra
 
 ALPHABET = "abcdeksABCKS019.-_ @éÉſ\u212aß+"
@@ -80,43 +81,30 @@ def test_a_selective_search_reads_a_few_candidates_from_the_index(admin_app: Fla
     assert searched(admin_app, "PERSON1137@EXAMPLE") == (["user-1137"], 1)
 
 
-class Counts(monitoring.CommandListener):
-    """The trigram and limit of every count of ``search`` postings, and the trigrams whose users were read."""
-
-    def __init__(self) -> None:
-        self.counted: list[tuple[str, int]] = []
-        self.read: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        command = event.command
-        if event.command_name == "aggregate" and command["aggregate"] == SEARCH:
-            stages = {name: value for stage in command["pipeline"] for name, value in stage.items()}
-            self.counted.append((stages["$match"]["trigram"], stages["$limit"]))
-        elif event.command_name == "find" and command["find"] == SEARCH:
-            self.read.append(command["filter"]["trigram"])
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+def counted(commands: Commands) -> list[tuple[str, int]]:
+    """The trigram and limit of every count of ``search`` postings sent, in order."""
+    counts = []
+    for command in commands.to(SEARCH, "aggregate"):
+        stages = {name: value for stage in command["pipeline"] for name, value in stage.items()}
+        counts.append((stages["$match"]["trigram"], stages["$limit"]))
+    return counts
 
 
 def test_probing_stops_at_a_trigram_of_few_users_and_never_counts_past_the_rarest_so_far(infra: Infra) -> None:
     """Users "Person 1" to "Person 400": of "person137@"'s trigrams, "per" to "son" are held by all
     400, "on1" by 111 (1, 10-19, 100-199), "n13" by 11 (13, 130-139): few, so probing stops there."""
-    counts = Counts()
-    client: MongoClient = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[counts])
+    commands = Commands()
+    client: MongoClient = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[commands])
     name = f"search_{uuid.uuid4().hex[:10]}"
     try:
         models = ReadModels(lambda: client[name])
         for number in range(1, 401):
             models.apply_user(snapshot(number))
         models.index_existing_users()
-        counts.counted.clear()
+        commands.sent.clear()
         found = models.candidates("person137@")
-        assert counts.counted == [("per", CANDIDATES + 1), ("ers", 400), ("rso", 400), ("son", 400), ("on1", 400), ("n13", 111)]
-        assert 11 <= FEW and counts.read == ["n13"]
+        assert counted(commands) == [("per", CANDIDATES + 1), ("ers", 400), ("rso", 400), ("son", 400), ("on1", 400), ("n13", 111)]
+        assert 11 <= FEW and [read["filter"]["trigram"] for read in commands.to(SEARCH, "find")] == ["n13"]
         assert found == sorted(f"user-{n:04d}" for n in (13, *range(130, 140)))
     finally:
         client.drop_database(name)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from pymongo.database import Database
 from taskflow_common.events.outbox import Outbox, OutboxStore
 from taskflow_common.events.plumbing import ServiceEvents
@@ -30,6 +30,7 @@ from taskflow_tasks.schemas import TaskCreate, TaskListQuery
 from taskflow_tasks.store import COUNTS, INDEXES, TASKS, CountStore, TaskStore
 from taskflow_tasks.tasks import Tasks
 
+from tests.support.commands import Commands
 from tests.support.infra import Infra
 
 WATCHED = (TASKS, COUNTS)
@@ -65,25 +66,6 @@ FILTERS: list[dict[str, Any]] = [
         "overdue": True,
     },
 ]
-
-
-class Recorder(monitoring.CommandListener):
-    """Keeps the query-bearing commands sent to the watched collections of one database."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.commands: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        command = event.command
-        if event.database_name == self.database and command.get(event.command_name) in WATCHED:
-            self.commands.append({"name": event.command_name, **command})
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 def shapes(command: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], list[tuple[str, int]]]]:
@@ -167,9 +149,9 @@ def plan_stages(plan: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def recorded(infra: Infra) -> Iterator[tuple[Tasks, Recorder, Database]]:
+def recorded(infra: Infra) -> Iterator[tuple[Tasks, Commands, Database]]:
     name = f"idx_{uuid.uuid4().hex[:10]}"
-    recorder = Recorder(name)
+    recorder = Commands(name)
     client: MongoClient = MongoClient(infra.mongodb_uri, tz_aware=True, event_listeners=[recorder])
     database = client[name]
     db = lambda: database  # noqa: E731
@@ -210,17 +192,18 @@ def exercise(tasks: Tasks, database: Database) -> None:
     tasks.owner_counts(0, 20)
 
 
-def test_every_query_of_the_store_is_covered_by_a_declared_index(recorded: tuple[Tasks, Recorder, Database]) -> None:
+def test_every_query_of_the_store_is_covered_by_a_declared_index(recorded: tuple[Tasks, Commands, Database]) -> None:
     tasks, recorder, database = recorded
     exercise(tasks, database)
-    queries = [shape for command in recorder.commands for shape in shapes(command)]
+    watched = [command for collection in WATCHED for command in recorder.to(collection)]
+    queries = [shape for command in watched for shape in shapes(command)]
     assert {collection for collection, _, _ in queries} == set(WATCHED)
     uncovered = [
         (collection, query, sort) for collection, query, sort in queries if not covered(collection, query, sort)
     ]
     assert uncovered == []
     if "ferretdbVersion" not in database.client.admin.command("buildInfo"):
-        for command in recorder.commands:
+        for command in watched:
             if command["name"] not in ("find", "aggregate", "count"):
                 continue
             explained = {key: value for key, value in command.items() if key not in ("name", "lsid") and key[0] != "$"}

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import MongoClient
 from taskflow_common.events.outbox import Outbox, OutboxStore
 from taskflow_common.events.plumbing import ServiceEvents
 from taskflow_common.mongo import Mongo
@@ -25,25 +25,8 @@ from taskflow_tasks.schemas import TaskCreate
 from taskflow_tasks.store import TASKS, CountStore, TaskStore
 from taskflow_tasks.tasks import Tasks
 
+from tests.support.commands import Commands
 from tests.support.infra import Infra
-
-
-class Commands(monitoring.CommandListener):
-    """Every command sent to one database: (name, collection)."""
-
-    def __init__(self, database: str) -> None:
-        self.database = database
-        self.sent: list[tuple[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self.database:
-            self.sent.append((event.command_name, event.command.get(event.command_name)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture
@@ -71,7 +54,7 @@ def test_each_write_makes_a_fixed_number_of_round_trips(counted: tuple[Tasks, Co
     def trips(write: Any) -> list[tuple[str, Any]]:
         commands.sent.clear()
         write()
-        return list(commands.sent)
+        return commands.calls()
 
     created: dict[str, Any] = {}
     assert trips(lambda: created.update(tasks.create("owner", TaskCreate(title="second")))) == [
@@ -111,7 +94,7 @@ def test_concurrent_writes_of_one_owner_in_one_process_claim_one_after_another(c
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert Counter(commands.sent) == Counter({("findAndModify", "task_counts"): 40, ("insert", "tasks"): 40,
+    assert Counter(commands.calls()) == Counter({("findAndModify", "task_counts"): 40, ("insert", "tasks"): 40,
                                               ("update", "task_counts"): 40})
     counters = tasks.counts.get("owner")
     assert counters["pending"] is None and counters["total"] == 41 and counters["next_seq"] == 41
