@@ -20,14 +20,20 @@ from .conftest import Bus, Workers, eventually, new_id, task_event
 ONLY_REMINDERS = ("relay", "inbox", "user-status", "scheduler", "mailer", "housekeeping")
 
 
-@pytest.mark.parametrize("marked", [False, True], ids=["relayed", "marked-as-hand-off"])
+@pytest.mark.parametrize(
+    ("marked", "dated"),
+    [(False, timedelta(days=-2)), (True, timedelta(days=-2)), (True, timedelta(days=2))],
+    ids=["relayed", "marked-as-hand-off", "marked-and-dated-ahead"],
+)
 def test_an_event_sent_again_after_its_feed_entry_expired_adds_nothing(
-    notify: Notify, bus: Bus, workers: Workers, marked: bool
+    notify: Notify, bus: Bus, workers: Workers, marked: bool, dated: timedelta
 ) -> None:
+    """Dated two days ahead (a producer's clock, or a publisher's choice), a hand-off's mark is no
+    more trusted than dated two days back."""
     workers.start(notify, without=ONLY_REMINDERS)
     db = notify.mongo.db
     owner = new_id()
-    made = datetime.now(UTC) - timedelta(days=2)
+    made = datetime.now(UTC) + dated
     event = dataclasses.replace(task_event("task.updated", new_id(), owner, due=None, title="once"), time=made)
     publisher = Publisher(bus.url, exchange=bus.exchange)
     try:

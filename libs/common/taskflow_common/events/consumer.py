@@ -173,14 +173,15 @@ def _may_repeat(delivery: _Delivery, event: Event, subscription: Subscription) -
     """Whether ``delivery`` may be an event this consumer applied already, so that its
     ``processed_events`` record is worth a look-up: anything but the first delivery (the broker's
     ``redelivered`` flag) of a hand-off (:data:`~.publisher.FIRST_PUBLICATION_HEADER`) from the
-    events exchange while the event is younger than :data:`~.outbox.HANDOFF_WINDOW`, before
-    which the relay does not publish it. A retry, a parked message requeued, the relay's
+    events exchange while the event's time is within :data:`~.outbox.HANDOFF_WINDOW` of now,
+    before which the relay does not publish it. A retry, a parked message requeued, the relay's
     publication, a second try of a publisher and anything older (a hand-off held up, or the same
     message sent again later, when a handler's own guard may have expired, such as notify's feed
-    entries after a day) may each repeat one."""
+    entries after a day) may each repeat one; so may an event dated further ahead (a producer's
+    clock or a publisher's date, which would otherwise keep the look-up off until that time)."""
     headers = delivery.properties.headers or {}
     return (delivery.redelivered or _returning(delivery, subscription) or headers.get(FIRST_PUBLICATION_HEADER) != "1"
-            or datetime.now(UTC) - event.time > HANDOFF_WINDOW)
+            or abs(datetime.now(UTC) - event.time) > HANDOFF_WINDOW)
 
 
 def _untrusted_path(delivery: _Delivery, event: Event, subscription: Subscription) -> str | None:
