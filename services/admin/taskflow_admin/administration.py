@@ -86,7 +86,7 @@ class Administration:
         if since is not None:
             query["time"] = {"$gte": since}
         entries, total = self.read_models.audit(query, skip=skip, limit=limit)
-        return [{**entry, "id": entry["_id"]} for entry in entries], total
+        return [{**entry, "id": entry.get("event_id", entry["_id"])} for entry in entries], total
 
     def rebuild(self) -> int:
         """Drop the read models and replay every recorded event into them; returns how many.

@@ -2,7 +2,8 @@
 
 Admin emits no events. ``handle_<event>`` keeps the users and tasks read models (newest
 snapshot wins, so order and duplicates do not matter) and records one audit entry per event
-(keyed by the event id, so a redelivery adds nothing). The audit entry keeps the event's data,
+(keyed by the event id, or by source and id where another source's entry holds the id, so a
+redelivery adds nothing). The audit entry keeps the event's data,
 which is what a rebuild replays.
 """
 
@@ -87,6 +88,7 @@ class Projections:
     def _audit(self, event: Event) -> None:
         self.read_models.record({
             "_id": event.id,
+            "source": event.source,
             "time": event.time,
             "type": event.type,
             "actor_id": event.data.get("actor_id"),

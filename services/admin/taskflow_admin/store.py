@@ -19,6 +19,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from taskflow_common.events.consumer import PROCESSED
+from taskflow_common.events.envelope import OWNERS
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import DUPLICATE_KEY, apply_all_if_newer, apply_if_newer
 
@@ -246,9 +247,25 @@ class ReadModels:
     # -- audit ---------------------------------------------------------------------------------
 
     def record(self, entry: dict[str, Any]) -> bool:
-        """Insert an audit entry keyed by its event id; False when it was already there."""
+        """Insert the audit entry of one event (``_id`` its id, ``source`` its source); False when
+        that event is recorded already.
+
+        An event is its ``source`` and ``id`` together (CloudEvents 1.0: only the pair is unique),
+        so an id held by another source's entry (a service's own event under an id another one
+        used, by chance or to push that one out of the log) does not make this one a repeat: it is
+        recorded under the key ``{"source", "id"}``, a document, which no event id (a string) can
+        take first, with its id in ``event_id``.
+        """
+        audit = self._db()[AUDIT]
         try:
-            self._db()[AUDIT].insert_one(entry)
+            audit.insert_one(entry)
+            return True
+        except DuplicateKeyError:
+            holder = audit.find_one({"_id": entry["_id"]}, {"source": 1, "type": 1})
+        if holder is None or _source(holder) == entry["source"]:
+            return False
+        try:
+            audit.insert_one({**entry, "_id": {"source": entry["source"], "id": entry["_id"]}, "event_id": entry["_id"]})
             return True
         except DuplicateKeyError:
             return False
@@ -277,3 +294,10 @@ class ReadModels:
         for name in (USERS, SEARCH, TASKS, META):
             db.drop_collection(name)
         self._mark_searchable()  # no users, none missing from the index; replayed ones are indexed
+
+
+def _source(entry: dict[str, Any]) -> str:
+    """The source of an audited event: its entry's ``source``, or for an entry recorded before
+    entries kept it (2026-12-04), its type's owner, the only source admin's consumer accepts a
+    type from (:func:`taskflow_common.events.envelope.forged`)."""
+    return entry.get("source") or OWNERS[entry["type"].partition(".")[0]]

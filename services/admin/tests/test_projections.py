@@ -62,6 +62,29 @@ def test_each_event_is_audited_once_with_actor_summary_and_trace(admin_app: Flas
     assert entry["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
+def test_an_event_id_another_source_took_first_does_not_hide_the_event(admin_app: Flask) -> None:
+    """CloudEvents makes only source + id unique: notify's event under the id of auth's (by chance,
+    or a hostile service pushing auth's event out of the log) leaves both audited, each once."""
+    registered = new_event("user.registered", service="auth", subject="u1", data=user(1), actor_id="u1")
+    sent = new_event("notification.sent", service="notify", subject="n1", data={"kind": "welcome", "channels": ["email"]})
+    sent = Event(registered.id, sent.type, sent.source, sent.subject, sent.time, sent.data)
+    feed(admin_app, [sent, registered, registered, sent])
+    entries, total = administration(admin_app).audit(type=None, actor_id=None, subject_id=None, since=None, skip=0, limit=20)
+    assert total == 2
+    assert sorted((entry["id"], entry["type"]) for entry in entries) == [
+        (registered.id, "notification.sent"), (registered.id, "user.registered")]
+
+
+def test_an_entry_recorded_before_entries_kept_their_source_is_told_by_its_type(admin_app: Flask) -> None:
+    registered = new_event("user.registered", service="auth", subject="u1", data=user(1), actor_id="u1")
+    db = admin_app.extensions["taskflow.mongo"].db
+    db[AUDIT].insert_one({"_id": registered.id, "time": registered.time, "type": registered.type, "actor_id": "u1",
+                          "subject_id": "u1", "summary": "registered", "trace_id": None, "data": registered.data})
+    sent = new_event("notification.sent", service="notify", subject="n1", data={"kind": "welcome", "channels": ["email"]})
+    feed(admin_app, [registered, Event(registered.id, sent.type, sent.source, sent.subject, sent.time, sent.data)])
+    assert sorted(entry["type"] for entry in read_models(admin_app)[AUDIT]) == ["notification.sent", "user.registered"]
+
+
 def test_replaying_the_same_events_twice_changes_nothing(admin_app: Flask) -> None:
     events = [
         new_event("user.registered", service="auth", subject="u1", data=user(1), actor_id="u1"),

@@ -264,7 +264,7 @@ function Audit({ revision }: { revision: number }) {
               <thead><tr><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Summary</th><th scope="col">Actor</th><th scope="col">Subject</th></tr></thead>
               <tbody>
                 {page.items.map((entry) => (
-                  <tr key={entry.id}>
+                  <tr key={`${entry.type} ${entry.id}`}>
                     <td>{showDate(entry.time)}</td><td>{entry.type}</td><td>{entry.summary}</td>
                     <td class="id">{entry.actor_id ?? "—"}</td><td class="id">{entry.subject_id}</td>
                   </tr>
