@@ -86,12 +86,13 @@ class Projections:
         self.read_models = read_models
 
     def _audit(self, event: Event) -> None:
+        actor_id = event.data.get("actor_id")  # a string, or a publisher's mistake that must not break the log's pages
         self.read_models.record({
             "_id": event.id,
             "source": event.source,
             "time": event.time,
             "type": event.type,
-            "actor_id": event.data.get("actor_id"),
+            "actor_id": actor_id if isinstance(actor_id, str) else None,
             "subject_id": event.subject,
             "summary": summary(event),
             "trace_id": trace_id(event),
