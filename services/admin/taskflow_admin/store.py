@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from bson import ObjectId
+from bson import Int64
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -297,13 +297,16 @@ class ReadModels:
         self._mark_searchable()  # no users, none missing from the index; replayed ones are indexed
 
 
-def pair_key(source: str, event_id: str) -> ObjectId:
-    """The audit key of an event whose id another source's entry holds: the first 12 bytes of the
-    SHA-256 of ``source``, NUL, ``event_id``, as an ObjectId. No event can take it first, since an
-    event id is a string; and it is a type FerretDB's typed indexes order (a document key would be
-    an odd one, which turns every sorted read of the whole log into a full sort, see
-    scripts/patches/ferretdb-v1.24.2-sqlite-typed-keys.patch)."""
-    return ObjectId(hashlib.sha256(f"{source}\0{event_id}".encode()).digest()[:12])
+def pair_key(source: str, event_id: str) -> Int64:
+    """The audit key of an event whose id another source's entry holds: the first 8 bytes of the
+    SHA-256 of ``source``, NUL, ``event_id``, as a signed 64-bit integer.
+
+    No event can take it first: an event id is a string, and a number is neither equal to a string
+    on MongoDB nor the same JSON text in FerretDB's ``_id`` index (where an ObjectId and its hex
+    string are one key). A document key would be an odd type for FerretDB's typed indexes, which
+    turns every sorted read of the whole log into a full sort
+    (scripts/patches/ferretdb-v1.24.2-sqlite-typed-keys.patch)."""
+    return Int64(int.from_bytes(hashlib.sha256(f"{source}\0{event_id}".encode()).digest()[:8], "big", signed=True))
 
 
 def _source(entry: dict[str, Any]) -> str | None:
