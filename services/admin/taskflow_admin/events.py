@@ -3,8 +3,7 @@
 Admin emits no events. ``handle_<event>`` keeps the users and tasks read models (newest
 snapshot wins, so order and duplicates do not matter) and records one audit entry per event
 (keyed by the event id, or by source and id where another source's entry holds the id, so a
-redelivery adds nothing). The audit entry keeps the event's data,
-which is what a rebuild replays.
+redelivery adds nothing). The audit entry keeps the event's data, which is what a rebuild replays.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from taskflow_common.events.consumer import PROCESSED
-from taskflow_common.events.envelope import OWNERS
+from taskflow_common.events.envelope import owner
 from taskflow_common.mongo import Indexes
 from taskflow_common.projections import DUPLICATE_KEY, apply_all_if_newer, apply_if_newer
 
@@ -313,4 +313,4 @@ def _source(entry: dict[str, Any]) -> str | None:
     """The source of an audited event: its entry's ``source``, or for an entry recorded before
     entries kept it (2026-12-04), its type's owner, the only source admin's consumer accepts a
     type from (:func:`taskflow_common.events.envelope.forged`)."""
-    return entry.get("source") or OWNERS.get(entry["type"].partition(".")[0])
+    return entry.get("source") or owner(entry["type"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Flask
@@ -68,7 +69,7 @@ def test_an_event_id_another_source_took_first_does_not_hide_the_event(admin_app
     or a hostile service pushing auth's event out of the log) leaves both audited, each once."""
     registered = new_event("user.registered", service="auth", subject="u1", data=user(1), actor_id="u1")
     sent = new_event("notification.sent", service="notify", subject="n1", data={"kind": "welcome", "channels": ["email"]})
-    sent = Event(registered.id, sent.type, sent.source, sent.subject, sent.time, sent.data)
+    sent = replace(sent, id=registered.id)
     for order in ([sent, registered, registered, sent], [registered, sent, sent, registered]):
         admin_app.extensions["taskflow.mongo"].db[AUDIT].drop()
         feed(admin_app, order)
@@ -89,7 +90,7 @@ def test_an_id_spelling_the_key_of_another_sources_event_does_not_hide_that_even
     registered = new_event("user.registered", service="auth", subject="u1", data=user(1), actor_id="u1")
     spellings = [registered.id, str(pair_key(registered.source, registered.id))]
     sent = new_event("notification.sent", service="notify", subject="n1", data={"kind": "welcome", "channels": ["email"]})
-    feed(admin_app, [Event(spelling, sent.type, sent.source, sent.subject, sent.time, sent.data) for spelling in spellings])
+    feed(admin_app, [replace(sent, id=spelling) for spelling in spellings])
     feed(admin_app, [registered, registered])
     assert sorted(entry["type"] for entry in read_models(admin_app)[AUDIT]) == ["notification.sent"] * 2 + ["user.registered"]
 
@@ -97,7 +98,7 @@ def test_an_id_spelling_the_key_of_another_sources_event_does_not_hide_that_even
 def test_an_actor_that_is_not_a_string_is_audited_without_one(admin_app: Flask) -> None:
     """A publisher's malformed ``actor_id`` (a number, an object) must not make the audit page fail."""
     sent = new_event("notification.sent", service="notify", subject="n1", data={"kind": "welcome", "channels": ["email"]})
-    feed(admin_app, [Event(sent.id, sent.type, sent.source, sent.subject, sent.time, {**sent.data, "actor_id": {"id": 5}})])
+    feed(admin_app, [replace(sent, data={**sent.data, "actor_id": {"id": 5}})])
     entries, _ = administration(admin_app).audit(type=None, actor_id=None, subject_id=None, since=None, skip=0, limit=20)
     assert [AuditEntry.model_validate(entry).actor_id for entry in entries] == [None]
 
@@ -108,7 +109,7 @@ def test_an_entry_recorded_before_entries_kept_their_source_is_told_by_its_type(
     db[AUDIT].insert_one({"_id": registered.id, "time": registered.time, "type": registered.type, "actor_id": "u1",
                           "subject_id": "u1", "summary": "registered", "trace_id": None, "data": registered.data})
     sent = new_event("notification.sent", service="notify", subject="n1", data={"kind": "welcome", "channels": ["email"]})
-    feed(admin_app, [registered, Event(registered.id, sent.type, sent.source, sent.subject, sent.time, sent.data)])
+    feed(admin_app, [registered, replace(sent, id=registered.id)])
     assert sorted(entry["type"] for entry in read_models(admin_app)[AUDIT]) == ["notification.sent", "user.registered"]
 
 

@@ -31,11 +31,17 @@ OWNERS = {"user": "taskflow/auth", "task": "taskflow/tasks", "notification": "ta
 ``source`` constants; tests/contract checks they agree)."""
 
 
+def owner(event_type: str) -> str | None:
+    """The one ``source`` events of ``event_type``'s catalog family come from (:data:`OWNERS`),
+    e.g. ``taskflow/auth`` for ``user.activated``; None outside the catalog's families."""
+    return OWNERS.get(event_type.partition(".")[0])
+
+
 def forged(event: Event) -> bool:
     """Whether ``event`` is of a catalog family (``user.*``, ``task.*``, ``notification.*``) but
     not from that family's owner: e.g. a ``user.activated`` that does not come from auth."""
-    owner = OWNERS.get(event.type.partition(".")[0])
-    return owner is not None and event.source != owner
+    expected = owner(event.type)
+    return expected is not None and event.source != expected
 
 
 class MalformedEvent(ValueError):
