@@ -89,8 +89,11 @@ def test_a_task_event_reusing_the_id_of_a_retried_user_event_does_not_make_admin
     tasks.publish(shadow)
     tasks.close()
     wait_for(lambda: effects(db).count(honest.id) == 2, timeout=20, what="both events applied, each once")
+    # Each record is written after its handler's effect: wait for both before comparing them.
+    wait_for(lambda: db[PROCESSED].count_documents({}) >= 2, timeout=20, what="both events recorded")
     keys = {record["_id"] for record in db[PROCESSED].find()}
     assert keys == {record_key(subscribers.ADMIN_READ_MODELS.queue, honest), record_key(subscribers.ADMIN_READ_MODELS.queue, shadow)}
+    assert effects(db).count(honest.id) == 2
 
 
 @pytest.mark.parametrize("copy", ["another body", "the same body"])
